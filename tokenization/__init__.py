@@ -1,0 +1,1 @@
+"""MIDI <-> Anticipatory Music Transformer tokens (numpy and symusic only: no torch here)."""
