@@ -35,3 +35,7 @@ class ModelError(AmtError):
 
 class GenerationError(AmtError):
     """A generation request that cannot be met: an empty span, an instrument not in the file, etc."""
+
+
+class ConfigError(AmtError):
+    """A training or evaluation configuration that is missing, malformed or inconsistent."""
