@@ -1,0 +1,123 @@
+"""The causal language model interface shared by the GPT and Mamba backbones."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Protocol, TypeVar
+
+import torch
+from torch import nn
+
+from amt.errors import ModelError
+from amt.models.config import ModelConfig
+
+StateT = TypeVar("StateT", bound="State")
+
+
+class State(Protocol):
+    """What a backbone carries between ``step`` calls (a KV cache, or convolution + SSM states)."""
+
+    length: int  # tokens consumed so far
+
+    def select(self: StateT, index: torch.Tensor) -> StateT:
+        """A new state holding the batch rows ``index`` (reorder, subset or repeat variations)."""
+        ...
+
+
+def check_input_ids(input_ids: torch.Tensor, vocab_size: int, batch_size: int | None = None) -> None:
+    """Raise ModelError unless ``input_ids`` is a ``[B, T]`` integer tensor, T >= 1, of tokens in the
+    vocabulary (and ``B == batch_size`` when given: the batch of a decoding state)."""
+    if input_ids.dim() != 2 or input_ids.shape[1] == 0 or input_ids.is_floating_point():
+        raise ModelError(f"input_ids must be a [batch, length >= 1] integer tensor, got {input_ids.dtype} "
+                         f"of shape {tuple(input_ids.shape)}")
+    if batch_size is not None and input_ids.shape[0] != batch_size:
+        raise ModelError(f"batch of {input_ids.shape[0]} sequences for a state of {batch_size}")
+    low, high = input_ids.min().item(), input_ids.max().item()
+    if low < 0 or high >= vocab_size:
+        raise ModelError(f"token {low if low < 0 else high} is outside the vocabulary of {vocab_size:,}")
+
+
+class CausalLM(nn.Module):
+    """A causal language model over the AMT vocabulary.
+
+    Subclasses implement ``hidden_states``, ``init_state`` and ``step``; the output layer is the (tied)
+    token embedding, exposed by ``output_weight`` so training can score a block of the vocabulary at a time.
+    """
+
+    config: ModelConfig
+    max_positions: int | None  # the longest sequence the model accepts; None when unbounded (Mamba)
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.vocab_size = config.vocab_size
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, T, V]`` for every position of ``input_ids`` ``[B, T]`` (causal)."""
+        return self.logits(self.hidden_states(input_ids))
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Apply the output layer to hidden states ``[..., D]``."""
+        return nn.functional.linear(hidden, self.output_weight())
+
+    def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Final hidden states ``[B, T, D]`` (after the last norm, before the output layer)."""
+        raise NotImplementedError
+
+    def output_weight(self) -> torch.Tensor:
+        """The output layer's weight ``[V, D]`` (tied to the token embedding)."""
+        raise NotImplementedError
+
+    def init_state(self, batch_size: int) -> State:
+        """An empty decoding state for ``batch_size`` sequences on the model's device and dtype."""
+        raise NotImplementedError
+
+    def step(self, input_ids: torch.Tensor, state: State, *, last_only: bool = False
+             ) -> tuple[torch.Tensor, State]:
+        """Consume ``T >= 1`` new tokens ``[B, T]`` after those ``state`` has seen.
+
+        Returns logits ``[B, T, V]`` (``[B, 1, V]`` for the last token only when ``last_only``, which saves
+        memory on a long prefill) and the updated state (updated in place where possible).
+        """
+        raise NotImplementedError
+
+    # Checkpoint conversion: the tensor names and layouts in model.safetensors may differ from state_dict().
+    def checkpoint_state_dict(self) -> dict[str, torch.Tensor]:
+        """The tensors to write to ``model.safetensors`` (names and layouts of the checkpoint format)."""
+        return dict(self.state_dict())
+
+    @classmethod
+    def state_dict_from_checkpoint(cls, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Map checkpoint tensors to ``state_dict()`` names and layouts; raises ModelError on conflicts."""
+        return tensors
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the parameters."""
+        return self.output_weight().device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of the parameters."""
+        return self.output_weight().dtype
+
+    def num_parameters(self) -> int:
+        """Number of distinct parameters (tied weights counted once)."""
+        return sum(p.numel() for p in self.parameters())
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """Write ``config.json`` and ``model.safetensors`` to the folder ``path`` (each file atomically)."""
+        from amt.models.loading import save_model
+
+        save_model(self, path)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, *, device: Any = None,
+                        dtype: torch.dtype | None = None) -> CausalLM:
+        """Load a model folder or Hub id (see ``load_model``); raises ModelError if it is another backbone."""
+        from amt.models.loading import load_model
+
+        model = load_model(name_or_path, device=device, dtype=dtype)
+        if not isinstance(model, cls):
+            raise ModelError(f"{name_or_path} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model

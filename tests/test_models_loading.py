@@ -1,0 +1,248 @@
+"""Model folders: Hugging Face GPT-2 compatibility (both directions) and clear errors for bad folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from amt.tokenization.vocab import CONTEXT_SIZE, VOCAB_SIZE
+from safetensors.torch import load_file, save_file
+
+import amt.models
+from amt.errors import ModelError
+from amt.models import GPT, GPTConfig, Mamba, create_model, load_model, resolve_model_name, tiny_config
+
+# shared/ sits beside the project root (CI too); /work/shared on the development machines.
+REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference"
+if not REFERENCE_DIR.is_dir():
+    REFERENCE_DIR = Path("/work/shared/reference")
+REFERENCE = REFERENCE_DIR / "bach_bwv66.6.packed-line0.txt"
+
+
+def reference_tokens() -> torch.Tensor:
+    """The first packed training line of a Bach chorale: 1,024 real AMT tokens."""
+    if not REFERENCE.exists():
+        pytest.skip(f"reference tokens not found ({REFERENCE})")
+    lines = [line for line in REFERENCE.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    tokens = np.array(" ".join(lines).split(), dtype=np.int64)
+    assert tokens.shape == (CONTEXT_SIZE,)
+    return torch.from_numpy(tokens)[None]
+
+
+@pytest.fixture(scope="module")
+def hf_model():
+    """A random ``transformers.GPT2LMHeadModel`` with the AMT configuration (small width and depth)."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(
+        vocab_size=VOCAB_SIZE, n_positions=CONTEXT_SIZE, n_embd=64, n_layer=2, n_head=4,
+        activation_function="gelu_new", layer_norm_epsilon=1e-5, scale_attn_by_inverse_layer_idx=True,
+        tie_word_embeddings=True, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+    )
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(config)
+    # GPT-2's init leaves biases at 0 and norms at 1, which would hide bias or norm bugs: perturb everything.
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    model.config._attn_implementation = "eager"  # the reference implementation of attention
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def hf_folder(hf_model, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("hf-gpt2")
+    hf_model.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def hf_logits(hf_model) -> torch.Tensor:
+    with torch.no_grad():
+        return hf_model(reference_tokens()).logits
+
+
+def test_hf_gpt2_folder_loads_with_identical_logits(hf_folder, hf_logits):
+    assert (hf_folder / "model.safetensors").exists() and not list(hf_folder.glob("*.bin"))
+    model = load_model(hf_folder)
+    assert isinstance(model, GPT) and model.config.scale_attn_by_inverse_layer_idx
+    tokens = reference_tokens()
+    with torch.no_grad():
+        logits = model(tokens)
+    assert logits.shape == (1, CONTEXT_SIZE, VOCAB_SIZE)
+    assert hf_logits.abs().max() > 1.0  # the comparison below is not between near-zero numbers
+    assert (logits - hf_logits).abs().max() < 1e-4
+
+
+def test_hf_gpt2_incremental_decoding_matches(hf_folder, hf_logits):
+    model = load_model(hf_folder)
+    tokens = reference_tokens()
+    prefill = 700
+    with torch.no_grad():
+        state = model.init_state(1)
+        logits, state = model.step(tokens[:, :prefill], state)
+        assert (logits - hf_logits[:, :prefill]).abs().max() < 1e-4
+        worst = 0.0
+        for t in range(prefill, CONTEXT_SIZE):
+            logits, state = model.step(tokens[:, t : t + 1], state)
+            worst = max(worst, (logits[:, 0] - hf_logits[:, t]).abs().max().item())
+    assert state.length == CONTEXT_SIZE
+    assert worst < 1e-4
+
+
+def test_inverse_layer_scaling_is_what_makes_logits_match(hf_folder, hf_logits):
+    """The comparison is sensitive: dropping the per-layer attention scaling changes the logits."""
+    model = load_model(hf_folder)
+    changed = GPT(GPTConfig.from_dict({**model.config.to_dict(), "scale_attn_by_inverse_layer_idx": False}))
+    changed.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        diff = (changed.eval()(reference_tokens()) - hf_logits).abs().max()
+    assert diff > 1e-2
+
+
+def test_our_gpt_folder_loads_in_transformers(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(1)
+    model = create_model(tiny_config("gpt2")).eval()
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["model_type"] == "gpt2" and config["architectures"] == ["GPT2LMHeadModel"]
+    hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    tokens = reference_tokens()[:, :300]
+    with torch.no_grad():
+        assert (hf(tokens).logits - model(tokens)).abs().max() < 1e-4
+
+
+def test_sharded_safetensors_folder_loads(hf_model, tmp_path, hf_logits):
+    hf_model.save_pretrained(tmp_path, safe_serialization=True, max_shard_size="5MB")
+    assert (tmp_path / "model.safetensors.index.json").exists()
+    assert len(list(tmp_path.glob("model-*.safetensors"))) > 1
+    with torch.no_grad():
+        logits = load_model(tmp_path)(reference_tokens()[:, :64])
+    assert (logits - hf_logits[:, :64]).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("backbone", ["gpt2", "mamba"])
+def test_save_load_round_trip(backbone, tmp_path):
+    torch.manual_seed(2)
+    model = create_model(tiny_config(backbone)).eval()
+    model.save_pretrained(tmp_path / "m")
+    assert not list((tmp_path / "m").glob(".*tmp"))  # no temporary files left behind
+    loaded = type(model).from_pretrained(tmp_path / "m")
+    assert type(loaded) is type(model) and loaded.config == model.config
+    tokens = reference_tokens()[:, :100]
+    with torch.no_grad():
+        assert torch.equal(loaded(tokens), model(tokens))
+
+
+def test_load_casts_dtype(tmp_path):
+    create_model(tiny_config("mamba")).save_pretrained(tmp_path)
+    model = load_model(tmp_path, dtype=torch.float64)
+    assert isinstance(model, Mamba) and model.dtype == torch.float64 and not model.training
+
+
+# Bad folders: every failure is a ModelError whose message names the problem.
+
+@pytest.fixture
+def saved(tmp_path) -> Path:
+    create_model(tiny_config("gpt2")).save_pretrained(tmp_path / "model")
+    return tmp_path / "model"
+
+
+def edit_config(folder: Path, **changes) -> None:
+    path = folder / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def test_wrong_vocabulary_is_refused(saved):
+    edit_config(saved, vocab_size=50257)
+    with pytest.raises(ModelError, match="vocabulary of 50,257"):
+        load_model(saved)
+
+
+def test_missing_weights_are_refused(saved):
+    (saved / "model.safetensors").unlink()
+    with pytest.raises(ModelError, match="missing weights"):
+        load_model(saved)
+
+
+def test_pickle_only_folder_is_refused_without_unpickling(saved):
+    (saved / "model.safetensors").unlink()
+    (saved / "pytorch_model.bin").write_bytes(b"not read: unpickling could run code")
+    with pytest.raises(ModelError, match=r"pytorch_model\.bin.*[Cc]onvert"):
+        load_model(saved)
+
+
+def test_missing_and_unexpected_tensors_are_named(saved):
+    tensors = load_file(saved / "model.safetensors")
+    tensors.pop("transformer.h.1.mlp.c_fc.bias")
+    tensors["transformer.h.9.extra"] = torch.zeros(1)
+    save_file(tensors, saved / "model.safetensors")
+    with pytest.raises(ModelError, match=r"missing tensors transformer\.h\.1\.mlp\.c_fc\.bias.*unexpected "
+                                         r"tensors transformer\.h\.9\.extra"):
+        load_model(saved)
+
+
+def test_wrong_shapes_are_named(saved):
+    edit_config(saved, n_embd=128)
+    with pytest.raises(ModelError, match=r"wrong shapes: transformer\.wte\.weight"):
+        load_model(saved)
+
+
+def test_corrupt_files_are_refused(saved):
+    (saved / "model.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(ModelError, match="not a readable safetensors file"):
+        load_model(saved)
+    (saved / "config.json").write_text("{not json")
+    with pytest.raises(ModelError, match="JSON"):
+        load_model(saved)
+
+
+def test_unknown_model_type_is_refused(saved):
+    edit_config(saved, model_type="llama")
+    with pytest.raises(ModelError, match="unsupported model_type 'llama'"):
+        load_model(saved)
+
+
+def test_missing_local_path_is_refused(tmp_path):
+    with pytest.raises(ModelError, match="no model folder"):
+        load_model(tmp_path / "absent" / "deeper" / "model")
+
+
+def test_unknown_hub_id_offline_names_it(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ModelError, match=r"'nobody-here/no-such-model'.*HF_HUB_OFFLINE"):
+        load_model("nobody-here/no-such-model")
+
+
+def test_hub_repo_without_safetensors_explains_conversion(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    snapshot = tmp_path / "snapshot"
+    create_model(tiny_config("gpt2")).save_pretrained(snapshot)
+    (snapshot / "model.safetensors").unlink()  # what the allow-list leaves of a pickle-only repo
+    asked = []
+
+    def fake_snapshot_download(repo_id, allow_patterns):
+        asked.append((repo_id, allow_patterns))
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    with pytest.raises(ModelError, match=r"'stanford-crfm/music-small-800k' has no safetensors.*Convert"):
+        load_model("stanford-crfm/music-small-800k")
+    assert asked and not any(p.endswith(".bin") for p in asked[0][1])  # pickles are never downloaded
+
+
+def test_default_model_resolution(tmp_path, monkeypatch):
+    assert resolve_model_name("some/model") == "some/model"
+    monkeypatch.setattr(amt.models, "DEFAULT_MODEL", tmp_path / "default")
+    with pytest.raises(ModelError, match="no built-in model is installed yet; pass --model"):
+        resolve_model_name(None)
+    create_model(tiny_config("gpt2")).save_pretrained(tmp_path / "default")
+    assert resolve_model_name(None) == str(tmp_path / "default")
