@@ -1,0 +1,45 @@
+"""Conditional generation with an anticipatory language model: accompany, infill, continue.
+
+    from amt.models import load_model
+    from amt.sampling import SamplingOptions, accompany
+    from amt.tokenization.midi import read_midi, write_midi
+
+    model = load_model("stanford-crfm/music-small-800k")
+    out = accompany(model, read_midi("song.mid"), keep_instruments=[0],
+                    options=SamplingOptions(seed=1, pitch_range=(36, 72)), variations=4)
+    piece = out[0].midi  # kept notes keep their tracks (and names); new parts get tracks of their own
+    write_midi("song-1.mid", piece.events, meta=piece.meta, velocities=piece.velocities, tracks=piece.tracks)
+
+``generate`` is the engine under the tasks: event prompt + anticipated controls in, new notes out.
+Names are imported on first use, so that ``amt.sampling.cli`` (imported by ``amt --help``) stays free
+of torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "SamplingOptions": "amt.sampling.options",
+    "Callback": "amt.sampling.sampler",
+    "generate": "amt.sampling.sampler",
+    "Generation": "amt.sampling.tasks",
+    "accompany": "amt.sampling.tasks",
+    "continue_piece": "amt.sampling.tasks",
+    "infill": "amt.sampling.tasks",
+}
+
+if TYPE_CHECKING:
+    from amt.sampling.options import SamplingOptions
+    from amt.sampling.sampler import Callback, generate
+    from amt.sampling.tasks import Generation, accompany, continue_piece, infill
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'amt.sampling' has no attribute {name!r}")
+
+
+__all__ = ["Callback", "Generation", "SamplingOptions", "accompany", "continue_piece", "generate", "infill"]

@@ -1,0 +1,160 @@
+"""Subcommands of the sampler: accompany, infill, continue.
+
+Registration imports nothing heavy; the handlers import torch, the model and the tasks when they run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from amt.errors import GenerationError
+
+TASK_SUFFIX = {"accompany": "accompanied", "infill": "infilled", "continue": "continued"}
+
+
+def _pitch_range(text: str) -> tuple[int, int]:
+    try:
+        low, high = (int(part) for part in text.split("-"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW-HIGH MIDI pitches such as 48-84, got {text!r}"
+                                         ) from None
+    return low, high
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", metavar="IN.mid", help="the MIDI file to work on")
+    parser.add_argument("--model", metavar="PATH_OR_HUB_ID",
+                        help="model folder or Hugging Face Hub id (default: the built-in model)")
+    parser.add_argument("--out", metavar="OUT.mid",
+                        help="output file (default: IN-TASK.mid in the current folder); with several "
+                        "variations OUT-1.mid, OUT-2.mid, ...")
+    parser.add_argument("--variations", type=int, default=1, metavar="K",
+                        help="how many different outputs to write (one batched run)")
+    parser.add_argument("--instruments", type=int, nargs="+", metavar="N",
+                        help="General MIDI programs new notes may use (0-127, 128 = drums); default any")
+    parser.add_argument("--pitch-range", type=_pitch_range, metavar="LO-HI",
+                        help="MIDI pitches new pitched notes may use, e.g. 48-84")
+    parser.add_argument("--max-instruments", type=int, default=16, metavar="N",
+                        help="most instruments in the output, kept ones included (default 16)")
+    parser.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
+    parser.add_argument("--seed", type=int, help="random seed: the same seed gives the same output")
+    parser.add_argument("--density", type=float, metavar="NOTES_PER_S",
+                        help="target number of new notes per second")
+    parser.add_argument("--polyphony", type=float, metavar="VOICES",
+                        help="target mean number of new notes sounding at once")
+    parser.add_argument("--candidates", type=int, default=1, metavar="C",
+                        help="samples per variation, the one closest to --density/--polyphony is kept")
+    parser.add_argument("--device", default="auto", help="torch device: auto (cuda when present), cpu, cuda")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add accompany, infill and continue to the ``amt`` parser."""
+    accompany = subparsers.add_parser(
+        "accompany", help="write new parts around the parts you keep",
+        description="Keep some instruments or tracks of IN.mid unchanged and replace everything else with "
+        "new music written around them (e.g. harmony under a melody).")
+    keep = accompany.add_mutually_exclusive_group(required=True)
+    keep.add_argument("--keep-instrument", type=int, nargs="+", metavar="N",
+                      help="General MIDI programs to keep (128 = drums)")
+    keep.add_argument("--keep-track", nargs="+", metavar="NAME", help="track names to keep")
+    _add_common(accompany)
+    accompany.set_defaults(func=_run)
+
+    infill = subparsers.add_parser(
+        "infill", help="rewrite a span, keeping the music around it",
+        description="Replace the notes that start inside a span of IN.mid with new ones that lead from the "
+        "music before the span into the music after it.")
+    infill.add_argument("--start", type=float, metavar="S", help="span start in seconds")
+    infill.add_argument("--end", type=float, metavar="E", help="span end in seconds")
+    infill.add_argument("--start-bar", type=float, metavar="BAR",
+                        help="first bar of the span (bars count from 1, using the file's meter)")
+    infill.add_argument("--end-bar", type=float, metavar="BAR", help="last bar of the span (included)")
+    _add_common(infill)
+    infill.set_defaults(func=_run)
+
+    cont = subparsers.add_parser(
+        "continue", help="add music after the end of a piece",
+        description="Write SECONDS of new music that continues IN.mid after its last note.")
+    cont.add_argument("--seconds", type=float, required=True, help="how many seconds to add")
+    _add_common(cont)
+    cont.set_defaults(func=_run)
+
+
+def _output_paths(args: argparse.Namespace) -> list[Path]:
+    if args.variations < 1:
+        raise GenerationError(f"--variations must be at least 1, got {args.variations}")
+    out = Path(args.out) if args.out else Path(f"{Path(args.input).stem}-{TASK_SUFFIX[args.command]}.mid")
+    if not out.parent.is_dir():
+        raise GenerationError(f"output folder {out.parent} does not exist")
+    if args.variations == 1:
+        return [out]
+    return [out.with_name(f"{out.stem}-{k}{out.suffix or '.mid'}") for k in range(1, args.variations + 1)]
+
+
+def _span(args: argparse.Namespace, meta) -> tuple[float, float]:
+    """The infill span in seconds, from --start/--end or from --start-bar/--end-bar (end bar included)."""
+    seconds, bars = (args.start, args.end), (args.start_bar, args.end_bar)
+    if all(v is not None for v in seconds) and all(v is None for v in bars):
+        return seconds
+    if all(v is not None for v in bars) and all(v is None for v in seconds):
+        if args.start_bar < 1 or args.end_bar < args.start_bar:
+            raise GenerationError(f"bars count from 1 and the end bar must not precede the start bar, got "
+                                  f"{args.start_bar:g}-{args.end_bar:g}")
+        return meta.bar_to_seconds(args.start_bar), meta.bar_to_seconds(args.end_bar + 1)
+    raise GenerationError("give the span as --start and --end (seconds) or as --start-bar and --end-bar")
+
+
+def _write_all(paths: list[Path], generations) -> None:
+    """Write every output or none: all are encoded and written to temporary files before any is renamed."""
+    from amt.fileio import atomic_paths
+    from amt.tokenization.midi import events_to_midi_bytes
+
+    files = [events_to_midi_bytes(g.midi.events, meta=g.midi.meta, velocities=g.midi.velocities,
+                                  tracks=g.midi.tracks)
+             for g in generations]
+    with atomic_paths(paths) as temporary:
+        for tmp, data in zip(temporary, files, strict=True):
+            tmp.write_bytes(data)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from amt.models import load_model, resolve_model_name
+    from amt.sampling.options import SamplingOptions
+    from amt.sampling.tasks import accompany, continue_piece, infill
+    from amt.tokenization.midi import read_midi
+
+    options = SamplingOptions(
+        top_p=args.top_p, temperature=args.temperature, seed=args.seed, instruments=args.instruments,
+        pitch_range=args.pitch_range, max_instruments=args.max_instruments, density=args.density,
+        polyphony=args.polyphony, candidates=args.candidates)
+    options.validate()
+    paths = _output_paths(args)
+    midi = read_midi(args.input)
+    if args.command == "infill":
+        start, end = _span(args, midi.meta)
+        task, task_args = infill, {"start": start, "end": end}
+    elif args.command == "continue":
+        task, task_args = continue_piece, {"seconds": args.seconds}
+    else:
+        task = accompany
+        task_args = {"keep_instruments": args.keep_instrument, "keep_tracks": args.keep_track}
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    model = load_model(resolve_model_name(args.model), device=device)
+
+    progress = [0.0] * args.variations
+    with tqdm(total=100, unit="%", desc=args.command, disable=None, leave=False) as bar:
+        def report(variation: int, event, fraction: float) -> None:
+            progress[variation] = max(progress[variation], fraction)
+            bar.update(round(100 * sum(progress) / len(progress)) - bar.n)
+
+        generations = task(model, midi, options=options, variations=args.variations, callback=report,
+                           **task_args)
+    _write_all(paths, generations)
+    for path, generation in zip(paths, generations, strict=True):
+        print(f"{path}: {int(generation.generated.sum())} new notes, {len(generation.midi.events)} in all")
+    return 0

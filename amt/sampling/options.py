@@ -1,0 +1,70 @@
+"""What a user can ask of the sampler: randomness, constraints on new notes and attribute targets."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from amt.errors import GenerationError
+from amt.tokenization.vocab import DRUMS, MAX_INSTR, MAX_PITCH
+
+
+@dataclass
+class SamplingOptions:
+    """Options of one generation request; every constraint applies to new notes only.
+
+    - ``top_p``: nucleus sampling, draw from the smallest set of likeliest tokens holding this much mass.
+    - ``temperature``: divides the logits; below 1 is more conservative, above 1 more adventurous.
+    - ``seed``: seeds a ``torch.Generator``; the same seed, model and input give the same output.
+    - ``instruments``: General MIDI programs new notes may use (128 = drums); None allows any.
+    - ``pitch_range``: inclusive (low, high) MIDI pitches for new pitched notes (drums are exempt).
+    - ``max_instruments``: the output (kept + new notes) uses at most this many instruments; 16 matches
+      the 16 MIDI channels. REST is not an instrument.
+    - ``density``: target new notes per second. Decoding keeps the count of new notes within about a
+      second's worth of notes (at least 4) of ``density`` x elapsed time: a note that would run ahead of the
+      budget must wait (its onset is pushed later), and when the count falls behind, the next onset may not
+      be later than where the budget catches up and REST is not allowed.
+    - ``polyphony``: target mean number of new notes sounding at once (the time average). Decoding caps the
+      new notes sounding at once at ``ceil(1.5 x polyphony)``: an onset waits until a voice is free.
+    - ``candidates``: samples per variation, generated in the same batch; the one closest to the density and
+      polyphony targets is kept (needs a target).
+    """
+
+    top_p: float = 0.95
+    temperature: float = 1.0
+    seed: int | None = None
+    instruments: Sequence[int] | None = None
+    pitch_range: tuple[int, int] | None = None
+    max_instruments: int = 16
+    density: float | None = None
+    polyphony: float | None = None
+    candidates: int = 1
+
+    def validate(self) -> None:
+        """Raise GenerationError naming the first option out of range."""
+        if not 0.0 < self.top_p <= 1.0:
+            raise GenerationError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not (self.temperature > 0.0 and math.isfinite(self.temperature)):
+            raise GenerationError(f"temperature must be a positive number, got {self.temperature}")
+        if self.instruments is not None:
+            if len(self.instruments) == 0:
+                raise GenerationError("instruments is empty: give at least one instrument, or None for any")
+            bad = [i for i in self.instruments if not 0 <= int(i) < MAX_INSTR]
+            if bad:
+                raise GenerationError(f"instruments must be 0..{MAX_INSTR - 1} ({DRUMS} = drums), got {bad}")
+        if self.pitch_range is not None:
+            low, high = self.pitch_range
+            if not 0 <= low <= high < MAX_PITCH:
+                raise GenerationError(f"pitch_range must be LOW-HIGH with 0 <= LOW <= HIGH <= "
+                                      f"{MAX_PITCH - 1}, got {low}-{high}")
+        if not 1 <= self.max_instruments <= MAX_INSTR:
+            raise GenerationError(f"max_instruments must be 1..{MAX_INSTR}, got {self.max_instruments}")
+        for name in ("density", "polyphony"):
+            value = getattr(self, name)
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise GenerationError(f"{name} must be a positive number, got {value}")
+        if self.candidates < 1:
+            raise GenerationError(f"candidates must be at least 1, got {self.candidates}")
+        if self.candidates > 1 and self.density is None and self.polyphony is None:
+            raise GenerationError("candidates > 1 ranks samples by density or polyphony: give a target")

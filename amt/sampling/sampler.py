@@ -1,0 +1,434 @@
+"""Anticipatory generation: sample events with a causal LM while controls are fed ``DELTA`` ahead of time.
+
+The sequence the model reads is a flag (``ANTICIPATE`` when there are controls, else ``AUTOREGRESS``) and
+then triples: events (time, duration, note) and controls (the same, shifted by ``CONTROL_OFFSET``). A
+control sounding at time ``c`` enters the sequence right after the first event whose onset reaches
+``c - DELTA``; during generation, as soon as the newest event's onset passes that point, the pending
+controls are fed (teacher-forced) before the next event is sampled.
+
+Decoding is batched and lockstep: every row (variation or candidate) consumes one token per model step,
+either sampled or forced, so all rows sit at the same position of a triple and the KV cache (or Mamba state)
+advances for the whole batch at once. Rows that finish leave the batch (``state.select``).
+
+The window: time tokens are relative to the sequence start and must stay below ``MAX_TIME``, and a GPT has
+``max_positions`` tokens. When either would overflow, every row keeps a suffix of whole triples (plus the
+controls it was fed that have not sounded yet), times are re-based so the window starts at 0, and the
+cache is re-filled once with the shortened sequences; decoding then continues one token at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from amt.errors import GenerationError
+from amt.models.base import CausalLM
+from amt.sampling import attributes
+from amt.sampling.masks import (
+    BLOCKS,
+    DURATION_POSITION,
+    NOTE_POSITION,
+    TIME_POSITION,
+    note_filter,
+    note_mask,
+    range_mask,
+    sample,
+)
+from amt.sampling.options import SamplingOptions
+from amt.tokenization import ops
+from amt.tokenization.vocab import (
+    ANTICIPATE,
+    ATIME_OFFSET,
+    AUTOREGRESS,
+    CONTROL_OFFSET,
+    DELTA,
+    DUR_OFFSET,
+    EVENT_SIZE,
+    MAX_DUR,
+    MAX_INSTR,
+    MAX_PITCH,
+    MAX_TIME,
+    NOTE_OFFSET,
+    REST,
+    REST_INTERVAL,
+    TIME_OFFSET,
+    TIME_RESOLUTION,
+    VOCAB_SIZE,
+)
+
+Callback = Callable[[int, np.ndarray, float], None]
+"""``callback(variation, event, progress)``: a new note (absolute-tick event tokens) and progress 0..1."""
+
+TIME_LIMIT = MAX_TIME - DELTA
+"""Sampled onsets stay below this relative time, so every control fed later still has a valid time token."""
+HEADROOM = 10 * TIME_RESOLUTION
+"""The window slides once the newest onset comes within this many ticks of ``TIME_LIMIT``."""
+KEEP_SPAN = TIME_LIMIT // 2
+"""After a slide a window reaches at most this far back in time from the newest onset."""
+MAX_EVENTS_PER_SECOND = 100
+"""A row stops after this many events per second of the span: a guard against a model that never moves on."""
+
+
+def window_size(model: torch.nn.Module, window: int | None = None) -> int | None:
+    """Tokens of context used: ``window`` capped by the model's ``max_positions``; None when unbounded."""
+    limit = getattr(model, "max_positions", None)
+    if window is not None:
+        if window < 1 + 2 * EVENT_SIZE:
+            raise GenerationError(f"a window of {window} tokens is too short (at least {1 + 2 * EVENT_SIZE})")
+        limit = window if limit is None else min(limit, window)
+    return limit
+
+
+def control_limit(window: int | None) -> int | None:
+    """Most controls that may sound within any ``DELTA`` interval: they must all fit in the window at once,
+    with room left for the events around them."""
+    if window is None:
+        return None
+    triples = (window - 1) // EVENT_SIZE
+    return triples - max(2, triples // 8)
+
+
+def _check_events(events: np.ndarray, name: str, *, control: bool) -> np.ndarray:
+    events = np.asarray(events, dtype=np.int64).reshape(-1, EVENT_SIZE)
+    offset = CONTROL_OFFSET if control else 0
+    note = events[:, 2] - offset
+    dur = events[:, 1] - offset - DUR_OFFSET
+    time = events[:, 0] - offset - TIME_OFFSET
+    if len(events) and ((time < 0).any() or (dur < 0).any() or (dur >= MAX_DUR).any()
+                        or (note < NOTE_OFFSET).any() or (note > REST - (1 if control else 0)).any()):
+        kind = "control (CONTROL_OFFSET + event)" if control else "event"
+        raise GenerationError(f"{name} must hold {kind} token triples with absolute times")
+    order = np.argsort(time, kind="stable")
+    return events[order]
+
+
+def _triple_times(triples: np.ndarray) -> np.ndarray:
+    """Absolute onset ticks of event and control triples."""
+    is_control = triples[:, 2] >= CONTROL_OFFSET
+    return triples[:, 0] - np.where(is_control, ATIME_OFFSET, TIME_OFFSET)
+
+
+def check_control_density(control_times: np.ndarray, window: int | None) -> None:
+    """Raise GenerationError when more controls sound within ``DELTA`` than the window can hold."""
+    limit = control_limit(window)
+    if limit is None or len(control_times) <= limit:
+        return
+    # Controls sounding in [c, c + DELTA] for each control c (the times are sorted).
+    ahead = np.searchsorted(control_times, control_times + DELTA, side="right")
+    ahead -= np.arange(len(control_times))
+    worst = int(ahead.max())
+    if worst > limit:
+        at = control_times[int(ahead.argmax())] / TIME_RESOLUTION
+        raise GenerationError(
+            f"{worst} kept notes sound within {DELTA // TIME_RESOLUTION} s (from {at:.2f} s), more than the "
+            f"{limit} the model's {window}-token window can hold: keep fewer notes or a shorter passage"
+        )
+
+
+class _Decoder:
+    """Lockstep batched decoding of ``rows`` sequences sharing a prompt and a control stream."""
+
+    def __init__(self, model: CausalLM, *, prompt: np.ndarray, controls: np.ndarray, fed: int, start: int,
+                 end: int, options: SamplingOptions, rows: int, callback: Callback | None, window: int | None,
+                 present_instruments: np.ndarray):
+        self.model, self.options, self.start, self.end = model, options, start, end
+        self.window, self.callback = window, callback
+        self.device = next(model.parameters()).device
+        self.controls = controls
+        self.control_times = _triple_times(controls) if len(controls) else np.zeros(0, dtype=np.int64)
+        self.flag = ANTICIPATE if len(controls) else AUTOREGRESS
+        self.generator = torch.Generator(device=self.device)
+        if options.seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(options.seed)
+        self.allowed_notes = note_filter(options.instruments, options.pitch_range, self.device)
+        self.max_events = int(MAX_EVENTS_PER_SECOND * (end - start) / TIME_RESOLUTION) + 64
+        self.poly_cap = attributes.polyphony_cap(options.polyphony) if options.polyphony else None
+
+        prompt_events = prompt[prompt[:, 2] < CONTROL_OFFSET]
+        now = int(_triple_times(prompt_events).max()) if len(prompt_events) else 0
+        self.row_id = np.arange(rows)
+        self.windows = [prompt.copy() for _ in range(rows)]
+        self.now = np.full(rows, now, dtype=np.int64)
+        self.base = np.zeros(rows, dtype=np.int64)
+        self.next_control = np.full(rows, fed, dtype=np.int64)
+        self.counts = np.zeros(rows, dtype=np.int64)  # sampled events (RESTs included)
+        self.notes = np.zeros(rows, dtype=np.int64)
+        self.used = np.tile(present_instruments, (rows, 1))
+        self.note_ends: list[list[int]] = [[] for _ in range(rows)]
+        self.generated: list[list[np.ndarray]] = [[] for _ in range(rows)]
+        self.finished: dict[int, list[np.ndarray]] = {}
+        self.state = None
+        self.logits = None
+        capacity = None if window is None else (window - 1) // EVENT_SIZE
+        self._refill(None if capacity is None else capacity * 3 // 4)
+
+    # -- the window ---------------------------------------------------------------------------------------
+    def _refill(self, keep: int | None) -> None:
+        """Shorten every row's window to ``keep`` triples (or what the time range allows), re-base its times
+        and re-fill the model state with the new sequences."""
+        rows = len(self.windows)
+        plans = []
+        for r in range(rows):
+            triples, now = self.windows[r], int(self.now[r])
+            times = _triple_times(triples)
+            # Controls fed but not yet sounded stay: the model must not forget what is coming.
+            must = (triples[:, 2] >= CONTROL_OFFSET) & (times > now)
+            old = np.flatnonzero(times < now - KEEP_SPAN)
+            in_span = len(triples) - (int(old[-1]) + 1 if len(old) else 0)
+            plans.append((must, in_span))
+        # Rows must keep the same number of triples (one batched prefill, same positions).
+        target = min(int(must.sum()) + int((~must[len(must) - span:]).sum()) for must, span in plans)
+        if keep is not None:
+            target = min(target, keep)
+        target = max(target, max(int(must.sum()) for must, _ in plans))
+        for r, (must, _) in enumerate(plans):
+            triples = self.windows[r]
+            # Take the shortest suffix that, with the must-keep controls before it, gives `target` triples.
+            extra = np.cumsum(~must[::-1])  # triples a suffix of length j adds beyond the must-keep ones
+            j = int(np.searchsorted(extra, target - int(must.sum()))) + 1 if target > must.sum() else 0
+            kept = must.copy()
+            if j:
+                kept[len(kept) - j:] = True
+            triples = triples[kept]
+            times = _triple_times(triples)
+            frontier = max(int(self.now[r]), self.start)
+            base = int(min(times.min(), frontier)) if len(times) else frontier
+            if frontier - base > TIME_LIMIT - HEADROOM or (len(times) and times.max() - base >= MAX_TIME):
+                raise GenerationError("the kept notes around the generation point span more time than the "
+                                      "model's window can hold: keep fewer notes")
+            self.windows[r], self.base[r] = triples, base
+        self._prefill()
+
+    def _prefill(self) -> None:
+        """Feed the flag and every row's window to a fresh model state."""
+        rows = len(self.windows)
+        tokens = np.full((rows, 1 + EVENT_SIZE * len(self.windows[0])), self.flag, dtype=np.int64)
+        for r, triples in enumerate(self.windows):
+            relative = triples.copy()
+            relative[:, 0] -= self.base[r]
+            tokens[r, 1:] = relative.reshape(-1)
+        # Rows often share their window (all of them at the start): run each distinct one once.
+        distinct, copies = np.unique(tokens, axis=0, return_inverse=True)
+        if len(distinct) == rows:
+            distinct = tokens
+        state = self.model.init_state(len(distinct))
+        logits, state = self.model.step(torch.from_numpy(distinct).to(self.device), state, last_only=True)
+        self.state, self.logits = state, logits[:, -1]
+        if len(distinct) < rows:
+            index = torch.from_numpy(copies.reshape(-1)).to(self.device)
+            self.state, self.logits = state.select(index), self.logits[index]
+
+    def _needs_slide(self) -> bool:
+        length = 1 + EVENT_SIZE * len(self.windows[0])
+        if self.window is not None and length + EVENT_SIZE > self.window:
+            return True
+        frontier = np.maximum(self.now, self.start) - self.base
+        return bool((frontier > TIME_LIMIT - HEADROOM).any())
+
+    # -- decoding -----------------------------------------------------------------------------------------
+    def _forcing(self) -> np.ndarray:
+        pending = self.next_control < len(self.controls)
+        due = np.zeros(len(self.now), dtype=bool)
+        due[pending] = self.control_times[self.next_control[pending]] - DELTA <= self.now[pending]
+        return due
+
+    def _time_bounds(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Absolute onset range ``[low, high]`` of the next event of each row, and whether the attribute
+        targets ask the row to wait (emit a REST) because no onset in that range meets them."""
+        low = np.maximum(self.now, self.start)
+        # The training data never leaves more than REST_INTERVAL between onsets (silences are padded with
+        # RESTs), so neither does the sampler; an onset at or after `end` means the row is done.
+        high = np.minimum(low + REST_INTERVAL, self.base + TIME_LIMIT - 1)
+        soft_low, soft_high = low.copy(), high.copy()
+        density = self.options.density
+        for r in range(len(low)):
+            if density:
+                earliest, latest = attributes.density_bounds(density, int(self.notes[r]), self.start)
+                soft_low[r], soft_high[r] = max(soft_low[r], earliest), min(soft_high[r], latest)
+            if self.poly_cap:
+                earliest = attributes.polyphony_earliest(self.note_ends[r], self.poly_cap)
+                if earliest is not None:
+                    soft_low[r] = max(soft_low[r], earliest)
+        wait = soft_low > high
+        # A falling-behind bound that cannot be met yields to the hard range.
+        ok = soft_low <= soft_high
+        return np.where(ok, soft_low, low), np.where(ok, soft_high, high), wait
+
+    def _step(self, tokens: np.ndarray) -> None:
+        ids = torch.from_numpy(tokens).to(self.device)[:, None]
+        logits, self.state = self.model.step(ids, self.state)
+        self.logits = logits[:, -1]
+
+    def _sample(self, position: int, mask: torch.Tensor) -> np.ndarray:
+        first, size = BLOCKS[position]
+        drawn = sample(self.logits[:, first:first + size], mask, temperature=self.options.temperature,
+                       top_p=self.options.top_p, generator=self.generator)
+        return drawn.cpu().numpy() + first
+
+    def _keep_rows(self, keep: np.ndarray) -> None:
+        for r in np.flatnonzero(~keep):
+            self.finished[int(self.row_id[r])] = self.generated[r]
+        index = np.flatnonzero(keep)
+        if not len(index):
+            self.row_id = self.row_id[index]
+            return
+        self.state = self.state.select(torch.from_numpy(index).to(self.device))
+        self.logits = self.logits[torch.from_numpy(index).to(self.logits.device)]
+        for name in ("row_id", "now", "base", "next_control", "counts", "notes", "used"):
+            setattr(self, name, getattr(self, name)[index])
+        for name in ("windows", "note_ends", "generated"):
+            setattr(self, name, [getattr(self, name)[i] for i in index])
+
+    def run(self) -> list[np.ndarray]:
+        """Decode until every row has sampled an onset at or after ``end``; new events per row."""
+        while len(self.row_id):
+            if self._needs_slide():
+                capacity = None if self.window is None else (self.window - 1) // EVENT_SIZE
+                self._refill(None if capacity is None else capacity // 2)
+            forcing = self._forcing()
+            control = self.controls[np.where(forcing, self.next_control, 0)] if len(self.controls) else None
+
+            low, high, wait = self._time_bounds()
+            mask = range_mask(torch.from_numpy(low - self.base).to(self.device),
+                              torch.from_numpy(high - self.base).to(self.device), MAX_TIME)
+            time_token = self._sample(TIME_POSITION, mask)
+            onset = time_token - TIME_OFFSET + self.base
+            done = ~forcing & ((onset >= self.end) | (self.counts >= self.max_events))
+            if done.any():
+                keep = ~done
+                self._keep_rows(keep)
+                forcing, onset, time_token, wait = forcing[keep], onset[keep], time_token[keep], wait[keep]
+                control = control[keep] if control is not None else None
+                if not len(self.row_id):
+                    break
+            if forcing.any():
+                time_token = np.where(forcing, control[:, 0] - self.base, time_token)
+            self._step(time_token)
+
+            rows = len(self.row_id)
+            dur_token = self._sample(DURATION_POSITION, torch.ones(rows, MAX_DUR, dtype=torch.bool,
+                                                                   device=self.device))
+            if forcing.any():
+                dur_token = np.where(forcing, control[:, 1], dur_token)
+            self._step(dur_token)
+
+            note_token = self._sample(NOTE_POSITION, self._note_mask(onset, dur_token - DUR_OFFSET, wait))
+            if forcing.any():
+                note_token = np.where(forcing, control[:, 2], note_token)
+            self._step(note_token)
+            self._record(forcing, onset, time_token, dur_token, note_token, control)
+        return [np.asarray(self.finished[r], dtype=np.int64).reshape(-1, EVENT_SIZE)
+                for r in sorted(self.finished)]
+
+    def _note_mask(self, onset: np.ndarray, duration: np.ndarray, wait: np.ndarray) -> torch.Tensor:
+        rows = len(onset)
+        room = self.used.sum(axis=1) < self.options.max_instruments
+        instrument_ok = self.used | room[:, None]
+        rest_ok = np.ones(rows, dtype=bool)
+        density = self.options.density
+        if density:
+            rest_ok = np.array([not attributes.density_behind(density, int(n), self.start, int(t))
+                                for n, t in zip(self.notes, onset, strict=True)])
+        # A zero duration only makes sense for REST (that is how the tokenizer pads silences).
+        note_ok = (duration > 0) & ~wait
+        return note_mask(self.allowed_notes, torch.from_numpy(instrument_ok).to(self.device),
+                         torch.from_numpy(rest_ok).to(self.device), torch.from_numpy(note_ok).to(self.device))
+
+    def _record(self, forcing, onset, time_token, dur_token, note_token, control) -> None:
+        for r in range(len(self.row_id)):
+            if forcing[r]:
+                triple = control[r]
+                self.next_control[r] += 1
+            else:
+                triple = np.array([TIME_OFFSET + onset[r], dur_token[r], note_token[r]], dtype=np.int64)
+                self.now[r] = onset[r]
+                self.counts[r] += 1
+                if note_token[r] != REST:
+                    note = int(note_token[r]) - NOTE_OFFSET
+                    self.used[r, note // MAX_PITCH] = True
+                    self.notes[r] += 1
+                    end = int(onset[r]) + int(dur_token[r]) - DUR_OFFSET
+                    self.note_ends[r] = [e for e in self.note_ends[r] if e > onset[r]] + [end]
+                    self.generated[r].append(triple)
+                    if self.callback is not None:
+                        progress = min(max((onset[r] - self.start) / (self.end - self.start), 0.0), 1.0)
+                        self.callback(int(self.row_id[r]), triple.copy(), float(progress))
+            self.windows[r] = np.vstack([self.windows[r], triple[None]])
+
+
+def generate(model: CausalLM, *, history: np.ndarray, controls: np.ndarray, start_time: int, end_time: int,
+             options: SamplingOptions | None = None, variations: int = 1, callback: Callback | None = None,
+             window: int | None = None) -> list[np.ndarray]:
+    """Sample new notes in ``[start_time, end_time)`` (ticks) given a prompt and anticipated controls.
+
+    ``history``: event tokens (absolute ticks) before ``start_time``, the prompt. ``controls``: control tokens
+    (``CONTROL_OFFSET`` + events, absolute ticks), fed ``DELTA`` ahead of their onsets. Returns, per
+    variation, the new notes as an ``(N, 3)`` event array in absolute ticks (ordered by onset; the RESTs the
+    model uses to mark silence are dropped). ``variations`` are one batched run (``options.candidates``
+    samples each, the closest to the attribute targets kept). ``callback(variation, event, progress)`` is
+    called for every new note as it is sampled (with candidates, once the winners are known). ``window``
+    caps the tokens of context (default: the model's ``max_positions``).
+    """
+    options = options or SamplingOptions()
+    options.validate()
+    if getattr(model, "vocab_size", VOCAB_SIZE) != VOCAB_SIZE:
+        raise GenerationError(f"the model has {model.vocab_size} tokens, not the AMT vocabulary's "
+                              f"{VOCAB_SIZE}")
+    if variations < 1:
+        raise GenerationError(f"variations must be at least 1, got {variations}")
+    if not 0 <= start_time < end_time:
+        raise GenerationError(f"empty generation span: start {start_time} and end {end_time} ticks")
+    history = _check_events(history, "history", control=False)
+    controls = _check_events(controls, "controls", control=True)
+    if len(history) and int(history[-1, 0]) - TIME_OFFSET > start_time:
+        raise GenerationError("history events must start before start_time")
+    # A control is fed DELTA before it sounds, after an onset below end_time: later ones are never read.
+    controls = controls[_triple_times(controls) < end_time + DELTA]
+    window = window_size(model, window)
+    check_control_density(_triple_times(controls), window)
+
+    prompt = ops.pad(history, start_time)
+    sequence, pending = ops.interleave(prompt, controls, DELTA)
+    sequence = np.asarray(sequence, dtype=np.int64).reshape(-1, EVENT_SIZE)
+    kept = np.concatenate([history[:, 2], controls[:, 2] - CONTROL_OFFSET]) - NOTE_OFFSET
+    kept = kept[kept < REST - NOTE_OFFSET]
+    present = np.zeros(MAX_INSTR, dtype=bool)
+    present[np.unique(kept // MAX_PITCH)] = True
+    if options.instruments is not None and present.sum() >= options.max_instruments \
+            and not present[list(options.instruments)].any():
+        raise GenerationError(
+            f"the music already uses {int(present.sum())} instruments (max_instruments "
+            f"{options.max_instruments}) and none of the requested ones: no new note could be written"
+        )
+
+    candidates = options.candidates
+    live = callback if candidates == 1 else None
+    decoder = _Decoder(model, prompt=sequence, controls=controls, fed=len(controls) - len(pending),
+                       start=start_time, end=end_time, options=options, rows=variations * candidates,
+                       callback=live, window=window, present_instruments=present)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            rows = decoder.run()
+    finally:
+        model.train(was_training)
+    if candidates == 1:
+        return rows
+    chosen = []
+    for v in range(variations):
+        group = rows[v * candidates:(v + 1) * candidates]
+        scores = [attributes.distance(g, start_time, end_time, options.density, options.polyphony)
+                  for g in group]
+        best = group[int(np.argmin(scores))]
+        chosen.append(best)
+        if callback is not None:
+            for event in best:
+                progress = (int(event[0]) - TIME_OFFSET - start_time) / (end_time - start_time)
+                callback(v, event.copy(), float(min(max(progress, 0.0), 1.0)))
+    return chosen
+

@@ -1,0 +1,391 @@
+"""The sampler's promises: token masks, time order, constraints, seeds, the sliding window, callbacks.
+
+A tiny randomly initialised model stands in for a trained one: the promises below are structural and hold
+whatever the weights are. A spy on ``model.step`` checks the exact sequences the model reads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from amt.errors import GenerationError
+from amt.models import create_model, tiny_config
+from amt.sampling import SamplingOptions, attributes, generate
+from amt.sampling.masks import REST_INDEX, note_filter, note_mask, range_mask, sample
+from amt.tokenization.vocab import (
+    ANTICIPATE,
+    ATIME_OFFSET,
+    AUTOREGRESS,
+    CONTROL_OFFSET,
+    DELTA,
+    DRUMS,
+    DUR_OFFSET,
+    MAX_DUR,
+    MAX_INSTR,
+    MAX_NOTE,
+    MAX_PITCH,
+    MAX_TIME,
+    NOTE_OFFSET,
+    REST,
+    REST_INTERVAL,
+    SPECIAL_OFFSET,
+    TIME_OFFSET,
+    VOCAB_SIZE,
+)
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return create_model(tiny_config())
+
+
+def events(*triples) -> np.ndarray:
+    """Event tokens from (onset ticks, duration ticks, instrument, pitch)."""
+    rows = [(TIME_OFFSET + t, DUR_OFFSET + d, NOTE_OFFSET + MAX_PITCH * i + p) for t, d, i, p in triples]
+    return np.array(rows, dtype=np.int64).reshape(-1, 3)
+
+
+def melody(start: int, stop: int, step: int = 50, instrument: int = 0) -> np.ndarray:
+    return events(*[(t, 40, instrument, 60 + (t // step) % 12) for t in range(start, stop, step)])
+
+
+def onsets(e: np.ndarray) -> np.ndarray:
+    return e[:, 0] - TIME_OFFSET
+
+
+class Spy:
+    """Records the token stream of batch row 0 as the model reads it (prefills start a new window)."""
+
+    def __init__(self, model):
+        self.model, self.windows = model, []
+        step = model.step
+
+        def spy(ids, state, **kwargs):
+            if ids.shape[1] > 1 or state.length == 0:
+                self.windows.append([])
+            self.windows[-1].extend(ids[0].tolist())
+            return step(ids, state, **kwargs)
+
+        model.step = spy
+
+    def close(self):
+        del self.model.step
+
+
+@pytest.fixture
+def spy(model):
+    s = Spy(model)
+    yield s
+    s.close()
+
+
+def check_window(tokens: list[int], window: int | None = None) -> None:
+    """A window is a flag and well-formed triples; event times never go backwards."""
+    assert tokens[0] in (ANTICIPATE, AUTOREGRESS)
+    if window is not None:
+        assert len(tokens) <= window
+    body = tokens[1:]
+    complete = np.array(body[: len(body) // 3 * 3]).reshape(-1, 3)
+    last = -1
+    for time, dur, note in complete:
+        if note >= CONTROL_OFFSET:
+            assert ATIME_OFFSET <= time < ATIME_OFFSET + MAX_TIME and note < SPECIAL_OFFSET
+            assert CONTROL_OFFSET + DUR_OFFSET <= dur < CONTROL_OFFSET + DUR_OFFSET + MAX_DUR
+        else:
+            assert TIME_OFFSET <= time < TIME_OFFSET + MAX_TIME
+            assert DUR_OFFSET <= dur < DUR_OFFSET + MAX_DUR
+            assert NOTE_OFFSET <= note <= REST
+            assert time >= last, "event onsets went backwards"
+            last = time
+
+
+# -- masks and the sampling rule -----------------------------------------------------------------------------
+
+def test_note_filter_applies_instruments_and_pitch_range_but_spares_drums_and_rest():
+    allowed = note_filter([0, DRUMS], (60, 62))
+    assert allowed.shape == (MAX_NOTE + 1,) and allowed[REST_INDEX]
+    notes = set(torch.nonzero(allowed[:MAX_NOTE]).flatten().tolist())
+    assert notes == {60, 61, 62} | {DRUMS * MAX_PITCH + p for p in range(MAX_PITCH)}
+    with pytest.raises(GenerationError):
+        note_filter([MAX_INSTR], None)
+
+
+def test_note_mask_budget_and_rest_rules():
+    allowed = note_filter(None, None)
+    instrument_ok = torch.zeros(3, MAX_INSTR, dtype=torch.bool)
+    instrument_ok[:, 5] = True
+    rest_ok = torch.tensor([True, False, False])
+    note_ok = torch.tensor([True, True, False])
+    mask = note_mask(allowed, instrument_ok, rest_ok, note_ok)
+    # Row 0: instrument 5 and REST (which sits where instrument MAX_INSTR would start).
+    assert set((torch.nonzero(mask[0]).flatten() // MAX_PITCH).tolist()) == {5, MAX_INSTR}
+    assert not mask[1, REST_INDEX] and mask[1].sum() == MAX_PITCH
+    assert mask[2].tolist() == [False] * MAX_NOTE + [True]  # nothing allowed falls back to REST
+
+
+def test_sample_respects_mask_and_nucleus():
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.tensor([[5.0, 4.0, 0.0, 10.0]]).repeat(200, 1)
+    mask = torch.tensor([True, True, True, False]).repeat(200, 1)
+    drawn = sample(logits, mask, temperature=1.0, top_p=1.0, generator=generator)
+    assert set(drawn.tolist()) <= {0, 1, 2} and 3 not in drawn.tolist()
+    assert set(drawn.tolist()) >= {0, 1}
+    # Token 0 holds 73% of the mass: a 0.5 nucleus is token 0 alone.
+    assert set(sample(logits, mask, temperature=1.0, top_p=0.5, generator=generator).tolist()) == {0}
+    low = torch.tensor([3, 3])
+    mask = range_mask(low, torch.tensor([5, 3]), 8)
+    assert mask.tolist() == [[False] * 3 + [True] * 3 + [False] * 2, [False] * 3 + [True] + [False] * 4]
+
+
+# -- a model that wants everything forbidden -----------------------------------------------------------------
+
+class AdversarialState:
+    def __init__(self, batch):
+        self.batch, self.length = batch, 0
+
+    def select(self, index):
+        state = AdversarialState(len(index))
+        state.length = self.length
+        return state
+
+
+class AdversarialLM(torch.nn.Module):
+    """Puts its highest logits on REST, controls, special tokens and time 0 (which would go backwards)."""
+
+    max_positions = 1024
+    vocab_size = VOCAB_SIZE
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        bias = torch.zeros(VOCAB_SIZE)
+        bias[REST] = bias[CONTROL_OFFSET:] = 50.0
+        bias[TIME_OFFSET] = 40.0  # time 0
+        bias[DUR_OFFSET] = 30.0  # duration 0 (REST-like)
+        self.bias = bias
+
+    def init_state(self, batch_size):
+        return AdversarialState(batch_size)
+
+    def step(self, ids, state, last_only=False):
+        state.length += ids.shape[1]
+        T = 1 if last_only else ids.shape[1]
+        return self.bias.expand(ids.shape[0], T, VOCAB_SIZE).clone(), state
+
+
+def test_masks_never_let_forbidden_tokens_through():
+    history = melody(0, 500)
+    out = generate(AdversarialLM(), history=history, controls=np.zeros((0, 3), np.int64), start_time=500,
+                   end_time=800, options=SamplingOptions(seed=0, top_p=1.0), variations=2)
+    # Drawn where it is allowed, REST won every note position: no note came out, and nothing went wrong.
+    assert all(len(o) == 0 for o in out)
+    # With REST excluded by a duration > 0 every note position must draw a real note from the note block.
+    model = AdversarialLM()
+    model.bias[DUR_OFFSET] = 0.0
+    model.bias[DUR_OFFSET + 7] = 30.0
+    model.bias[REST] = 0.0
+    out = generate(model, history=history, controls=np.zeros((0, 3), np.int64), start_time=500, end_time=800,
+                   options=SamplingOptions(seed=0, top_p=1.0))
+    (new,) = out
+    assert len(new) > 0
+    assert (onsets(new) >= 500).all() and (onsets(new) < 800).all()
+    assert (np.diff(onsets(new)) >= 0).all()
+    assert (new[:, 1] == DUR_OFFSET + 7).all()
+    assert ((new[:, 2] >= NOTE_OFFSET) & (new[:, 2] < REST)).all()
+
+
+# -- generation with a tiny model ----------------------------------------------------------------------------
+
+def test_generation_is_well_formed_and_inside_the_span(model, spy):
+    history = melody(0, 600)
+    controls = melody(900, 1400, instrument=40) + CONTROL_OFFSET
+    (new,) = generate(model, history=history, controls=controls, start_time=600, end_time=1000,
+                      options=SamplingOptions(seed=1))
+    assert len(new) > 0
+    assert (onsets(new) >= 600).all() and (onsets(new) < 1000).all()
+    assert (np.diff(onsets(new)) >= 0).all()
+    assert (new[:, 2] != REST).all()
+    assert len(spy.windows) == 1
+    check_window(spy.windows[0])
+    tokens = spy.windows[0]
+    assert tokens[0] == ANTICIPATE
+    # Controls enter after the first event whose onset reaches their time - DELTA.
+    triples = np.array(tokens[1 : 1 + (len(tokens) - 1) // 3 * 3]).reshape(-1, 3)
+    for i in np.flatnonzero(triples[:, 2] >= CONTROL_OFFSET):
+        control_time = triples[i, 0] - ATIME_OFFSET
+        previous = [t for t, _, n in triples[:i] if n < CONTROL_OFFSET]
+        assert previous and previous[-1] - TIME_OFFSET >= control_time - DELTA
+
+
+def test_controls_at_time_zero_come_through(model, spy):
+    controls = events((0, 50, 40, 60), (0, 50, 40, 64), (30, 50, 40, 67)) + CONTROL_OFFSET
+    generate(model, history=np.zeros((0, 3), np.int64), controls=controls, start_time=0, end_time=200,
+             options=SamplingOptions(seed=0))
+    tokens = spy.windows[0]
+    assert tokens[0] == ANTICIPATE
+    assert tokens[1:10] == controls.reshape(-1).tolist()
+
+
+def test_no_controls_means_autoregress_flag(model, spy):
+    generate(model, history=melody(0, 300), controls=np.zeros((0, 3), np.int64), start_time=300, end_time=400,
+             options=SamplingOptions(seed=0))
+    assert spy.windows[0][0] == AUTOREGRESS
+
+
+def test_same_seed_same_output_and_variations_differ(model):
+    kwargs = dict(history=melody(0, 500), controls=melody(600, 900, instrument=40) + CONTROL_OFFSET,
+                  start_time=500, end_time=800, variations=3)
+    first = generate(model, options=SamplingOptions(seed=7), **kwargs)
+    again = generate(model, options=SamplingOptions(seed=7), **kwargs)
+    assert len(first) == 3
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not np.array_equal(first[0], first[1]) and not np.array_equal(first[1], first[2])
+    other = generate(model, options=SamplingOptions(seed=8), **kwargs)
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+def test_instruments_and_pitch_range_are_obeyed(model):
+    options = SamplingOptions(seed=3, instruments=[0, DRUMS], pitch_range=(60, 64))
+    out = generate(model, history=melody(0, 300, instrument=40), controls=np.zeros((0, 3), np.int64),
+                   start_time=300, end_time=1000, options=options, variations=2)
+    new = np.concatenate(out)
+    assert len(new) > 10
+    instrument, pitch = (new[:, 2] - NOTE_OFFSET) // MAX_PITCH, (new[:, 2] - NOTE_OFFSET) % MAX_PITCH
+    assert set(instrument.tolist()) <= {0, DRUMS}
+    assert ((pitch[instrument != DRUMS] >= 60) & (pitch[instrument != DRUMS] <= 64)).all()
+
+
+def test_instrument_budget_counts_kept_instruments_but_not_rest(model):
+    # The history has instrument 0 and REST padding: with a budget of 2, one new instrument is allowed.
+    options = SamplingOptions(seed=0, instruments=[0, 5, 6], max_instruments=2)
+    history = np.concatenate([melody(0, 200), np.array([[TIME_OFFSET + 300, DUR_OFFSET, REST]])])
+    out = generate(model, history=history, controls=np.zeros((0, 3), np.int64), start_time=400, end_time=1200,
+                   options=options, variations=3)
+    for new in out:
+        used = set(((new[:, 2] - NOTE_OFFSET) // MAX_PITCH).tolist())
+        assert len(used | {0}) <= 2
+    assert any(used - {0} for used in (set(((n[:, 2] - NOTE_OFFSET) // MAX_PITCH).tolist()) for n in out))
+    with pytest.raises(GenerationError, match="instruments"):
+        generate(model, history=melody(0, 200), controls=np.zeros((0, 3), np.int64), start_time=200,
+                 end_time=300, options=SamplingOptions(instruments=[5], max_instruments=1))
+
+
+def test_window_slides_with_a_short_window(model, spy):
+    history = melody(0, 2000, step=25)  # 80 events: more than a 64-token window holds
+    controls = melody(2300, 4000, step=100, instrument=40) + CONTROL_OFFSET
+    (new,) = generate(model, history=history, controls=controls, start_time=2000, end_time=3500,
+                      options=SamplingOptions(seed=2), window=64)
+    assert len(spy.windows) >= 3  # the first prefill and at least two slides
+    for tokens in spy.windows:
+        check_window(tokens, window=64)
+    for tokens in spy.windows[1:]:
+        # A slide keeps whole triples and re-bases them: the window starts at time 0 again.
+        triples = np.array(tokens[1 : 1 + (len(tokens) - 1) // 3 * 3]).reshape(-1, 3)
+        times = triples[:, 0] - np.where(triples[:, 2] >= CONTROL_OFFSET, ATIME_OFFSET, TIME_OFFSET)
+        assert len(triples) >= 8 and times.min() == 0
+    assert (onsets(new) >= 2000).all() and (onsets(new) < 3500).all()
+    assert (np.diff(onsets(new)) >= 0).all()
+
+
+def test_long_pieces_rebase_times_below_max_time(model, spy):
+    # 150 s of history: relative times must be re-based to stay valid tokens.
+    history = melody(0, 15_000, step=500)
+    (new,) = generate(model, history=history, controls=np.zeros((0, 3), np.int64), start_time=15_000,
+                      end_time=15_300, options=SamplingOptions(seed=0))
+    assert (onsets(new) >= 15_000).all()
+    for tokens in spy.windows:
+        check_window(tokens)
+
+
+def test_time_slides_during_generation():
+    # A model that always jumps as far as allowed (1 s) and plays REST: 150 s of sequence cross the 100 s
+    # range of time tokens, so the window must be re-based while generating.
+    lm = AdversarialLM()
+    lm.bias[:MAX_TIME] = torch.arange(MAX_TIME, dtype=torch.float32)
+    spy = Spy(lm)
+    (new,) = generate(lm, history=melody(0, 200), controls=np.zeros((0, 3), np.int64), start_time=200,
+                      end_time=15_000, options=SamplingOptions(seed=0, top_p=0.5))
+    assert len(new) == 0  # only RESTs were drawn
+    assert len(spy.windows) >= 2
+    for tokens in spy.windows:
+        check_window(tokens)
+    # Every step advanced the onset by exactly REST_INTERVAL, also across re-based windows.
+    for tokens in spy.windows[1:]:
+        triples = np.array(tokens[1 : 1 + (len(tokens) - 1) // 3 * 3]).reshape(-1, 3)
+        assert (triples[:, 2] == REST).all() and (np.diff(triples[:, 0]) == REST_INTERVAL).all()
+        assert triples[0, 0] == TIME_OFFSET
+
+
+def test_callback_once_per_new_note(model):
+    calls = []
+    out = generate(model, history=melody(0, 300), controls=np.zeros((0, 3), np.int64), start_time=300,
+                   end_time=900, options=SamplingOptions(seed=4), variations=2,
+                   callback=lambda v, e, p: calls.append((v, e.tolist(), p)))
+    for v, new in enumerate(out):
+        mine = [c for c in calls if c[0] == v]
+        assert [e for _, e, _ in mine] == new.tolist()
+        progress = [p for _, _, p in mine]
+        assert progress == sorted(progress) and all(0 <= p <= 1 for p in progress)
+
+
+def test_density_and_polyphony_targets_bound_the_new_notes(model):
+    history = melody(0, 300)
+    unconstrained = generate(model, history=history, controls=np.zeros((0, 3), np.int64), start_time=300,
+                             end_time=1300, options=SamplingOptions(seed=5), variations=2)
+    sparse = generate(model, history=history, controls=np.zeros((0, 3), np.int64), start_time=300,
+                      end_time=1300, options=SamplingOptions(seed=5, density=0.5, polyphony=1.0),
+                      variations=2)
+    for new in sparse:
+        assert len(new) <= 0.5 * 10 + attributes.density_slack(0.5)
+        starts, ends = onsets(new), onsets(new) + new[:, 1] - DUR_OFFSET
+        sounding = [int(((starts <= t) & (ends > t)).sum()) for t in starts]
+        assert max(sounding, default=0) <= attributes.polyphony_cap(1.0)
+    assert sum(map(len, unconstrained)) > sum(map(len, sparse))
+
+
+def test_candidates_are_ranked_by_distance_to_targets(model):
+    options = SamplingOptions(seed=6, density=1.0, candidates=4)
+    out = generate(model, history=melody(0, 300), controls=np.zeros((0, 3), np.int64), start_time=300,
+                   end_time=800, options=options, variations=2)
+    assert len(out) == 2
+    new = events((0, 100, 0, 60), (100, 100, 0, 62))
+    assert attributes.measure(new, 0, 200) == (1.0, 1.0)
+    assert attributes.distance(new, 0, 200, 1.0, 1.0) == 0.0
+    assert attributes.distance(new, 0, 200, 4.0, None) > attributes.distance(new, 0, 200, 2.0, None)
+
+
+def test_too_many_controls_is_a_clear_error(model):
+    dense = events(*[(1000 + i, 10, 0, 40 + i % 40) for i in range(400)]) + CONTROL_OFFSET
+    with pytest.raises(GenerationError, match="within 5 s"):
+        generate(model, history=np.zeros((0, 3), np.int64), controls=dense, start_time=0, end_time=2000)
+
+
+@pytest.mark.parametrize("bad", [
+    dict(start_time=500, end_time=500),
+    dict(options=SamplingOptions(top_p=0.0)),
+    dict(options=SamplingOptions(temperature=0.0)),
+    dict(options=SamplingOptions(pitch_range=(80, 60))),
+    dict(options=SamplingOptions(instruments=[])),
+    dict(options=SamplingOptions(candidates=3)),
+    dict(variations=0),
+    dict(controls=melody(600, 700)),  # events where controls are expected
+])
+def test_bad_requests_raise_generation_error(model, bad):
+    kwargs = dict(history=melody(0, 500), controls=np.zeros((0, 3), np.int64), start_time=500, end_time=600)
+    kwargs.update(bad)
+    with pytest.raises(GenerationError):
+        generate(model, **kwargs)
+
+
+def test_mamba_generates_through_its_recurrent_state():
+    torch.manual_seed(0)
+    mamba = create_model(tiny_config("mamba"))
+    assert mamba.max_positions is None
+    out = generate(mamba, history=melody(0, 400), controls=melody(500, 900, instrument=40) + CONTROL_OFFSET,
+                   start_time=400, end_time=700, options=SamplingOptions(seed=0), variations=2)
+    assert len(out) == 2 and all(len(o) and (onsets(o) >= 400).all() and (onsets(o) < 700).all() for o in out)

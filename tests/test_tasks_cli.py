@@ -1,0 +1,231 @@
+"""The tasks (accompany, infill, continue) on real MIDI files, from the library and from the ``amt`` CLI.
+
+A tiny randomly initialised model writes the notes; what is checked is what the tasks promise whatever
+the weights: kept notes come back unchanged, new notes land where they were asked for, files are written
+completely or not at all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from amt.cli import main
+from amt.errors import GenerationError
+from amt.models import DEFAULT_MODEL, create_model, save_model, tiny_config
+from amt.sampling import Generation, SamplingOptions, accompany, continue_piece, infill
+from amt.tokenization.midi import MidiTokens, read_midi, write_midi
+from amt.tokenization.vocab import DUR_OFFSET, MAX_PITCH, NOTE_OFFSET, TIME_OFFSET
+
+torch.set_num_threads(1)
+REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+if not REFERENCE.is_dir():
+    REFERENCE = Path("/work/shared/reference")
+
+
+def clip(midi: MidiTokens, ticks: int) -> MidiTokens:
+    """The notes of ``midi`` that start in the first ``ticks``."""
+    keep = midi.events[:, 0] - TIME_OFFSET < ticks
+    return MidiTokens(midi.events[keep], midi.velocities[keep], midi.tracks[keep], midi.meta, midi.source)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return create_model(tiny_config())
+
+
+@pytest.fixture(scope="module")
+def quartet() -> MidiTokens:
+    return clip(read_midi(REFERENCE / "beethoven_opus18no1_movement1.mid"), 1200)
+
+
+@pytest.fixture(scope="module")
+def chorale() -> MidiTokens:
+    return clip(read_midi(REFERENCE / "bach_bwv66.6.mid"), 1250)
+
+
+def onsets(events: np.ndarray) -> np.ndarray:
+    return events[:, 0] - TIME_OFFSET
+
+
+def kept_part(generation: Generation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    old = ~generation.generated
+    midi = generation.midi
+    return midi.events[old], midi.velocities[old], midi.tracks[old]
+
+
+def new_part(generation: Generation) -> np.ndarray:
+    return generation.midi.events[generation.generated]
+
+
+def test_accompany_keeps_the_kept_instrument_unchanged(model, quartet):
+    out = accompany(model, quartet, keep_instruments=[40], options=SamplingOptions(seed=0), variations=2)
+    assert len(out) == 2
+    violin = (quartet.events[:, 2] - NOTE_OFFSET) // MAX_PITCH == 40
+    end = int((onsets(quartet.events) + quartet.events[:, 1] - DUR_OFFSET).max())
+    for generation in out:
+        events, velocities, tracks = kept_part(generation)
+        assert np.array_equal(events, quartet.events[violin])
+        assert np.array_equal(velocities, quartet.velocities[violin])
+        assert np.array_equal(tracks, quartet.tracks[violin])
+        new = new_part(generation)
+        assert len(new) > 0 and (onsets(new) >= 0).all() and (onsets(new) < end).all()
+        assert generation.midi.meta == quartet.meta
+        assert (np.diff(onsets(generation.midi.events)) >= 0).all()
+        # New notes take a velocity from the input's.
+        new_velocities = generation.midi.velocities[generation.generated]
+        assert new_velocities.min() >= quartet.velocities.min()
+        assert new_velocities.max() <= quartet.velocities.max()
+    assert not np.array_equal(new_part(out[0]), new_part(out[1]))
+
+
+def test_accompany_by_track_name_and_with_instrument_restriction(model, chorale):
+    options = SamplingOptions(seed=1, instruments=[33], pitch_range=(28, 55))
+    (generation,) = accompany(model, chorale, keep_tracks=["soprano"], options=options)
+    soprano = chorale.tracks == chorale.meta.track_names.index("Soprano")
+    assert np.array_equal(kept_part(generation)[0], chorale.events[soprano])
+    new = new_part(generation)
+    assert len(new) > 0
+    assert set(((new[:, 2] - NOTE_OFFSET) // MAX_PITCH).tolist()) == {33}
+    pitches = (new[:, 2] - NOTE_OFFSET) % MAX_PITCH
+    assert pitches.min() >= 28 and pitches.max() <= 55
+
+
+def test_accompany_rejects_what_the_file_does_not_have(model, quartet, chorale):
+    with pytest.raises(GenerationError, match=r"\[40, 41, 42\]"):
+        accompany(model, quartet, keep_instruments=[0])
+    with pytest.raises(GenerationError, match="Soprano"):
+        accompany(model, chorale, keep_tracks=["Flute"])
+    with pytest.raises(GenerationError, match="one of the two"):
+        accompany(model, chorale)
+
+
+def test_new_notes_get_a_track_of_their_own_unless_they_extend_a_part(model, chorale):
+    (accompanied,) = accompany(model, chorale, keep_tracks=["Soprano"], options=SamplingOptions(seed=1))
+    assert (accompanied.midi.tracks[accompanied.generated] == -1).all()  # new parts, not the soprano's
+    # Every voice of the chorale is a piano: new piano notes join the voice with the most notes.
+    options = SamplingOptions(seed=3, instruments=[0])
+    (continued,) = continue_piece(model, chorale, seconds=2.0, options=options)
+    assert continued.generated.sum() > 0
+    assert (continued.midi.tracks[continued.generated] == np.bincount(chorale.tracks).argmax()).all()
+
+
+def test_infill_writes_only_inside_the_span(model, chorale):
+    out = infill(model, chorale, start=4.0, end=9.0, options=SamplingOptions(seed=2), variations=2)
+    outside = (onsets(chorale.events) < 400) | (onsets(chorale.events) >= 900)
+    for generation in out:
+        events, velocities, _ = kept_part(generation)
+        assert np.array_equal(events, chorale.events[outside])
+        assert np.array_equal(velocities, chorale.velocities[outside])
+        new = new_part(generation)
+        assert len(new) > 0 and (onsets(new) >= 400).all() and (onsets(new) < 900).all()
+
+
+@pytest.mark.parametrize(("start", "end", "message"), [
+    (5.0, 5.0, "empty span"), (7.0, 3.0, "empty span"), (13.0, 14.0, "beyond"), (2.0, 40.0, "beyond"),
+])
+def test_infill_rejects_bad_spans(model, chorale, start, end, message):
+    with pytest.raises(GenerationError, match=message):
+        infill(model, chorale, start=start, end=end)
+
+
+def test_continue_adds_music_after_the_end(model, chorale):
+    end = int((onsets(chorale.events) + chorale.events[:, 1] - DUR_OFFSET).max())
+    (generation,) = continue_piece(model, chorale, seconds=3.0, options=SamplingOptions(seed=3))
+    assert np.array_equal(kept_part(generation)[0], chorale.events)
+    new = new_part(generation)
+    assert len(new) > 0 and (onsets(new) >= end).all() and (onsets(new) < end + 300).all()
+    with pytest.raises(GenerationError):
+        continue_piece(model, chorale, seconds=0)
+
+
+# -- the command line ----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, model, chorale, quartet):
+    folder = tmp_path_factory.mktemp("cli")
+    save_model(model, folder / "model")
+    for name, midi in (("chorale", chorale), ("quartet", quartet)):
+        write_midi(folder / f"{name}.mid", midi.events, meta=midi.meta, velocities=midi.velocities,
+                   tracks=midi.tracks)
+    return folder
+
+
+def midi_files(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir() if p.suffix == ".mid" or ".tmp" in p.name}
+
+
+def test_cli_infill_by_bars_writes_one_file_per_variation(files, capsys):
+    out = files / "filled.mid"
+    rc = main(["infill", str(files / "chorale.mid"), "--start-bar", "2", "--end-bar", "3", "--model",
+               str(files / "model"), "--variations", "2", "--seed", "4", "--out", str(out)])
+    assert rc == 0
+    source = read_midi(files / "chorale.mid")
+    bar = 2.5  # 4/4 at 96 quarter notes per minute
+    outputs = [files / "filled-1.mid", files / "filled-2.mid"]
+    for path in outputs:
+        written = read_midi(path)
+        assert written.meta.tempos == source.meta.tempos
+        assert written.meta.time_signatures == source.meta.time_signatures
+        old = (onsets(source.events) < 100 * bar) | (onsets(source.events) >= 300 * bar)
+        inside = (onsets(written.events) >= 100 * bar) & (onsets(written.events) < 300 * bar)
+        assert len(written.events) - inside.sum() == old.sum()
+    assert str(outputs[0]) in capsys.readouterr().out
+
+
+def test_cli_accompany_and_continue(files):
+    assert main(["accompany", str(files / "quartet.mid"), "--keep-instrument", "40", "--instruments", "41",
+                 "42", "--model", str(files / "model"), "--seed", "5", "--out", str(files / "acc.mid")]) == 0
+    written, source = read_midi(files / "acc.mid"), read_midi(files / "quartet.mid")
+    violin = lambda e: e[(e[:, 2] - NOTE_OFFSET) // MAX_PITCH == 40]  # noqa: E731
+    assert np.array_equal(np.unique(violin(written.events), axis=0), np.unique(violin(source.events), axis=0))
+    assert main(["continue", str(files / "chorale.mid"), "--seconds", "2", "--model", str(files / "model"),
+                 "--density", "3", "--polyphony", "2", "--candidates", "2",
+                 "--out", str(files / "more.mid")]) == 0
+    assert len(read_midi(files / "more.mid").events) > len(read_midi(files / "chorale.mid").events)
+
+
+def test_cli_accompany_keeps_the_kept_track_and_its_name(files):
+    out = files / "soprano.mid"
+    assert main(["accompany", str(files / "chorale.mid"), "--keep-track", "Soprano", "--instruments", "33",
+                 "--model", str(files / "model"), "--seed", "6", "--out", str(out)]) == 0
+    source, written = read_midi(files / "chorale.mid"), read_midi(out)
+    assert source.meta.track_names[1:] == ("Soprano", "Alto", "Tenor", "Bass")
+    names = np.array(written.meta.track_names)[written.tracks]
+    soprano = source.tracks == source.meta.track_names.index("Soprano")
+    assert np.array_equal(written.events[names == "Soprano"], source.events[soprano])
+    assert np.array_equal(written.velocities[names == "Soprano"], source.velocities[soprano])
+    assert set(names.tolist()) == {"Soprano", "Electric Bass (finger)"}  # new notes: named after GM 33
+
+
+@pytest.mark.parametrize("args", [
+    ["accompany", "{dir}/quartet.mid", "--keep-instrument", "7"],
+    ["accompany", "{dir}/chorale.mid", "--keep-track", "Oboe"],
+    ["infill", "{dir}/chorale.mid", "--start", "3", "--end", "3"],
+    ["infill", "{dir}/chorale.mid", "--start", "30", "--end", "40"],
+    ["infill", "{dir}/chorale.mid", "--start", "3"],
+    ["continue", "{dir}/missing.mid", "--seconds", "2"],
+    ["continue", "{dir}/chorale.mid", "--seconds", "2", "--top-p", "1.5"],
+    ["continue", "{dir}/chorale.mid", "--seconds", "2", "--out", "{dir}/no/such/folder/x.mid"],
+])
+def test_cli_bad_input_is_an_error_and_writes_nothing(files, capsys, args):
+    before = midi_files(files)
+    argv = [a.format(dir=files) for a in args] + ["--model", str(files / "model"), "--variations", "2"]
+    if "--out" not in argv:
+        argv += ["--out", str(files / "bad.mid")]
+    assert main(argv) == 2
+    assert "error:" in capsys.readouterr().err
+    assert midi_files(files) == before
+
+
+def test_cli_model_errors_are_reported(files, capsys):
+    argv = ["continue", str(files / "chorale.mid"), "--seconds", "1", "--out", str(files / "m.mid")]
+    assert main([*argv, "--model", str(files / "nothing-here")]) == 2
+    if not (DEFAULT_MODEL / "config.json").is_file():
+        assert main(argv) == 2
+        assert "--model" in capsys.readouterr().err
+    assert not (files / "m.mid").exists()
