@@ -1,0 +1,127 @@
+"""The music21 corpus conversion: distinct programs per part, pickups, the split by work and melody."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from amt.errors import AmtError
+from amt.tokenization.corpus import read_split_file
+from amt.tokenization.midi import read_midi
+from amt.training.music21_corpus import (
+    SOURCES,
+    _assign_programs,
+    _program_from_name,
+    _role_from_name,
+    _voice_from_name,
+    assign_splits,
+    convert_file,
+    convert_music21_corpus,
+    corpus_root,
+    melody_key,
+    split_files,
+    work_id,
+)
+
+
+def test_voice_and_instrument_names():
+    names = ("Soprano", "Cantus", "Altus", "Tenor 2", "Bassus", "Quinto")
+    assert [_voice_from_name(n) for n in names] == ["soprano", "soprano", "alto", "tenor", "bass", None]
+    assert _program_from_name("Basso continuo") == 19  # an instrument, not the bass voice
+    assert _program_from_name("Violin II") == 40 and _program_from_name("Violoncello") == 42
+    assert _program_from_name("Viola") == 41 and _program_from_name("Horn 1") == 60
+    assert _program_from_name("Soprano") is None
+    # Vocal music: a voice named first is that voice whatever doubles it; continuo is an instrument.
+    assert _role_from_name("Soprano\rOboe 1,2\rViolin1", vocal=True) == ("soprano", 64)
+    assert _role_from_name("Bass\rContinuo", vocal=True) == ("bass", 67)
+    assert _role_from_name("Basso continuo", vocal=True) == ("instrument", 19)
+    assert _role_from_name("Horn 1", vocal=True) == ("instrument", 60)
+    assert _role_from_name("Quinto", vocal=True) is None
+    assert _role_from_name("Alto", vocal=False) is None  # instrumental music: no voices
+
+
+def test_programs_are_distinct_and_musical():
+    satb = [("soprano", 64), ("alto", 65), ("tenor", 66), ("bass", 67)]
+    assert _assign_programs(satb) == [64, 65, 66, 67]
+    # A chorale with a horn doubling a voice: the horn keeps its program, the voices theirs.
+    assert _assign_programs([("instrument", 60), *satb]) == [60, 64, 65, 66, 67]
+    # Palestrina's divided voices take the matching brass instrument.
+    divided = [("soprano", 64), ("soprano", 64), ("alto", 65), ("tenor", 66), ("tenor", 66), ("bass", 67)]
+    assert _assign_programs(divided) == [64, 56, 65, 66, 57, 67]
+    # A quartet: the second violin takes the fiddle, never the viola's program.
+    quartet = [("instrument", 40), ("instrument", 40), ("instrument", 41), ("instrument", 42)]
+    assert _assign_programs(quartet) == [40, 110, 41, 42]
+    six = [("soprano", 64), ("alto", 65), ("tenor", 66), ("tenor", 66), ("baritone", 57), ("bass", 67)]
+    assert len(set(_assign_programs(six))) == 6
+
+
+def test_melody_key_is_transposition_invariant():
+    tune = [67, 67, 69, 71, 72, 71, 69, 67]
+    assert melody_key(tune) == melody_key([p - 5 for p in tune]) == "+0 +2 +2 +1 -1 -2 -2"
+    assert melody_key(list(range(40)), 4) == "+1 +1 +1"
+
+
+def test_work_ids_group_movements_and_sections():
+    assert work_id(SOURCES["quartets"], "beethoven/opus18no1/movement2.mxl") == "beethoven/opus18no1"
+    assert work_id(SOURCES["palestrina"], "palestrina/Sanctus_rpt_02_b.krn") == "palestrina/Sanctus_02"
+    assert work_id(SOURCES["palestrina"], "palestrina/Credo_11.krn") == "palestrina/Credo_11"
+
+
+def _records(n: int, groups: int, source: str = "bach_chorales") -> list[dict]:
+    return [{"path": f"{source}/{i}.mid", "source": source, "group": f"melody:{i % groups}"}
+            for i in range(n)]
+
+
+def test_split_keeps_groups_together_and_is_deterministic():
+    records = _records(407, 299) + _records(200, 200, "palestrina")
+    splits = assign_splits(records)
+    by_group: dict[str, set[str]] = {}
+    for record in records:
+        by_group.setdefault(record["group"], set()).add(splits[record["path"]])
+    assert all(len(s) == 1 for s in by_group.values())
+    chorales = [splits[r["path"]] for r in records if r["source"] == "bach_chorales"]
+    assert chorales.count("test") >= 49 and chorales.count("valid") >= 20 and chorales.count("train") > 300
+    shuffled = records[:]
+    random.Random(0).shuffle(shuffled)
+    assert assign_splits(shuffled) == splits
+    small = _records(60, 60)
+    assert list(assign_splits(small).values()).count("test") == 40  # the chorale minimum
+
+
+def test_convert_chorales(tmp_path):
+    pytest.importorskip("music21")
+    manifest = convert_music21_corpus(tmp_path, ["bach_chorales"], limit=3, log=None)
+    files = manifest["files"]
+    assert [f["path"] for f in files] == ["bach_chorales/bwv1.6.mid", "bach_chorales/bwv10.7.mid",
+                                          "bach_chorales/bwv101.7.mid"]
+    assert manifest["summary"]["bach_chorales"]["files"] == 3 and not manifest["failed"]
+    for record in files:
+        midi = read_midi(tmp_path / record["path"])
+        programs = {p["name"]: p["program"] for p in record["parts"]}
+        assert {programs[v] for v in ("Soprano", "Alto", "Tenor", "Bass")} == {64, 65, 66, 67}
+        assert set(midi.instruments()) == set(programs.values())  # no empty part, one program each
+        assert record["group"].startswith("melody:") and record["seconds"] == pytest.approx(
+            midi.duration_seconds, abs=0.05)
+    assert {p["name"]: p["program"] for p in files[0]["parts"]}["Horn 2"] == 60
+    split = json.loads((tmp_path / "split.json").read_text())
+    assert sorted(p for paths in split.values() for p in paths) == sorted(f["path"] for f in files)
+    # The split file is the one `amt prepare --split-file` reads.
+    assert read_split_file(tmp_path / "split.json") == {
+        (tmp_path / f["path"]).resolve(): f["split"] for f in files}
+    found = [split_files(tmp_path, split) for split in ("train", "valid", "test")]
+    assert sorted(p for paths in found for p in paths) == [tmp_path / f["path"] for f in files]
+    with pytest.raises(AmtError, match="unknown music21 source"):
+        convert_music21_corpus(tmp_path, ["essen"])
+
+
+def test_pickup_bar_is_delayed_to_its_beat(tmp_path):
+    pytest.importorskip("music21")
+    root = corpus_root()
+    (record,) = convert_file(root / "bach" / "bwv66.6.mxl", SOURCES["bach_chorales"], tmp_path, root)
+    midi = read_midi(tmp_path / record["path"])
+    # BWV 66.6 opens with a one-beat pickup in 4/4: its first note sounds on beat 4 of an empty first bar.
+    first_onset = midi.meta.seconds_to_ticks(float(midi.events[0, 0]) / 100)
+    assert abs(first_onset - 3 * midi.meta.ticks_per_beat) <= 8  # 10 ms of rounding
+    assert midi.meta.time_signatures[0][1:] == (4, 4)

@@ -1,0 +1,210 @@
+"""Training end to end on CPU: the tiny config learns, resume is exact, checkpoints and configs behave.
+
+Uses a corpus prepared from the shared reference MIDI files. All four land in the "train" split (the split
+is a function of the file hash), so validation falls back to other windows of the training pieces.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from amt.cli import main
+from amt.errors import ConfigError
+from amt.models import load_model
+from amt.tokenization.corpus import Corpus, prepare_corpus
+from amt.tokenization.vocab import VOCAB_SIZE
+from amt.training import checkpoint as ckpt
+from amt.training.blocks import BLOCK_TOKENS, block_cross_entropy, target_blocks
+from amt.training.config import config_from_dict, load_config
+from amt.training.data import SequenceBuilder
+from amt.training.train import lr_at, parameter_groups, train
+
+CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+if not REFERENCE.is_dir():
+    REFERENCE = Path("/work/shared/reference")
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("corpus") / "reference"
+    prepare_corpus(sorted(REFERENCE.glob("*.mid")), out, workers=1, progress=False)
+    return out
+
+
+def tiny(corpus_dir: Path, out: Path, **train) -> object:
+    config = load_config(CONFIGS / "tiny.yaml")
+    config.data.corpus = str(corpus_dir)
+    config.train.out = str(out)
+    for key, value in train.items():
+        setattr(config.train, key, value)
+    return config
+
+
+def step_losses(out: Path) -> dict[int, float]:
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return {entry["step"]: entry["train/block_loss"] for entry in lines if "train/block_loss" in entry}
+
+
+def test_every_shipped_config_loads():
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        config = load_config(path)
+        config.model_config()
+        assert load_config(path.stem).to_dict() == config.to_dict()  # by name too
+    assert {p.stem for p in CONFIGS.glob("*.yaml")} >= {"tiny", "default", "amt-small", "amt-medium",
+                                                        "amt-large", "finetune"}
+
+
+@pytest.fixture(scope="module")
+def trained(corpus_dir, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    config = tiny(corpus_dir, out, steps=10, batch_size=2, eval_every=5, save_every=5, eval_sequences=2)
+    return out, train(config, progress=False)
+
+
+def test_tiny_config_trains_and_validation_loss_goes_down(trained):
+    out, summary = trained
+    losses = [entry["valid/loss"] for entry in summary["valid"]]
+    assert len(losses) == 2
+    assert losses[1] < losses[0] < math.log(VOCAB_SIZE)
+    assert summary["best_valid_loss"] == losses[1]
+    # The run folder: a loadable best model and the last checkpoints with optimizer state.
+    best = load_model(out / "best")
+    assert best.num_parameters() > 0
+    assert [p.name for p in ckpt.list_checkpoints(out)] == ["step-0000005", "step-0000010"]
+    last = ckpt.list_checkpoints(out)[-1]
+    assert (last / ckpt.OPTIMIZER_TENSORS).is_file() and (last / "model.safetensors").is_file()
+    assert ckpt.read_trainer_state(last)["step"] == 10
+    assert (out / "tensorboard").is_dir()
+
+
+def test_resume_continues_exactly(corpus_dir, tmp_path):
+    settings = dict(steps=4, batch_size=2, log_every=1, eval_every=4, save_every=2, eval_sequences=1)
+    whole = tmp_path / "whole"
+    train(tiny(corpus_dir, whole, **settings), progress=False)
+    split = tmp_path / "split"
+    train(tiny(corpus_dir, split, **settings), max_steps=2, progress=False)
+    assert [p.name for p in ckpt.list_checkpoints(split)] == ["step-0000002"]
+    train(tiny(corpus_dir, split, **settings), resume=True, progress=False)
+    a, b = step_losses(whole), step_losses(split)
+    assert sorted(b) == [1, 2, 3, 4]
+    for step in range(1, 5):
+        assert abs(a[step] - b[step]) <= 1e-6, (step, a[step], b[step])
+    wa = load_model(ckpt.step_folder(whole, 4)).state_dict()
+    wb = load_model(ckpt.step_folder(split, 4)).state_dict()
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+
+
+def test_init_starts_from_a_trained_model(trained, corpus_dir, tmp_path):
+    settings = dict(steps=1, batch_size=2, eval_every=1, save_every=1, log_every=1, eval_sequences=1)
+    scratch, tuned = tmp_path / "scratch", tmp_path / "tuned"
+    train(tiny(corpus_dir, scratch, **settings), progress=False)
+    train(tiny(corpus_dir, tuned, **settings), init=str(trained[0] / "best"), progress=False)
+    assert step_losses(tuned)[1] < step_losses(scratch)[1] - 0.5
+
+
+def test_block_loss_is_the_cross_entropy_renormalised_over_the_block(corpus_dir):
+    builder = SequenceBuilder(Corpus(corpus_dir), np.arange(4), seed=0)
+    tokens = torch.from_numpy(np.stack([builder.build(i) for i in range(2)]))
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    torch.manual_seed(0)
+    hidden, weight = torch.randn(2, inputs.shape[1], 8), torch.randn(VOCAB_SIZE, 8)
+    logits = (hidden @ weight.T).reshape(-1, VOCAB_SIZE)
+    blocks, flat_targets = target_blocks(inputs).reshape(-1), targets.reshape(-1)
+    # Reference: the full logits with every token outside the position's block masked to -inf.
+    allowed = torch.zeros(len(BLOCK_TOKENS), VOCAB_SIZE, dtype=torch.bool)
+    for block, block_tokens in enumerate(BLOCK_TOKENS):
+        allowed[block, block_tokens] = True
+    assert allowed[blocks, flat_targets].all(), "every target lies in the block predicted for its position"
+    masked = logits.masked_fill(~allowed[blocks], -math.inf)
+    expected = F.cross_entropy(masked, flat_targets)
+    got = block_cross_entropy(hidden, weight, inputs, targets)
+    assert torch.allclose(got, expected, rtol=1e-5)
+    assert got < F.cross_entropy(logits, flat_targets)
+    with pytest.raises(ValueError, match="outside"):
+        block_cross_entropy(hidden, weight, inputs, torch.roll(targets, 1, dims=1))
+
+
+def test_weight_decay_skips_norms_biases_and_embeddings():
+    from amt.models import create_model, tiny_config
+
+    model = create_model(tiny_config())
+    decay, no_decay = parameter_groups(model, 0.1)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert all(p.dim() == 2 and "wte" not in names[id(p)] and "wpe" not in names[id(p)]
+               for p in decay["params"])
+    assert any("ln_" in names[id(p)] for p in no_decay["params"])
+    assert any("wte" in names[id(p)] for p in no_decay["params"])
+    assert no_decay["weight_decay"] == 0.0
+
+
+def test_schedule_warms_up_then_decays():
+    config = config_from_dict({"optim": {"lr": 1.0, "min_lr": 0.1, "warmup_steps": 10},
+                               "train": {"steps": 110}})
+    lrs = [lr_at(s, config) for s in range(110)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(b <= a for a, b in itertools.pairwise(lrs[9:]))
+    assert lrs[-1] == pytest.approx(0.1, abs=1e-3)
+
+
+def test_optimizer_state_round_trips_without_pickle(tmp_path):
+    model = torch.nn.Linear(4, 3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model(torch.randn(5, 4)).sum().backward()
+    optimizer.step()
+    tensors, groups = ckpt.optimizer_to_files(optimizer)
+    json.dumps(groups)
+    restored = torch.optim.AdamW(torch.nn.Linear(4, 3).parameters(), lr=0.5)
+    restored.load_state_dict(ckpt.optimizer_from_files(tensors, json.loads(json.dumps(groups))))
+    before, after = optimizer.state_dict()["state"], restored.state_dict()["state"]
+    for a, b in zip(before.values(), after.values(), strict=True):
+        assert all(torch.equal(torch.as_tensor(a[k]), torch.as_tensor(b[k])) for k in a)
+    assert restored.param_groups[0]["lr"] == 0.1
+
+
+@pytest.mark.parametrize("text, message", [
+    ("train: {steps: 10, stepz: 3}", "unknown key(s) in train: stepz"),
+    ("train: {steps: ten}", "train.steps"),
+    ("optim: {lr: -1}", "lr"),
+    ("model: {model_type: gpt2, n_embed: 64}", "unknown model key(s) n_embed"),
+    ("model: {model_type: lstm}", "model_type"),
+    ("data: {corpus: 3}", "data.corpus"),
+    ("[1, 2]", "mapping"),
+    ("train: {steps: [", "not valid YAML"),
+])
+def test_bad_configs_raise_clear_errors(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=None) as error:
+        load_config(path)
+    assert message in str(error.value)
+
+
+def test_cli_reports_missing_config_and_corpus(tmp_path, capsys):
+    assert main(["train", "--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "training config not found" in capsys.readouterr().err
+    assert main(["train", "--config", str(CONFIGS / "tiny.yaml"), "--corpus", str(tmp_path / "none")]) == 2
+    assert "corpus folder not found" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["train", "--config", str(CONFIGS / "tiny.yaml"), "--corpus", str(tmp_path / "empty")]) == 2
+    assert "not a corpus folder" in capsys.readouterr().err
+
+
+def test_cli_trains_and_resumes(corpus_dir, tmp_path, capsys):
+    args = ["train", "--config", str(CONFIGS / "tiny.yaml"), "--corpus", str(corpus_dir),
+            "--out", str(tmp_path / "run"), "--steps", "1", "--no-progress"]
+    assert main(args) == 0
+    assert "trained to step 1" in capsys.readouterr().out
+    assert (tmp_path / "run" / "best" / "model.safetensors").is_file()
+    assert (tmp_path / "run" / "config.yaml").is_file()
+    # Resuming a finished run trains nothing more and says so.
+    assert main([*args, "--resume"]) == 0
+    assert "trained to step 1" in capsys.readouterr().out

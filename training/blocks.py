@@ -1,0 +1,119 @@
+"""The vocabulary block possible at each position of a sequence, and the cross-entropy over that block alone.
+
+A sequence is a flag followed by triples, so the position of a target in its triple and the triple's time
+token (already in the input) fix which tokens can come next:
+
+- a triple's first token: an event time, a control time, or a SEPARATOR (the ``TIME`` block);
+- after an event time: an event duration; after a control time: a control duration;
+- after an event duration: an event note or REST; after a control duration: a control note;
+- after a SEPARATOR: another SEPARATOR.
+
+Every token outside the block has probability zero under the grammar, so the model's full-vocabulary softmax
+spends most of its compute (55,028 columns) on impossible tokens. :func:`block_cross_entropy` instead scores
+each position against the rows of the output layer in its block (gathered from ``output_weight``), which is a
+proper cross-entropy of the model restricted to the grammar: the softmax is renormalised over the block,
+hence never above the full-vocabulary loss, and equal to it when the model puts no mass outside the block.
+It is a training objective only; evaluation always reports full-vocabulary numbers.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from amt.tokenization.vocab import (
+    ADUR_OFFSET,
+    ANOTE_OFFSET,
+    ATIME_OFFSET,
+    CONTROL_OFFSET,
+    DUR_OFFSET,
+    EVENT_SIZE,
+    MAX_DUR,
+    MAX_NOTE,
+    MAX_TIME,
+    NOTE_OFFSET,
+    REST,
+    SEPARATOR,
+    TIME_OFFSET,
+    VOCAB_SIZE,
+)
+
+TIME, EVENT_DURATION, CONTROL_DURATION, EVENT_NOTE, CONTROL_NOTE, SEPARATOR_BLOCK = range(6)
+BLOCK_NAMES = ("time", "event duration", "control duration", "event note", "control note", "separator")
+
+
+def _ranges(*spans: tuple[int, int]) -> torch.Tensor:
+    return torch.cat([torch.arange(start, stop) for start, stop in spans])
+
+
+BLOCK_TOKENS: tuple[torch.Tensor, ...] = (
+    _ranges((TIME_OFFSET, TIME_OFFSET + MAX_TIME), (ATIME_OFFSET, ATIME_OFFSET + MAX_TIME),
+            (SEPARATOR, SEPARATOR + 1)),
+    _ranges((DUR_OFFSET, DUR_OFFSET + MAX_DUR)),
+    _ranges((ADUR_OFFSET, ADUR_OFFSET + MAX_DUR)),
+    _ranges((NOTE_OFFSET, NOTE_OFFSET + MAX_NOTE), (REST, REST + 1)),
+    _ranges((ANOTE_OFFSET, ANOTE_OFFSET + MAX_NOTE)),
+    _ranges((SEPARATOR, SEPARATOR + 1)),
+)
+"""Vocabulary ids of each block, in the order of the block's logits."""
+
+
+def _local_index() -> torch.Tensor:
+    """``[len(BLOCK_TOKENS), VOCAB_SIZE]``: a token's column in each block's logits (-1 if not in it)."""
+    table = torch.full((len(BLOCK_TOKENS), VOCAB_SIZE), -1, dtype=torch.long)
+    for block, tokens in enumerate(BLOCK_TOKENS):
+        table[block, tokens] = torch.arange(len(tokens))
+    return table
+
+
+LOCAL_INDEX = _local_index()
+
+
+def target_blocks(input_ids: torch.Tensor) -> torch.Tensor:
+    """The block of each next token: ``[B, T]`` ids of a flag + triples sequence -> ``[B, T]`` block ids.
+
+    Position ``t`` holds the block of token ``t + 1`` (the last position's block assumes the sequence goes
+    on). Position 0 (the flag) predicts a time; positions inside a triple look back at its time token.
+    """
+    _, length = input_ids.shape
+    position = torch.arange(length, device=input_ids.device)
+    slot = position % EVENT_SIZE  # 0: flag or note -> a time next; 1: time -> duration; 2: duration -> note
+    # The time token of the triple the target belongs to: for slot 1 it is the input itself, for slot 2
+    # the input one step back.
+    time_token = torch.where(slot == 2, torch.roll(input_ids, 1, dims=1), input_ids)
+    is_control = (time_token >= CONTROL_OFFSET) & (time_token < SEPARATOR)
+    is_separator = time_token == SEPARATOR
+    blocks = torch.full_like(input_ids, TIME)
+    duration = slot == 1
+    note = slot == 2
+    blocks = torch.where(duration, torch.where(is_control, CONTROL_DURATION, EVENT_DURATION), blocks)
+    blocks = torch.where(note, torch.where(is_control, CONTROL_NOTE, EVENT_NOTE), blocks)
+    return torch.where((duration | note) & is_separator, SEPARATOR_BLOCK, blocks)
+
+
+def block_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, input_ids: torch.Tensor,
+                        targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy (nats per target token) over the vocabulary block possible at each position.
+
+    ``hidden`` ``[B, T, D]`` are the final hidden states for ``input_ids`` ``[B, T]``; ``weight`` ``[V, D]``
+    the output layer; ``targets`` ``[B, T]`` the next tokens. The mean runs over all ``B * T`` targets, the
+    same normalisation as the full-vocabulary loss. A target outside its block (a malformed sequence) raises
+    ValueError rather than being silently scored.
+    """
+    blocks = target_blocks(input_ids).reshape(-1)
+    hidden = hidden.reshape(-1, hidden.shape[-1])
+    targets = targets.reshape(-1)
+    local = LOCAL_INDEX.to(targets.device)
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for block, tokens in enumerate(BLOCK_TOKENS):
+        rows = (blocks == block).nonzero().squeeze(1)
+        if rows.numel() == 0:
+            continue
+        columns = local[block, targets[rows]]
+        if bool((columns < 0).any()):
+            raise ValueError(f"a target token lies outside the {BLOCK_NAMES[block]} block")
+        if len(tokens) == 1:
+            continue  # a one-token block is certain: zero loss, no gradient
+        logits = hidden[rows] @ weight[tokens.to(weight.device)].T
+        total = total + F.cross_entropy(logits.float(), columns, reduction="sum")
+    return total / targets.numel()

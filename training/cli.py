@@ -1,0 +1,261 @@
+"""Subcommands of the training package: ``amt train`` and ``amt eval``. Handlers import torch lazily."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from amt.fileio import atomic_write_text
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train`` and ``eval`` to the ``amt`` parser."""
+    p = subparsers.add_parser(
+        "train", help="train a model on a prepared corpus",
+        description="Train a model on a corpus folder made by `amt prepare`, with the AMT infilling "
+        "objectives. "
+        "Under torchrun, trains data-parallel on every process of the group.",
+    )
+    p.add_argument("--config", required=True,
+                   help="training config YAML, or the name of a shipped one (tiny, default, amt-small, "
+                   "amt-medium, amt-large, finetune)")
+    p.add_argument("--corpus", help="corpus folder (overrides data.corpus of the config)")
+    p.add_argument("--out", help="run folder for checkpoints and logs (overrides train.out)")
+    p.add_argument("--init", metavar="PATH_OR_HUB_ID", help="start from this model instead of a random one")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the newest checkpoint in the run folder")
+    p.add_argument("--steps", type=int, help="total optimizer steps (overrides train.steps)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (overrides train.device; default auto)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_train)
+
+    p = subparsers.add_parser(
+        "eval", help="evaluate a model on a corpus split and on chorale harmonisation",
+        description="With --corpus: loss per token, bits per event and perplexities of onsets, durations and "
+        "notes, for plain sequences and sequences with anticipated controls (full-vocabulary softmax, fixed "
+        "seeds), optionally beside a count-based n-gram baseline scored on the same sequences. "
+        "With --harmonize: the model writes alto, tenor and bass under the soprano of held-out Bach "
+        "chorales, scored against Bach's voices and a random baseline.",
+    )
+    p.add_argument("model", help="model folder or Hugging Face Hub id")
+    p.add_argument("--corpus", help="corpus folder made by `amt prepare`: report bits per event on --split")
+    p.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    p.add_argument("--sequences", type=int, default=128, help="sequences per condition (default 128)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the evaluation sequences and of the harmonisation samples (default 0)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="auto", help="cpu, cuda ... (default: cuda when available)")
+    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
+                   help="auto: bf16 autocast on CUDA, float32 on CPU")
+    p.add_argument("--json", metavar="OUT", help="also write the results to this JSON file")
+    group = p.add_argument_group("baseline (with --corpus)")
+    group.add_argument("--baseline", choices=("ngram",),
+                       help="also score a count-based n-gram model fitted on the corpus's train split")
+    group.add_argument("--ngram-order", type=int, default=4, help="n-gram order (default 4)")
+    group.add_argument("--ngram-sequences", type=int, default=8000,
+                       help="training sequences the n-gram counts (default 8000: ~1 min, ~3 GB)")
+    group = p.add_argument_group("harmonisation")
+    group.add_argument("--harmonize", metavar="MIDI_DIR",
+                       help="folder made by `python -m amt.training.music21_corpus`: harmonise the soprano "
+                       "of its test-split chorales")
+    group.add_argument("--limit", type=int, default=12,
+                       help="chorales to harmonise, in file-name order (default 12; 0: all)")
+    group.add_argument("--samples", type=int, default=2, help="harmonisations per chorale (default 2)")
+    group.add_argument("--midi-out", metavar="DIR", help="also write each harmonisation to a MIDI file here")
+    p.set_defaults(func=run_eval)
+
+
+def _finite(value):
+    """``value`` with NaN numbers (metrics with nothing to count) replaced by None: JSON has no NaN."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return None if isinstance(value, float) and value != value else value
+
+
+def _check_corpus(path: str) -> None:
+    from amt.errors import CorpusError
+
+    if not Path(path).is_dir():
+        raise CorpusError(f"{path}: corpus folder not found "
+                          f"(make one with `amt prepare MIDI_FOLDER --out {path}`)")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """``amt train``."""
+    from amt.errors import ConfigError
+    from amt.training.config import load_config
+    from amt.training.train import train
+
+    config = load_config(args.config)
+    if args.corpus:
+        config.data.corpus = args.corpus
+    if args.steps is not None:
+        if args.steps < 1:
+            raise ConfigError("--steps must be >= 1")
+        config.train.steps = args.steps
+    if args.device:
+        config.train.device = args.device
+    _check_corpus(config.data.corpus)
+    summary = train(config, init=args.init, resume=args.resume, out=args.out, progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        best = summary["best_valid_loss"]
+        print(f"trained to step {summary['step']}: last training loss {summary['train_loss']:.4f}, "
+              f"best validation loss {'-' if best is None else f'{best:.4f}'}; "
+              f"best model: {summary['out']}/best")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """``amt eval``."""
+    import time
+
+    from amt.errors import ConfigError
+    from amt.models import load_model
+    from amt.training.train import pick_device
+
+    if not args.corpus and not args.harmonize:
+        raise ConfigError("give --corpus (bits per event on a corpus split) and/or --harmonize MIDI_DIR")
+    if args.baseline and not args.corpus:
+        raise ConfigError("--baseline needs --corpus")
+    for name in ("sequences", "batch_size", "ngram_order", "ngram_sequences", "samples"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.limit < 0:
+        raise ConfigError("--limit must be >= 0")
+    # Inputs are checked before the model loads, so that a typo fails at once.
+    corpus = _eval_corpus(args) if args.corpus else None
+    chorales = _held_out_chorales(args.harmonize, args.limit) if args.harmonize else None
+    device = pick_device(args.device)
+    model = load_model(args.model, device=device)
+    model.eval()
+    report: dict = {"model": args.model, "seed": args.seed, "precision": args.precision}
+    if corpus is not None:
+        report.update(_bits_per_event(args, model, device, *corpus))
+    if chorales is not None:
+        started = time.perf_counter()
+        report["harmonization"] = _harmonization(args, model, chorales)
+        report["harmonization"]["seconds"] = round(time.perf_counter() - started, 1)
+    if args.json:
+        target = Path(args.json)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(target, json.dumps(_finite(report), indent=2) + "\n")
+    return 0
+
+
+def _eval_corpus(args: argparse.Namespace):
+    """(corpus, pieces of --split) for bits per event."""
+    from amt.errors import CorpusError
+    from amt.tokenization.corpus import Corpus
+
+    _check_corpus(args.corpus)
+    corpus = Corpus(args.corpus)
+    pieces = corpus.split(args.split)
+    if len(pieces) == 0:
+        raise CorpusError(f"{args.corpus}: split {args.split!r} has no pieces")
+    if args.baseline and len(corpus.split("train")) == 0:
+        raise CorpusError(f"{args.corpus}: the n-gram baseline needs a train split, and it has no pieces")
+    return corpus, pieces
+
+
+def _bits_per_event(args: argparse.Namespace, model, device, corpus, pieces) -> dict:
+    """Score the model (and the baseline) on the same sequences; print the table; the JSON entries."""
+    import time
+
+    from amt.training.evaluate import evaluate, format_table, model_scorer
+    from amt.training.train import autocast_dtype
+
+    def say(name: str) -> None:
+        print(f"evaluating {name} ...", file=sys.stderr)
+
+    scorer = model_scorer(model, autocast_dtype=autocast_dtype(args.precision, device))
+    results = evaluate(scorer, corpus, pieces, sequences=args.sequences, seed=args.seed,
+                       batch_size=args.batch_size, progress=lambda name: say(f"{name} (model)"))
+    entries = {"corpus": args.corpus, "split": args.split, "sequences": args.sequences, "conditions": results}
+    title = f"{args.model} on {args.corpus} ({args.split}, {len(pieces)} pieces, seed {args.seed})"
+    if not args.baseline:
+        print(title)
+        print(format_table(results))
+        return entries
+    from amt.training.ngram import fit_ngram
+
+    fit_seed = 1  # fit_ngram's default: training sequences never coincide with evaluation's (seed 0)
+    train = corpus.split("train")
+    say(f"fitting the {args.ngram_order}-gram on {args.ngram_sequences} train sequences")
+    started = time.perf_counter()
+    ngram = fit_ngram(corpus, train, sequences=args.ngram_sequences, order=args.ngram_order, seed=fit_seed)
+    fit_seconds = time.perf_counter() - started
+    baseline = evaluate(ngram.scorer(), corpus, pieces, sequences=args.sequences, seed=args.seed,
+                        batch_size=args.batch_size, progress=lambda name: say(f"{name} ({args.ngram_order}-gram)"))
+    entries["baseline"] = {"name": "ngram", "order": args.ngram_order, "fit_split": "train",
+                           "fit_pieces": len(train), "fit_sequences": args.ngram_sequences, "fit_seed": fit_seed,
+                           "fit_seconds": round(fit_seconds, 1), "conditions": baseline}
+    rows = {}
+    for condition in results:
+        rows[f"{condition}: model"] = results[condition]
+        rows[f"{condition}: {args.ngram_order}-gram"] = baseline[condition]
+    print(f"{title}; {args.ngram_order}-gram baseline fitted on {args.ngram_sequences} sequences of the "
+          f"train split ({len(train)} pieces) in {fit_seconds:.0f} s")
+    print(format_table(rows))
+    return entries
+
+
+def _held_out_chorales(midi_dir: str, limit: int) -> list:
+    """The first ``limit`` (0: all) test-split chorales of a music21 conversion that have all four voices."""
+    from amt.errors import CorpusError
+    from amt.tokenization.midi import read_midi
+    from amt.training.harmony import VOICE_PROGRAMS
+    from amt.training.music21_corpus import split_files
+
+    folder = Path(midi_dir)
+    if not folder.is_dir():
+        raise CorpusError(f"{midi_dir}: folder not found (make one with "
+                          f"`python -m amt.training.music21_corpus --out {midi_dir}`)")
+    if not (folder / "manifest.json").is_file():
+        raise CorpusError(f"{midi_dir}: no manifest.json: not a folder made by "
+                          "`python -m amt.training.music21_corpus`")
+    files = sorted(split_files(folder, "test"))
+    if not files:
+        raise CorpusError(f"{midi_dir}: its test split has no Bach chorales (bach_chorales/)")
+    chorales, skipped = [], []
+    for path in files:
+        midi = read_midi(path)
+        # A chorale without one of the four voices (an instrumental part instead) cannot be scored.
+        if set(VOICE_PROGRAMS.values()) <= set(midi.instruments()):
+            chorales.append(midi)
+        else:
+            skipped.append(path.name)
+        if len(chorales) == limit:
+            break
+    if skipped:
+        print(f"skipped {len(skipped)} chorale(s) without the four voices on programs "
+              f"{sorted(VOICE_PROGRAMS.values())}: {', '.join(skipped)}", file=sys.stderr)
+    if not chorales:
+        raise CorpusError(f"{midi_dir}: none of its {len(files)} test chorales has all four voices")
+    return chorales
+
+
+def _harmonization(args: argparse.Namespace, model, chorales: list) -> dict:
+    """Harmonise each chorale's soprano; print the table (model, Bach, random); the JSON entry."""
+    from tqdm import tqdm
+
+    from amt.tokenization.midi import write_midi
+    from amt.training.harmony import format_harmony_table, harmonize, harmonize_report
+
+    outputs = []
+    for i, chorale in enumerate(tqdm(chorales, desc="harmonize", unit="chorale", disable=None)):
+        # One piece per call with seed + i: the seeds harmonize() gives piece i of a whole list.
+        outputs.extend(harmonize(model, [chorale], samples=args.samples, seed=args.seed + i))
+        if args.midi_out:
+            for k, sample in enumerate(outputs[-1]):
+                write_midi(Path(args.midi_out) / f"{Path(chorale.source).stem}-{k + 1}.mid", sample.events,
+                           meta=sample.meta, velocities=sample.velocities, tracks=sample.tracks)
+    report = harmonize_report(outputs, chorales, seed=args.seed)
+    print(f"{args.model} harmonising the soprano of {len(chorales)} held-out chorales of {args.harmonize} "
+          f"({args.samples} sample(s) each, seed {args.seed}; random baseline: {report['random_samples']} "
+          "samples)")
+    print(format_harmony_table(report))
+    return {"midi_dir": args.harmonize, "chorales": [Path(c.source).name for c in chorales],
+            "samples_per_chorale": args.samples, **report}

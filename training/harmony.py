@@ -1,0 +1,327 @@
+"""Harmonisation metrics: how Bach-like are alto, tenor and bass written under a given soprano?
+
+``amt eval --harmonize`` keeps the soprano of each held-out chorale as controls, lets the model write the
+other three voices, and compares the result with Bach's own voices and with a random baseline. Voices are
+told apart by instrument: the music21 chorales carry Soprano 64, Alto 65, Tenor 66, Bass 67 (see
+:mod:`amt.training.music21_corpus`), and the model is asked for notes on 65-67 only.
+
+Everything is measured on a beat grid: the quarter notes of the piece's tempo map (``MidiMeta``), which a
+generation inherits from its input. At each beat, a voice's pitch is the note sounding at the beat's onset
+(the highest if a voice plays several; the lowest for the bass), or none. Metrics (pooled over all pieces
+and samples, so long chorales weigh more):
+
+- ``parallel_fifths`` / ``parallel_octaves``: share of (voice pair, consecutive beats) moves, over the six
+  pairs, where both voices move in the same direction from a perfect fifth to a perfect fifth (octaves:
+  unison or octave to unison or octave), compound intervals included;
+- ``voice_crossings``: share of (adjacent voice pair, beat) where the lower voice sounds above the upper;
+- ``out_of_range``: share of written notes (alto, tenor, bass) outside the usual ranges ``SATB_RANGES``;
+- ``in_key``: share of written notes whose pitch class belongs to the key (Krumhansl-Schmuckler estimate
+  from Bach's four voices, weighted by duration; minor keys admit the raised sixth and seventh);
+- ``chord_agreement``: mean Jaccard similarity of each beat's pitch-class set (all voices) with Bach's, over
+  beats where either sounds (Bach's own voices score 1 by definition: the ceiling);
+- ``notes_per_beat``: onsets per beat per written voice (rhythmic density);
+- ``voice_coverage``: share of (written voice, beat) with a note sounding (a silent voice is not harmony).
+
+The random baseline keeps the soprano and, on the soprano's rhythm, gives each lower voice a pitch drawn
+uniformly from the notes of the soprano's key within that voice's range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from amt.errors import AmtError
+from amt.tokenization import ops
+from amt.tokenization.midi import MidiMeta, MidiTokens, midi_tokens_from_notes
+from amt.tokenization.vocab import DUR_OFFSET, TIME_OFFSET, TIME_RESOLUTION
+from amt.training import music21_corpus
+
+VOICES = ("soprano", "alto", "tenor", "bass")
+WRITTEN = ("alto", "tenor", "bass")
+VOICE_PROGRAMS: dict[str, int] = {voice: music21_corpus.VOICE_PROGRAMS[voice][0] for voice in VOICES}
+"""The chorale voices' programs in the music21 conversion (Soprano/Alto/Tenor/Baritone Sax: 64-67)."""
+SATB_RANGES: dict[str, tuple[int, int]] = {
+    # Inclusive MIDI pitches: the usual choral ranges of harmony textbooks, a step wider at the top where
+    # Bach often goes (soprano A5, bass D4).
+    "soprano": (60, 81),  # C4-A5
+    "alto": (55, 74),  # G3-D5
+    "tenor": (48, 69),  # C3-A4
+    "bass": (40, 62),  # E2-D4
+}
+PAIRS = tuple((i, j) for i in range(4) for j in range(i + 1, 4))  # (upper, lower) voice indices
+ADJACENT = ((0, 1), (1, 2), (2, 3))
+
+# Krumhansl & Kessler (1982) key profiles, tonic first.
+MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
+MINOR_SCALE = (0, 2, 3, 5, 7, 8, 9, 10, 11)  # natural minor plus the raised sixth and seventh
+
+ROWS: tuple[tuple[str, str, str], ...] = (
+    # (metric, label, number format)
+    ("parallel_fifths", "parallel fifths / pair-move", "{:.4f}"),
+    ("parallel_octaves", "parallel octaves / pair-move", "{:.4f}"),
+    ("voice_crossings", "voice crossings / pair-beat", "{:.4f}"),
+    ("out_of_range", "notes out of SATB range", "{:.4f}"),
+    ("in_key", "notes in key", "{:.4f}"),
+    ("chord_agreement", "chord agreement with Bach (Jaccard)", "{:.4f}"),
+    ("notes_per_beat", "notes per beat per voice", "{:.3f}"),
+    ("voice_coverage", "voice sounding on beat", "{:.4f}"),
+)
+
+
+class HarmonyError(AmtError):
+    """A piece that cannot be scored as a four-voice harmonisation (no soprano, no beats)."""
+
+
+@dataclass(frozen=True)
+class Voices:
+    """The notes of each voice of a piece: per voice (onset ticks, end ticks, pitches), 10 ms ticks."""
+
+    notes: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
+    meta: MidiMeta
+
+    @classmethod
+    def from_midi(cls, midi: MidiTokens, programs: Mapping[str, int] = VOICE_PROGRAMS) -> Voices:
+        """Split a piece's notes into voices by instrument; other instruments and REST events are dropped."""
+        events = midi.events[~ops.is_rest(midi.events)]
+        instruments = ops.instrument_of(events[:, 2])
+        notes = {}
+        for voice in VOICES:
+            mine = events[instruments == programs[voice]]
+            onset = mine[:, 0] - TIME_OFFSET
+            notes[voice] = (onset, onset + mine[:, 1] - DUR_OFFSET, ops.pitch_of(mine[:, 2]))
+        return cls(notes, midi.meta)
+
+    def end(self) -> int:
+        """Tick at which the last note ends."""
+        return max((int(ends.max()) for _, ends, _ in self.notes.values() if len(ends)), default=0)
+
+
+def beat_ticks(meta: MidiMeta, end: int) -> np.ndarray:
+    """Onsets (10 ms ticks) of the quarter-note beats of the tempo map that start before tick ``end``."""
+    last = int(meta.seconds_to_ticks(end / TIME_RESOLUTION)) // meta.ticks_per_beat + 1
+    seconds = np.asarray(meta.ticks_to_seconds(np.arange(last + 1) * meta.ticks_per_beat))
+    ticks = np.rint(seconds * TIME_RESOLUTION).astype(np.int64)
+    return ticks[ticks < end]
+
+
+def beat_pitches(voices: Voices, beats: np.ndarray) -> np.ndarray:
+    """``[beats, 4]`` sounding pitch of each voice at each beat onset, -1 where the voice is silent."""
+    grid = np.full((len(beats), len(VOICES)), -1, dtype=np.int64)
+    for v, voice in enumerate(VOICES):
+        onsets, ends, pitches = voices.notes[voice]
+        sounding = (onsets[None, :] <= beats[:, None]) & (beats[:, None] < ends[None, :])
+        if voice == "bass":
+            chosen = np.where(sounding, pitches[None, :], 1000).min(axis=1, initial=1000)
+            grid[:, v] = np.where(chosen < 1000, chosen, -1)
+        else:
+            grid[:, v] = np.where(sounding, pitches[None, :], -1).max(axis=1, initial=-1)
+    return grid
+
+
+def estimate_key(pitches: np.ndarray, weights: np.ndarray | None = None) -> tuple[int, str]:
+    """(tonic pitch class, "major" or "minor") by Krumhansl-Schmuckler profile correlation."""
+    pitches = np.asarray(pitches, dtype=np.int64)
+    if not len(pitches):
+        raise HarmonyError("cannot estimate the key of a piece without notes")
+    histogram = np.bincount(pitches % 12, weights=weights, minlength=12)
+    best = (-2.0, 0, "major")
+    for mode, profile in (("major", MAJOR_PROFILE), ("minor", MINOR_PROFILE)):
+        for tonic in range(12):
+            r = float(np.corrcoef(histogram, np.roll(profile, tonic))[0, 1]) if histogram.std() > 0 else 0.0
+            if r > best[0]:
+                best = (r, tonic, mode)
+    return best[1], best[2]
+
+
+def key_pitch_classes(tonic: int, mode: str) -> frozenset[int]:
+    """Pitch classes counted as in the key."""
+    return frozenset((tonic + step) % 12 for step in (MAJOR_SCALE if mode == "major" else MINOR_SCALE))
+
+
+def _all_notes(voices: Voices, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(pitches, durations) of the given voices."""
+    pitches = [voices.notes[v][2] for v in names]
+    durations = [voices.notes[v][1] - voices.notes[v][0] for v in names]
+    return np.concatenate(pitches), np.concatenate(durations).astype(np.float64)
+
+
+@dataclass
+class Tally:
+    """Counts behind the metrics, added over pieces and samples."""
+
+    moves: int = 0
+    fifths: int = 0
+    octaves: int = 0
+    pair_beats: int = 0
+    crossings: int = 0
+    notes: int = 0
+    out_of_range: int = 0
+    in_key: int = 0
+    chord_beats: int = 0
+    jaccard: float = 0.0
+    voice_beats: int = 0
+    sounding: int = 0
+
+    def add(self, voices: Voices, reference: Voices, key: frozenset[int]) -> None:
+        """Score one harmonisation against the reference it answers (same beats: the reference's)."""
+        beats = beat_ticks(reference.meta, max(reference.end(), 1))
+        grid = beat_pitches(voices, beats)
+        bach = beat_pitches(reference, beats)
+        # Parallels: consecutive beats, both voices sounding at both, both moving the same way.
+        for upper, lower in PAIRS:
+            a, b = grid[:, upper], grid[:, lower]
+            valid = (a[:-1] >= 0) & (a[1:] >= 0) & (b[:-1] >= 0) & (b[1:] >= 0)
+            interval_before = (a[:-1] - b[:-1]) % 12
+            interval_after = (a[1:] - b[1:]) % 12
+            step_a, step_b = np.sign(a[1:] - a[:-1]), np.sign(b[1:] - b[:-1])
+            similar = valid & (step_a == step_b) & (step_a != 0)
+            self.moves += int(valid.sum())
+            self.fifths += int((similar & (interval_before == 7) & (interval_after == 7)).sum())
+            self.octaves += int((similar & (interval_before == 0) & (interval_after == 0)).sum())
+        for upper, lower in ADJACENT:
+            both = (grid[:, upper] >= 0) & (grid[:, lower] >= 0)
+            self.pair_beats += int(both.sum())
+            self.crossings += int((both & (grid[:, upper] < grid[:, lower])).sum())
+        for voice in WRITTEN:
+            pitches = voices.notes[voice][2]
+            low, high = SATB_RANGES[voice]
+            self.notes += len(pitches)
+            self.out_of_range += int(((pitches < low) | (pitches > high)).sum())
+            self.in_key += int(np.isin(pitches % 12, sorted(key)).sum())
+        for row, reference_row in zip(grid, bach, strict=True):
+            mine = {int(p) % 12 for p in row if p >= 0}
+            theirs = {int(p) % 12 for p in reference_row if p >= 0}
+            if mine or theirs:
+                self.chord_beats += 1
+                self.jaccard += len(mine & theirs) / len(mine | theirs)
+        written = grid[:, [VOICES.index(v) for v in WRITTEN]]
+        self.voice_beats += written.size
+        self.sounding += int((written >= 0).sum())
+
+    def metrics(self) -> dict[str, float]:
+        """The ratios of the module docstring (NaN where nothing was counted)."""
+
+        def ratio(a: float, b: float) -> float:
+            return a / b if b else float("nan")
+
+        return {
+            "parallel_fifths": ratio(self.fifths, self.moves),
+            "parallel_octaves": ratio(self.octaves, self.moves),
+            "voice_crossings": ratio(self.crossings, self.pair_beats),
+            "out_of_range": ratio(self.out_of_range, self.notes),
+            "in_key": ratio(self.in_key, self.notes),
+            "chord_agreement": ratio(self.jaccard, self.chord_beats),
+            "notes_per_beat": ratio(self.notes, self.voice_beats),
+            "voice_coverage": ratio(self.sounding, self.voice_beats),
+        }
+
+
+def random_harmonization(reference: MidiTokens, rng: np.random.Generator,
+                         programs: Mapping[str, int] = VOICE_PROGRAMS) -> MidiTokens:
+    """The random baseline: the soprano kept; alto, tenor and bass on its rhythm, random notes of its key
+    (estimated from the soprano alone) within each voice's range."""
+    voices = Voices.from_midi(reference, programs)
+    onsets, ends, pitches = voices.notes["soprano"]
+    if not len(pitches):
+        raise HarmonyError(f"{reference.source or 'a reference'} has no soprano "
+                           f"(instrument {programs['soprano']})")
+    tonic, mode = estimate_key(pitches, (ends - onsets).astype(np.float64))
+    key = key_pitch_classes(tonic, mode)
+    all_onsets, all_durations, all_pitches, all_instruments = [onsets], [ends - onsets], [pitches], []
+    all_instruments.append(np.full(len(pitches), programs["soprano"]))
+    for voice in WRITTEN:
+        low, high = SATB_RANGES[voice]
+        choices = np.array([p for p in range(low, high + 1) if p % 12 in key])
+        all_onsets.append(onsets)
+        all_durations.append(ends - onsets)
+        all_pitches.append(rng.choice(choices, size=len(onsets)))
+        all_instruments.append(np.full(len(onsets), programs[voice]))
+    return midi_tokens_from_notes(
+        np.concatenate(all_onsets) / TIME_RESOLUTION, np.concatenate(all_durations) / TIME_RESOLUTION,
+        np.concatenate(all_pitches), np.concatenate(all_instruments), meta=reference.meta,
+        source=f"random harmonisation of {reference.source}",
+    )
+
+
+def _samples(output: MidiTokens | Sequence[MidiTokens]) -> Sequence[MidiTokens]:
+    return [output] if isinstance(output, MidiTokens) else output
+
+
+def harmonize_report(model_outputs: Sequence[MidiTokens | Sequence[MidiTokens]],
+                     references: Sequence[MidiTokens], *, random_samples: int = 3, seed: int = 0,
+                     programs: Mapping[str, int] = VOICE_PROGRAMS) -> dict:
+    """Score harmonisations against Bach: ``{"model": metrics, "bach": metrics, "random": metrics, ...}``.
+
+    ``model_outputs[i]`` is the model's output (one or several samples, e.g. ``[g.midi for g in
+    accompany(...)]``) for ``references[i]``, Bach's chorale with all four voices. The key of each piece is
+    estimated once from Bach's voices and used for every system. ``random_samples`` random baselines per
+    piece are drawn from a generator seeded with ``seed``. Also returns ``closer_to_bach``: per metric,
+    whether the model is closer to Bach than the random baseline (for chord agreement: higher).
+    """
+    if len(model_outputs) != len(references):
+        raise HarmonyError(f"{len(model_outputs)} outputs for {len(references)} references")
+    if not references:
+        raise HarmonyError("no pieces to score")
+    rng = np.random.default_rng(seed)
+    tallies = {"model": Tally(), "bach": Tally(), "random": Tally()}
+    samples = 0
+    for output, reference in zip(model_outputs, references, strict=True):
+        bach = Voices.from_midi(reference, programs)
+        missing = [v for v in VOICES if not len(bach.notes[v][2])]
+        if missing:
+            raise HarmonyError(f"{reference.source or 'a reference'} lacks voice(s) {', '.join(missing)}")
+        pitches, durations = _all_notes(bach, VOICES)
+        key = key_pitch_classes(*estimate_key(pitches, durations))
+        tallies["bach"].add(bach, bach, key)
+        for sample in _samples(output):
+            tallies["model"].add(Voices.from_midi(sample, programs), bach, key)
+            samples += 1
+        for _ in range(random_samples):
+            baseline = random_harmonization(reference, rng, programs)
+            tallies["random"].add(Voices.from_midi(baseline, programs), bach, key)
+    report: dict = {name: tally.metrics() for name, tally in tallies.items()}
+    report["closer_to_bach"] = {
+        metric: bool(
+            report["model"][metric] > report["random"][metric]
+            if metric == "chord_agreement"
+            else abs(report["model"][metric] - report["bach"][metric])
+            < abs(report["random"][metric] - report["bach"][metric])
+        )
+        for metric, _, _ in ROWS
+    }
+    report["pieces"] = len(references)
+    report["samples"] = samples
+    report["random_samples"] = random_samples * len(references)
+    return report
+
+
+def format_harmony_table(report: Mapping) -> str:
+    """The report as a Markdown table: one row per metric; model, Bach, random, and whether the model is
+    closer to Bach than random."""
+    lines = ["| metric | model | Bach | random | model closer to Bach |", "|---|---:|---:|---:|:---:|"]
+    for metric, label, fmt in ROWS:
+        cells = [fmt.format(report[name][metric]) for name in ("model", "bach", "random")]
+        closer = "yes" if report["closer_to_bach"][metric] else "no"
+        lines.append(f"| {label} | {' | '.join(cells)} | {closer} |")
+    return "\n".join(lines)
+
+
+def harmonize(model, references: Sequence[MidiTokens], *, samples: int = 3, seed: int = 0,
+              programs: Mapping[str, int] = VOICE_PROGRAMS, **sampling) -> list[list[MidiTokens]]:
+    """Let ``model`` write alto, tenor and bass under each reference's soprano: ``samples`` variations per
+    piece, seeded ``seed + piece index`` so runs are reproducible; ``sampling`` (top_p, temperature...) goes
+    to ``SamplingOptions``."""
+    from amt.sampling import SamplingOptions, accompany
+
+    outputs = []
+    for i, reference in enumerate(references):
+        options = SamplingOptions(seed=seed + i, instruments=[programs[v] for v in WRITTEN], **sampling)
+        generations = accompany(model, reference, keep_instruments=[programs["soprano"]], options=options,
+                                variations=samples)
+        outputs.append([g.midi for g in generations])
+    return outputs
