@@ -1,0 +1,482 @@
+"""What the demo page does, as plain functions: load and check a piece, describe it, turn the form into a
+sampler request, run it, and save each variation as MIDI, audio and a piano roll.
+
+Nothing here imports gradio, so every step is unit-testable without a browser; ``amt.demo.app`` only wires
+these functions to components. User mistakes raise :class:`DemoInputError` (an ``AmtError``) with a message
+meant for the page.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from amt.demo.audio import AudioError, Renderer
+from amt.demo.notes import NoteArrays
+from amt.demo.pianoroll import plot_pianoroll
+from amt.errors import AmtError, MidiError
+from amt.tokenization.midi import GM_INSTRUMENT_NAMES, MidiTokens, read_midi, write_midi
+from amt.tokenization.vocab import DRUMS, DUR_OFFSET, TIME_OFFSET, TIME_RESOLUTION
+
+MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+"""Uploads above this size are refused: a MIDI file that large is not a piece one accompanies on a CPU."""
+MAX_PIECE_SECONDS = 60.0
+"""Longer pieces are cut to their first minute, so that one request cannot hold the model for long."""
+MAX_CONTINUE_SECONDS = 60.0
+MAX_VARIATIONS = 8
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+
+Task = Literal["accompany", "infill", "continue"]
+TASKS: tuple[Task, ...] = ("accompany", "infill", "continue")
+
+
+class DemoInputError(AmtError):
+    """A request the demo cannot run as given; the message says what to change."""
+
+
+# --------------------------------------------------------------------------------------------- the piece
+
+
+@dataclass(frozen=True)
+class Part:
+    """A line of the piece a user can keep: a track, or (when tracks do not separate them) an instrument."""
+
+    key: str  # "track:N" or "instrument:N" (N: track index or instrument number): what the page sends back
+    label: str
+    note_count: int
+    mean_pitch: float
+    monophony: float  # share of notes that start alone (no other note of the part starts with them)
+    drums: bool
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A loaded, checked input piece and what the page shows about it."""
+
+    midi: MidiTokens
+    name: str  # file stem, used to name outputs
+    notes: NoteArrays
+    parts: tuple[Part, ...]
+    duration: float  # seconds
+    original_duration: float  # before clipping to MAX_PIECE_SECONDS
+
+    @property
+    def instruments(self) -> tuple[int, ...]:
+        """Instruments playing in the piece, in order of first appearance."""
+        return tuple(dict.fromkeys(self.notes.instruments.tolist()))
+
+
+def list_examples(folder: Path = EXAMPLES_DIR) -> dict[str, Path]:
+    """The bundled example pieces: display name -> MIDI path, sorted by name."""
+    return {_display_name(path.stem): path for path in sorted(folder.glob("*.mid"))}
+
+
+def _display_name(stem: str) -> str:
+    name = stem.replace("_", " ").replace("-", " ").strip()
+    return name[:1].upper() + name[1:]
+
+
+def load_piece(path: str | Path | None, *, max_seconds: float = MAX_PIECE_SECONDS) -> Piece:
+    """Read and check the MIDI file at ``path`` (an upload or an example); clip it to ``max_seconds``."""
+    if path is None or str(path) == "":
+        raise DemoInputError("Upload a MIDI file or pick an example first.")
+    path = Path(path)
+    if not path.is_file():
+        raise DemoInputError(f"{path.name}: the file is missing; upload it again.")
+    size = path.stat().st_size
+    if size == 0:
+        raise DemoInputError(f"{path.name} is empty (0 bytes); upload a MIDI file (.mid).")
+    if size > MAX_UPLOAD_BYTES:
+        raise DemoInputError(
+            f"{path.name} is {size / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES / 2**20:.0f} MB."
+        )
+    try:
+        midi = read_midi(path, name=path.name)
+    except MidiError as error:
+        raise DemoInputError(f"{path.name} is not a MIDI file the demo can read ({error.reason}).") from error
+    midi = dataclasses.replace(midi, meta=dataclasses.replace(
+        midi.meta, track_names=unique_track_names(midi.meta.track_names)))
+    notes = NoteArrays.from_events(midi.events, midi.tracks)
+    if len(notes) == 0:
+        raise DemoInputError(f"{path.name} has no notes.")
+    original_duration = float((notes.onsets + notes.durations).max())
+    if original_duration > max_seconds:
+        midi = clip_midi(midi, max_seconds)
+        notes = NoteArrays.from_events(midi.events, midi.tracks)
+    duration = float((notes.onsets + notes.durations).max())
+    return Piece(midi=midi, name=_safe_stem(path.stem), notes=notes, parts=find_parts(midi, notes),
+                 duration=duration, original_duration=original_duration)
+
+
+def _safe_stem(stem: str) -> str:
+    """A file-name stem with only portable characters (uploads can be named anything)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "piece"
+
+
+def unique_track_names(names: Sequence[str]) -> tuple[str, ...]:
+    """Track names made non-empty and distinct ("Track 3", "Piano (2)"): the sampler keeps tracks by name."""
+    out: list[str] = []
+    for number, name in enumerate(names, start=1):
+        name = name.strip() or f"Track {number}"
+        candidate, copy = name, 1
+        while candidate.casefold() in {n.casefold() for n in out}:
+            copy += 1
+            candidate = f"{name} ({copy})"
+        out.append(candidate)
+    return tuple(out)
+
+
+def clip_midi(midi: MidiTokens, seconds: float) -> MidiTokens:
+    """The notes of ``midi`` that start before ``seconds``, cut off at ``seconds``."""
+    end = round(seconds * TIME_RESOLUTION)
+    onsets = midi.events[:, 0] - TIME_OFFSET
+    keep = onsets < end
+    events = midi.events[keep].copy()
+    durations = np.minimum(events[:, 1] - DUR_OFFSET, end - (events[:, 0] - TIME_OFFSET))
+    events[:, 1] = DUR_OFFSET + np.maximum(durations, 1)
+    return dataclasses.replace(midi, events=events, velocities=midi.velocities[keep],
+                               tracks=midi.tracks[keep])
+
+
+def find_parts(midi: MidiTokens, notes: NoteArrays) -> tuple[Part, ...]:
+    """The parts a user can keep. Tracks when they separate the music at least as finely as instruments do
+    (a chorale exported with every voice on piano), else instruments (a one-track, many-channel file)."""
+    track_names = midi.meta.track_names
+    tracks = sorted(set(notes.tracks.tolist()))
+    instruments = sorted(set(notes.instruments.tolist()))
+    by_track = -1 not in tracks and len(tracks) >= len(instruments)
+    parts = []
+    for value in tracks if by_track else instruments:
+        chosen = (notes.tracks if by_track else notes.instruments) == value
+        members = list(dict.fromkeys(notes.instruments[chosen].tolist()))
+        if by_track:
+            name = track_names[value]
+            played_by = ", ".join(GM_INSTRUMENT_NAMES[i] for i in members)
+            # write_midi names a track without a name after its instrument: say it once.
+            label = name if name == played_by else f"{name} ({played_by})"
+        else:
+            label = GM_INSTRUMENT_NAMES[value]
+        count = int(chosen.sum())
+        parts.append(Part(
+            key=f"{'track' if by_track else 'instrument'}:{value}",
+            label=f"{label}: {count} notes",
+            note_count=count,
+            mean_pitch=float(notes.pitches[chosen].mean()),
+            monophony=_monophony(notes.onsets[chosen]),
+            drums=all(i == DRUMS for i in members),
+        ))
+    return tuple(parts)
+
+
+def _monophony(onsets: np.ndarray) -> float:
+    """Share of notes that start alone, not as part of a chord. Onsets rather than overlaps: a held or
+    badly closed note (common in exported scores) would otherwise turn a whole melody into "chords"."""
+    _, counts = np.unique(np.round(onsets * TIME_RESOLUTION).astype(np.int64), return_counts=True)
+    return float(counts[counts == 1].sum() / len(onsets))
+
+
+def guess_melody(parts: Sequence[Part]) -> Part | None:
+    """The part most likely to be the melody: the highest mostly-monophonic pitched part, else the highest."""
+    pitched = [p for p in parts if not p.drums]
+    if not pitched:
+        return None
+    single_lines = [p for p in pitched if p.monophony >= 0.8]
+    return max(single_lines or pitched, key=lambda p: p.mean_pitch)
+
+
+def describe_piece(piece: Piece) -> str:
+    """A one-paragraph Markdown summary of the piece."""
+    meta = piece.midi.meta
+    parts = f"{len(piece.parts)} {'track' if piece.parts[0].key.startswith('track') else 'instrument'}"
+    text = (f"**{piece.name}**: {piece.duration:.1f} s, {len(piece.notes)} notes, "
+            f"{parts}{'s' if len(piece.parts) != 1 else ''}")
+    if meta.tempos:
+        text += f", {meta.tempos[0][1]:.0f} bpm"
+    if meta.time_signatures:
+        text += f", {meta.time_signatures[0][1]}/{meta.time_signatures[0][2]}"
+    text += "."
+    if piece.original_duration > piece.duration + 1e-6:
+        text += (f" The file lasts {piece.original_duration:.0f} s: the demo uses its first "
+                 f"{piece.duration:.0f} s.")
+    return text
+
+
+def piece_pianoroll(piece: Piece) -> Figure:
+    """The piano roll of the input piece."""
+    return plot_pianoroll(piece.notes, title="Input", instrument_order=piece.instruments)
+
+
+def instrument_choices() -> list[tuple[str, int]]:
+    """(label, instrument number) for every instrument the model can write."""
+    return [(name if number == DRUMS else f"{name} ({number})", number)
+            for number, name in enumerate(GM_INSTRUMENT_NAMES)]
+
+
+# ------------------------------------------------------------------------------------------ the request
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the form asks for, as the page sends it (strings where users can type)."""
+
+    task: str
+    keep: Sequence[str] = ()  # Part keys, for accompany
+    span_start: float | None = None  # for infill
+    span_end: float | None = None
+    span_unit: str = "seconds"  # or "bars"
+    continue_seconds: float = 10.0
+    variations: int = 1
+    top_p: float = 0.95
+    temperature: float = 1.0
+    seed: str | float | None = None  # None or "": a fresh random seed, reported back
+    instruments: Sequence[str | int] = ()  # for new notes; empty: any
+    density: float = 0.0  # new notes per second; 0: no target
+
+
+def parse_instruments(values: Sequence[str | int]) -> list[int]:
+    """Instrument numbers from dropdown values: numbers, or names typed by hand ("violin", "drums")."""
+    names = {name.lower(): number for number, name in enumerate(GM_INSTRUMENT_NAMES)}
+    chosen = []
+    for value in values:
+        text = str(value).strip()
+        label_number = re.fullmatch(r".*\((\d+)\)", text)  # a label such as "Violin (40)"
+        if re.fullmatch(r"\d+", text) or label_number:
+            number = int(label_number.group(1) if label_number else text)
+            if not 0 <= number < len(GM_INSTRUMENT_NAMES):
+                raise DemoInputError(
+                    f"{number} is not an instrument: use 0-127 (General MIDI) or {DRUMS} (drums)."
+                )
+            chosen.append(number)
+        elif text.lower() in names:
+            chosen.append(names[text.lower()])
+        else:
+            raise DemoInputError(f"Unknown instrument {text!r}: pick one from the list.")
+    return list(dict.fromkeys(chosen))
+
+
+def resolve_span(piece: Piece, start: float | None, end: float | None, unit: str) -> tuple[float, float]:
+    """The infill span in seconds. Bars count from 1 and the end bar is included (bars 3 to 4 = two bars)."""
+    if start is None or end is None:
+        raise DemoInputError("Give the start and the end of the span to fill in.")
+    if unit == "bars":
+        if start < 1 or end < start:
+            raise DemoInputError(f"Bars {start:g} to {end:g} are not a span: count from 1, start <= end.")
+        start_s, end_s = piece.midi.meta.bar_to_seconds(start), piece.midi.meta.bar_to_seconds(end + 1)
+        described = f"bars {start:g} to {end:g} ({start_s:.1f}-{end_s:.1f} s)"
+    elif unit == "seconds":
+        start_s, end_s = float(start), float(end)
+        described = f"{start_s:g}-{end_s:g} s"
+    else:
+        raise DemoInputError(f"Unknown span unit {unit!r}: use seconds or bars.")
+    if start_s < 0 or end_s <= start_s:
+        raise DemoInputError(f"The span {described} is empty or negative: the end must come after the start.")
+    if start_s >= piece.duration or end_s > piece.duration + 0.5:
+        raise DemoInputError(
+            f"The span {described} lies outside the piece, which lasts {piece.duration:.1f} s."
+        )
+    return start_s, min(end_s, piece.duration)
+
+
+def keep_selection(piece: Piece, keep: Sequence[str]) -> dict[str, list]:
+    """Sampler keyword arguments for the kept parts: ``keep_tracks`` (names) or ``keep_instruments``."""
+    if not keep:
+        raise DemoInputError("Choose at least one part to keep for the accompaniment.")
+    known = {part.key: part for part in piece.parts}
+    unknown = [key for key in keep if key not in known]
+    if unknown:
+        raise DemoInputError(
+            f"{', '.join(map(str, unknown))}: no such part in {piece.name}; pick from the list."
+        )
+    numbers = sorted({int(key.split(":")[1]) for key in keep})
+    if keep[0].startswith("track:"):
+        return {"keep_tracks": [piece.midi.meta.track_names[n] for n in numbers]}
+    return {"keep_instruments": numbers}
+
+
+def sampling_options(request: Request, *, seed: int):
+    """The sampler's options for ``request``, with its ranges checked."""
+    from amt.sampling import SamplingOptions
+
+    if not 0.0 < request.top_p <= 1.0:
+        raise DemoInputError(f"top-p must be in (0, 1], not {request.top_p:g}.")
+    if not 0.0 < request.temperature <= 5.0:
+        raise DemoInputError(f"The temperature must be in (0, 5], not {request.temperature:g}.")
+    if request.density < 0:
+        raise DemoInputError(f"The density target must be >= 0 notes per second, not {request.density:g}.")
+    return SamplingOptions(
+        top_p=float(request.top_p),
+        temperature=float(request.temperature),
+        seed=seed,
+        instruments=parse_instruments(request.instruments) or None,
+        density=float(request.density) if request.density > 0 else None,
+    )
+
+
+def resolve_seed(seed: str | float | None) -> int:
+    """The seed to use: the one given, or a fresh one when empty (reported, so a result can be reproduced)."""
+    text = "" if seed is None else str(seed).strip()
+    if text == "" or text.lower() == "random":
+        return int(np.random.default_rng().integers(0, 2**31 - 1))
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (value >= 0 and value == int(value) and value < 2**63):
+        raise DemoInputError(f"The seed must be a whole number >= 0 (empty: a random one), not {text!r}.")
+    return int(value)
+
+
+# --------------------------------------------------------------------------------------------- the run
+
+
+@dataclass(frozen=True)
+class Variation:
+    """One generated variation, saved: what the page shows for it."""
+
+    title: str
+    figure: Figure
+    midi_path: Path
+    audio_path: Path | None
+    new_notes: int
+
+
+ProgressFn = Callable[[float, str], None]
+GENERATION_SHARE = 0.9
+"""Part of the progress bar for sampling; the rest is for saving, drawing and rendering audio."""
+
+
+class ProgressAdapter:
+    """Turns the sampler's per-event callback into (fraction, message) updates for a progress bar, no more
+    often than every ``interval`` seconds (the page need not hear about every note)."""
+
+    def __init__(self, progress: ProgressFn, variations: int, interval: float = 0.2):
+        self.progress = progress
+        self.fractions = np.zeros(variations)
+        self.new_notes = 0
+        self.interval = interval
+        self.last = 0.0
+
+    def __call__(self, variation: int, event: np.ndarray, fraction: float) -> None:
+        self.fractions[variation] = max(self.fractions[variation], float(fraction))
+        self.new_notes += 1
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.last = now
+            fraction = GENERATION_SHARE * float(self.fractions.mean())
+            self.progress(fraction, f"Generating: {self.new_notes} new notes")
+
+
+def generate(
+    model,
+    piece: Piece,
+    request: Request,
+    out_dir: Path,
+    *,
+    renderer: Renderer | None,
+    progress: ProgressFn | None = None,
+) -> tuple[list[Variation], str]:
+    """Run ``request`` on ``piece`` and save each variation in ``out_dir``.
+
+    Returns the variations and a Markdown status line (seed used, time taken, audio notes).
+    """
+    from amt import sampling
+
+    if request.task not in TASKS:
+        raise DemoInputError(f"Unknown task {request.task!r}: choose accompany, infill or continue.")
+    variations = int(request.variations)
+    if not 1 <= variations <= MAX_VARIATIONS:
+        raise DemoInputError(f"Ask for 1 to {MAX_VARIATIONS} variations, not {variations}.")
+    seed = resolve_seed(request.seed)
+    options = sampling_options(request, seed=seed)
+    adapter = ProgressAdapter(progress, variations) if progress is not None else None
+    common = {"options": options, "variations": variations, "callback": adapter}
+    if request.task == "accompany":
+        region = None
+        results = sampling.accompany(model, piece.midi, **keep_selection(piece, request.keep), **common)
+        what = "accompaniment"
+    elif request.task == "infill":
+        region = resolve_span(piece, request.span_start, request.span_end, request.span_unit)
+        results = sampling.infill(model, piece.midi, start=region[0], end=region[1], **common)
+        what = f"infilling of {region[0]:.1f}-{region[1]:.1f} s"
+    else:
+        seconds = float(request.continue_seconds)
+        if not 0 < seconds <= MAX_CONTINUE_SECONDS:
+            raise DemoInputError(f"Continue for 1 to {MAX_CONTINUE_SECONDS:.0f} seconds, not {seconds:g}.")
+        region = (piece.duration, piece.duration + seconds)
+        results = sampling.continue_piece(model, piece.midi, seconds=seconds, **common)
+        what = f"{seconds:g} s continuation"
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    saved, audio_problems = [], []
+    for number, result in enumerate(results, start=1):
+        if progress is not None:
+            progress(GENERATION_SHARE + (1 - GENERATION_SHARE) * (number - 1) / len(results),
+                     f"Saving variation {number}")
+        variation, problem = save_variation(result, piece, request.task, number, out_dir, renderer=renderer,
+                                            region=region)
+        saved.append(variation)
+        if problem:
+            audio_problems.append(problem)
+    status = f"{len(saved)} variation{'s' if len(saved) != 1 else ''} ({what}), seed {seed}."
+    if audio_problems:
+        status += " " + audio_problems[0]
+    return saved, status
+
+
+def save_variation(
+    result,
+    piece: Piece,
+    task: str,
+    number: int,
+    out_dir: Path,
+    *,
+    renderer: Renderer | None,
+    region: tuple[float, float] | None,
+) -> tuple[Variation, str]:
+    """Write one sampler result as MIDI (and audio when a renderer is given); draw its piano roll.
+
+    Returns the variation and a message when audio rendering failed ("" otherwise).
+    """
+    midi = result.midi
+    notes = NoteArrays.from_events(midi.events)
+    generated = np.asarray(result.generated, dtype=bool)[notes.index]
+    midi_path = out_dir / f"{piece.name}-{task}-{number}.mid"
+    # Kept notes stay on their (named) tracks; new parts get a track per instrument.
+    write_midi(midi_path, midi.events, meta=midi.meta, velocities=midi.velocities, tracks=midi.tracks)
+    audio_path, problem = None, ""
+    if renderer is not None:
+        try:
+            audio_path = renderer.render(midi_path, midi_path.with_suffix(".flac"))
+        except AudioError as error:
+            problem = f"Audio failed: {error}"
+    new_notes = int(generated.sum())
+    figure = plot_pianoroll(
+        notes, generated=generated, title=f"Variation {number}", instrument_order=piece.instruments,
+        region=region, duration=max(piece.duration, region[1] if region else 0.0),
+    )
+    return Variation(title=f"Variation {number}: {new_notes} new notes", figure=figure, midi_path=midi_path,
+                     audio_path=audio_path, new_notes=new_notes), problem
+
+
+def render_input_audio(piece_path: Path, piece: Piece, out_dir: Path,
+                       renderer: Renderer | None) -> Path | None:
+    """Audio of the (possibly clipped) input piece, or None without a renderer."""
+    if renderer is None:
+        return None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    midi_path = out_dir / f"{piece.name}-input.mid"
+    if piece.original_duration > piece.duration + 1e-6:
+        write_midi(midi_path, piece.midi.events, meta=piece.midi.meta, velocities=piece.midi.velocities,
+                   tracks=piece.midi.tracks)
+    else:
+        shutil.copyfile(piece_path, midi_path)
+    return renderer.render(midi_path, midi_path.with_suffix(".flac"))

@@ -1,0 +1,116 @@
+"""End to end in a real browser: headless Chromium opens the demo page, uploads a MIDI file, generates one
+variation, and finds its audio player and MIDI download.
+
+Needs Debian's ``chromium`` (or ``$AMT_CHROMIUM``) and the ``playwright`` Python package; Playwright's own
+browser downloads are not used. Set ``AMT_DEMO_SCREENSHOT=docs/demo.png`` to save a screenshot of the page,
+and ``AMT_DEMO_MODEL=FOLDER`` to run a trained model instead of a tiny random one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from amt.demo.audio import find_renderer
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("AMT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+if importlib.util.find_spec("playwright") is None:
+    pytest.skip("the playwright Python package is not installed (pip install playwright)",
+                allow_module_level=True)
+if CHROMIUM is None:
+    pytest.skip("no Chromium executable (Debian: apt-get install chromium; or set AMT_CHROMIUM)",
+                allow_module_level=True)
+
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+TIMEOUT_MS = 60_000
+EXAMPLES = Path(__file__).resolve().parents[1] / "demo" / "examples"
+EXAMPLE = "bach_chorale_bwv66.6_wind_quartet"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def demo_url(tmp_path_factory):
+    from amt.demo.app import DemoApp
+    from amt.models import create_model, load_model, tiny_config
+
+    folder = os.environ.get("AMT_DEMO_MODEL")  # a trained model, for a screenshot worth showing
+    if not folder:
+        folder = tmp_path_factory.mktemp("tiny-model")
+        create_model(tiny_config()).save_pretrained(folder)
+    app = DemoApp(load_model(folder, device="cpu"), workdir=tmp_path_factory.mktemp("demo-work"))
+    port = free_port()
+    app.launch(port=port, block=False, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        app.close()
+
+
+def test_upload_generate_listen_and_download(demo_url, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    example = EXAMPLES / f"{EXAMPLE}.mid"
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900},
+        )
+        try:
+            page = context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(demo_url)
+            page.locator("#upload input[type=file]").set_input_files(str(example))
+            expect(page.locator("#summary")).to_contain_text(EXAMPLE)
+            expect(page.locator("#keep")).to_contain_text("Oboe")  # the melody, preselected
+
+            page.locator("#task").get_by_text("continue", exact=True).click()
+            page.locator("#continue-seconds input[type=number]").fill("2")
+            page.locator("#variations input[type=number]").fill("1")
+            page.locator("#seed textarea, #seed input").first.fill("7")
+            page.locator("#generate").click()
+
+            expect(page.locator("#status")).to_contain_text("seed 7", timeout=TIMEOUT_MS)
+            expect(page.locator("#roll-1 img")).to_be_visible()
+            download = page.locator("#midi-1 a[download]").first
+            expect(download).to_have_attribute("download", f"{EXAMPLE}-continue-1.mid")
+            assert page.request.get(download.get_attribute("href")).body()[:4] == b"MThd"
+            expect(page.locator("#roll-2")).to_have_count(0)  # one variation asked, one shown
+            if find_renderer()[0] is not None:
+                # The browser decoded the rendered audio: the player shows a length.
+                expect(page.locator("#audio-1 #duration")).to_have_text(re.compile(r"^\d+:\d\d$"))
+                expect(page.locator("#audio-1 #duration")).not_to_have_text("0:00")
+                audio_link = page.locator("#audio-1 a[download]").first
+                expect(audio_link).to_have_attribute("download", f"{EXAMPLE}-continue-1.flac")
+                assert page.request.get(audio_link.get_attribute("href")).body()[:4] == b"fLaC"
+            else:
+                expect(page.locator("#audio-note")).to_contain_text("Audio is unavailable")
+            screenshot = os.environ.get("AMT_DEMO_SCREENSHOT")
+            if screenshot:
+                page.screenshot(path=screenshot, full_page=True)
+
+            # A bad upload: a sentence in the page, the previous results cleared, no traceback.
+            page.locator("#upload button[aria-label='Clear']").first.click()
+            not_midi = tmp_path / "not-midi.mid"
+            not_midi.write_text("a text file in disguise")
+            page.locator("#upload input[type=file]").set_input_files(str(not_midi))
+            expect(page.locator("#status")).to_contain_text("not-midi.mid is not a MIDI file")
+            expect(page.locator("#roll-1")).to_be_hidden()
+            expect(page.locator("body")).not_to_contain_text("Traceback")
+        finally:
+            context.close()
