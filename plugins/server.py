@@ -1,0 +1,343 @@
+"""The DAW bridge server: HTTP JSON and WebSocket in front of one model.
+
+Endpoints (see PROTOCOL.md): ``GET /health``, ``POST /generate``, ``WS /ws`` (streams notes as they are
+sampled), and with ports mode ``POST /midi/trigger``. One model run at a time on the device; up to
+``Limits.queue_size`` requests wait, more get 503 at once. Every failure is answered with a JSON
+``{"error", "status"}`` body; the server itself never stops on a bad request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from amt import __version__
+from amt.errors import AmtError, GenerationError
+from amt.plugins.engine import Engine, Limits, NoteCallback, Outcome, Plan, plan_request
+from amt.plugins.protocol import ErrorBody, GenerateRequest, GenerateResponse, Health, RequestError
+
+log = logging.getLogger("amt.serve")
+
+
+def describe_validation(errors: list[dict[str, Any]]) -> str:
+    """One readable line per pydantic error: ``region.end: ...; sampling.top_p: ...``."""
+    parts = []
+    for error in errors:
+        loc = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        parts.append(f"{loc}: {error.get('msg', 'invalid')}" if loc else str(error.get("msg", "invalid")))
+    return "; ".join(parts) or "invalid request"
+
+
+def parse_request(text: str | bytes) -> GenerateRequest:
+    """Parse and validate a request body; ``RequestError`` 400 for bad JSON, 422 for bad values."""
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise RequestError(f"malformed JSON: {error}", 400) from None
+    if not isinstance(data, dict):
+        raise RequestError("the request must be a JSON object", 400)
+    try:
+        return GenerateRequest.model_validate(data)
+    except ValidationError as error:
+        raise RequestError(describe_validation(error.errors()), 422) from None
+
+
+class Runner:
+    """Runs plans on the engine one at a time (the device is the bottleneck) behind a bounded queue."""
+
+    def __init__(self, engine: Engine, limits: Limits):
+        self.engine = engine
+        self.limits = limits
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="amt-model")
+        self._lock = threading.Lock()
+        self.waiting = 0
+        self.running = 0
+        self.served = 0
+        self.failed = 0
+
+    def _admit(self) -> None:
+        with self._lock:
+            if self.waiting + self.running > self.limits.queue_size:
+                raise RequestError(
+                    f"busy: {self.waiting + self.running} requests are ahead (queue size "
+                    f"{self.limits.queue_size}); retry shortly", 503
+                )
+            self.waiting += 1
+
+    def _work(self, plan: Plan, on_note, cancel, queued_at) -> tuple[Outcome, float]:
+        with self._lock:
+            self.waiting -= 1
+            self.running += 1
+        waited = time.perf_counter() - queued_at
+        try:
+            if cancel.is_set():
+                raise RequestError("the request was cancelled while it waited", 503)
+            if waited > self.limits.timeout_seconds:
+                raise RequestError("the request waited longer than the server's timeout; retry later", 503)
+            deadline = time.monotonic() + self.limits.timeout_seconds
+            try:
+                return self.engine.run(plan, on_note, deadline=deadline, cancel=cancel), waited
+            except StopIteration as error:
+                # asyncio cannot carry StopIteration through a future (the request would hang forever).
+                raise RuntimeError(f"StopIteration inside generation: {error}") from error
+        finally:
+            with self._lock:
+                self.running -= 1
+
+    async def run(
+        self, request: GenerateRequest, on_note: NoteCallback | None = None
+    ) -> GenerateResponse:
+        """Queue a request, run it, and build the response; raises ``RequestError`` (503 when busy)."""
+        # Validate against the limits before queueing, so bad requests never wait for the model.
+        plan = plan_request(request, self.limits)
+        self._admit()
+        cancel = threading.Event()
+        queued_at = time.perf_counter()
+        future = self._executor.submit(self._work, plan, on_note, cancel, queued_at)
+        try:
+            outcome, waited = await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            cancel.set()  # the client went away: stop sampling at the next note
+            raise
+        except BaseException:
+            self.failed += 1
+            raise
+        self.served += 1
+        return GenerateResponse(
+            task=request.task,
+            region=plan.region,
+            variations=outcome.variations,
+            locked=plan.locked_ids,
+            replaced=plan.replaced_ids,
+            generation_seconds=round(outcome.seconds, 4),
+            queue_seconds=round(waited, 4),
+            model=self.engine.name,
+        )
+
+    def close(self) -> None:
+        """Stop the worker after the current run."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def error_status(error: BaseException) -> tuple[int, str]:
+    """The HTTP status and message for an exception raised while serving a request."""
+    if isinstance(error, RequestError):
+        return error.status, str(error)
+    if isinstance(error, GenerationError):
+        return 422, str(error)
+    if isinstance(error, AmtError):
+        return 400, str(error)
+    log.exception("internal error", exc_info=error)
+    return 500, f"internal error: {type(error).__name__}: {error}"
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    headers = {"Retry-After": "1"} if status == 503 else None
+    body = ErrorBody(error=message, status=status).model_dump()
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class BodyLimit:
+    """ASGI middleware answering 413 to HTTP bodies over ``limit`` bytes, before the app reads them."""
+
+    def __init__(self, app, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers", ())).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await _error(413, f"request body of {int(declared)} bytes is over the limit of "
+                                f"{self.limit} bytes")(scope, receive, send)
+        chunks, size = [], 0
+        while True:  # read (bounded) before the app does, also catching bodies sent without a length
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                return await _error(413, f"request body is over the limit of {self.limit} bytes")(
+                    scope, receive, send)
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+
+def create_app(model, *, model_name: str | None = None, limits: Limits | None = None, bridge=None) -> FastAPI:
+    """The FastAPI app serving ``model`` (a loaded ``CausalLM``). ``bridge`` is a running
+    ``amt.plugins.ports.PortsBridge`` for ports mode, or None."""
+    limits = limits or Limits()
+    runner = Runner(Engine(model, model_name or type(model).__name__), limits)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if bridge is not None:
+            loop = asyncio.get_running_loop()
+            # Ports mode generates through the same queue as HTTP clients (one model run at a time).
+            def generate(request: GenerateRequest) -> GenerateResponse:
+                return asyncio.run_coroutine_threadsafe(runner.run(request), loop).result()
+
+            bridge.generate = generate
+        yield
+        runner.close()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="amt DAW bridge",
+        version=__version__,
+        description="Writes notes into a DAW region with the Anticipatory Music Transformer. Positions are "
+        "in quarter-note beats; see PROTOCOL.md.",
+    )
+    app.state.runner = runner
+    app.state.bridge = bridge
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        for e in error.errors():
+            if e.get("type") == "json_invalid":
+                reason = (e.get("ctx") or {}).get("error", "cannot parse")
+                return _error(400, f"malformed JSON at character {e['loc'][-1]}: {reason}")
+        return _error(422, describe_validation(list(error.errors())))
+
+    @app.exception_handler(AmtError)
+    async def _amt_error(request: Request, error: AmtError) -> JSONResponse:
+        return _error(*error_status(error))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        return _error(*error_status(error))
+
+    @app.get("/health", response_model=Health)
+    def health() -> Health:
+        """Liveness and load: what is running and waiting."""
+        return Health(
+            version=__version__, model=runner.engine.name, running=runner.running, queued=runner.waiting,
+            queue_size=limits.queue_size, served=runner.served, failed=runner.failed, midi=bridge is not None,
+        )
+
+    @app.post(
+        "/generate",
+        response_model=GenerateResponse,
+        responses={s: {"model": ErrorBody} for s in (400, 413, 422, 500, 503, 504)},
+    )
+    async def generate(request: GenerateRequest) -> GenerateResponse:
+        """Write new notes into the request's region; one list of notes per variation."""
+        return await runner.run(request)
+
+    @app.post("/midi/trigger", responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}})
+    async def midi_trigger() -> dict:
+        """Ports mode: generate from the part recorded on "amt in" (same as the trigger note or CC)."""
+        if bridge is None:
+            raise RequestError("ports mode is off: start the server with `amt serve --midi`", 404)
+        return await asyncio.get_running_loop().run_in_executor(None, bridge.trigger_and_wait)
+
+    @app.websocket("/ws")
+    async def stream(websocket: WebSocket) -> None:
+        """Each text message is a request; the answer is ``note`` messages as they are sampled, then one
+        ``result`` (or ``error``) message. The connection stays open for further requests."""
+        await websocket.accept()
+        try:
+            while True:
+                text = await websocket.receive_text()
+                await _serve_stream(websocket, runner, limits, text)
+        except WebSocketDisconnect:
+            return
+
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
+    return app
+
+
+async def _serve_stream(websocket: WebSocket, runner: Runner, limits: Limits, text: str) -> None:
+    loop = asyncio.get_running_loop()
+    notes: asyncio.Queue = asyncio.Queue()
+
+    def on_note(variation: int, note, progress: float) -> None:
+        message = {"type": "note", "variation": variation, "progress": round(progress, 4),
+                   "note": note.model_dump()}
+        loop.call_soon_threadsafe(notes.put_nowait, message)
+
+    job = None
+    try:
+        if len(text.encode()) > limits.max_body_bytes:
+            raise RequestError(f"request is over the limit of {limits.max_body_bytes} bytes", 413)
+        request = parse_request(text)
+        job = asyncio.ensure_future(runner.run(request, on_note))
+        await websocket.send_json({"type": "accepted", "queued": runner.waiting})
+        while not job.done():
+            getter = asyncio.ensure_future(notes.get())
+            await asyncio.wait({getter, job}, return_when=asyncio.FIRST_COMPLETED)
+            if getter.done():
+                await websocket.send_json(getter.result())
+            else:
+                getter.cancel()
+        while not notes.empty():
+            await websocket.send_json(notes.get_nowait())
+        response = job.result()
+    except Exception as error:
+        if job is not None and not job.done():
+            job.cancel()  # the client is gone: free the model for the others
+        if isinstance(error, WebSocketDisconnect):
+            raise
+        status, message = error_status(error)
+        await websocket.send_json({"type": "error", **ErrorBody(error=message, status=status).model_dump()})
+        return
+    await websocket.send_json({"type": "result", "response": response.model_dump(mode="json")})
+
+
+class BackgroundServer:
+    """Serve ``app`` with uvicorn from a daemon thread: ``with BackgroundServer(app) as server: server.url``.
+
+    For tests, benchmarks and embedding the bridge in another program; ``port=0`` picks a free port.
+    """
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0, ws_max_size: int = 2**21):
+        self.config = uvicorn.Config(app, host=host, port=port, ws_max_size=ws_max_size, log_level="warning",
+                                     lifespan="on")
+        self.server = uvicorn.Server(self.config)
+        self.thread = threading.Thread(target=self.server.run, name="amt-serve", daemon=True)
+        self.url = ""
+
+    def __enter__(self) -> BackgroundServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the bridge server did not start")
+            time.sleep(0.01)
+        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
+        self.url = f"http://{host}:{port}"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def openapi_schema() -> dict:
+    """The OpenAPI document of the bridge (what ``plugins/openapi.json`` holds)."""
+    return create_app(None, model_name="MODEL").openapi()

@@ -1,0 +1,179 @@
+"""DAW bridge without a model: tempo/meter maps, instrument names, request validation and planning."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from amt.plugins.beats import MeterMap, TempoMap
+from amt.plugins.engine import Limits, event_to_note, plan_request
+from amt.plugins.instruments import instrument_name, program_from_name, resolve_instrument
+from amt.plugins.midifile import request_from_midi
+from amt.plugins.protocol import GenerateRequest, GenerateResponse, RequestError
+from amt.plugins.server import parse_request
+from amt.tokenization.vocab import CONTROL_OFFSET, DRUMS, DUR_OFFSET, NOTE_OFFSET, TIME_RESOLUTION
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+if not REFERENCE.is_dir():
+    REFERENCE = Path("/work/shared/reference")
+TEMPO_FILE = REFERENCE / "synth_tempo_trumpet_drums.mid"  # 100 bpm, 150 bpm from beat 8
+CHORALE = REFERENCE / "bach_bwv66.6.mid"
+
+
+def test_tempo_map_converts_piecewise():
+    tempo = TempoMap([(0, 120), (4, 60), (6, 240)])
+    # 4 beats at 0.5 s, 2 beats at 1 s, then 0.25 s per beat.
+    assert tempo.to_seconds(4) == pytest.approx(2.0)
+    assert tempo.to_seconds(5) == pytest.approx(3.0)
+    assert tempo.to_seconds(6) == pytest.approx(4.0)
+    assert tempo.to_seconds(10) == pytest.approx(5.0)
+    assert tempo.to_beats(3.0) == pytest.approx(5.0)
+    assert tempo.mean_bpm(4, 10) == pytest.approx(60 * 6 / 3.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(0.25, 64), st.floats(20, 300)), min_size=0, max_size=6),
+    st.floats(20, 300),
+    st.lists(st.floats(0, 200), min_size=1, max_size=20),
+)
+def test_beats_seconds_round_trip(changes, first_bpm, beats):
+    points = [(0.0, first_bpm)]
+    for gap, bpm in changes:
+        points.append((points[-1][0] + gap, bpm))
+    tempo = TempoMap(points)
+    b = np.array(beats)
+    seconds = tempo.to_seconds(b)
+    assert np.all(np.diff(tempo.to_seconds(np.sort(b))) >= 0)
+    np.testing.assert_allclose(tempo.to_beats(seconds), b, rtol=0, atol=1e-9)
+
+
+def test_tempo_map_rejects_bad_maps():
+    for points in ([(1, 120)], [(0, 0)], [(0, 120), (0, 90)], [(0, float("nan"))]):
+        with pytest.raises(RequestError):
+            TempoMap(points)
+
+
+def test_meter_map_bars():
+    meter = MeterMap([(0, 4, 4), (8, 3, 4), (14, 6, 8)])
+    assert meter.bar_to_beat(1) == 0
+    assert meter.bar_to_beat(2.5) == 6  # half-way through bar 2 (4/4)
+    assert meter.bar_to_beat(3) == 8  # 3/4 starts at bar 3
+    assert meter.bar_to_beat(5) == 14  # 6/8 (3 beats per bar) from bar 5
+    assert meter.bar_to_beat(6) == 17
+    with pytest.raises(RequestError, match="bar line"):
+        MeterMap([(0, 4, 4), (6, 3, 4)])
+
+
+def test_instruments_from_names_programs_and_channels():
+    assert program_from_name("Violin I") == 40
+    assert program_from_name("String Bass") == 43
+    assert program_from_name("Bass Clarinet") == 71
+    assert program_from_name("Drum Kit") == DRUMS
+    assert program_from_name("Untitled 3") is None
+    assert resolve_instrument(None, 10, "Piano") == DRUMS
+    assert resolve_instrument(33, None, "Violin") == 33
+    assert resolve_instrument(None, None, "Cello") == 42
+    assert instrument_name(DRUMS) == "Drums"
+    assert instrument_name(40) == "Strings (GM 41)"
+
+
+def _body(**changes):
+    body = {"task": "infill", "notes": [{"start": 0, "duration": 1, "pitch": 60}],
+            "region": {"start": 0, "end": 4}}
+    body.update(changes)
+    return json.dumps(body)
+
+
+@pytest.mark.parametrize(
+    ("text", "status", "words"),
+    [
+        ("{not json", 400, "malformed JSON"),
+        ("[1, 2]", 400, "JSON object"),
+        (_body(task="remix"), 422, "task"),
+        (_body(region={"start": 4, "end": 2}), 422, "must be after"),
+        (_body(tempo=[{"beat": 0, "bpm": -5}]), 422, "tempo.0.bpm"),
+        (_body(tempo=[{"beat": 2, "bpm": 100}]), 422, "start at beat 0"),
+        (_body(notes=[{"start": -1, "duration": 1, "pitch": 60}]), 422, "notes.0.start"),
+        (_body(notes=[{"start": 0, "duration": 1, "pitch": 200}]), 422, "notes.0.pitch"),
+        (_body(sampling={"temprature": 2}), 422, "temprature"),
+        (_body(time_signatures=[{"beat": 0, "numerator": 4, "denominator": 3}]), 422, "power of two"),
+        ('{"task": "infill", "region": {"start": 0, "end": NaN}}', 422, "region.end"),
+    ],
+)
+def test_bad_requests_are_named(text, status, words):
+    with pytest.raises(RequestError, match=words) as caught:
+        parse_request(text)
+    assert caught.value.status == status
+
+
+def test_plan_limits_and_locks():
+    many = [{"start": i / 8, "duration": 0.1, "pitch": 60} for i in range(50)]
+    with pytest.raises(RequestError, match="too many notes") as caught:
+        plan_request(parse_request(_body(notes=many)), Limits(max_notes=10))
+    assert caught.value.status == 413
+    with pytest.raises(RequestError, match="region lasts"):
+        plan_request(parse_request(_body(region={"start": 0, "end": 400})), Limits())
+    with pytest.raises(RequestError, match="accompany needs locked notes"):
+        plan_request(parse_request(_body(task="accompany")), Limits())
+    with pytest.raises(RequestError, match="locked tracks not in the request"):
+        plan_request(parse_request(_body(locked={"tracks": ["nope"]})), Limits())
+    clash = [{"id": 1, "start": 0, "duration": 1, "pitch": 60}, {"start": 1, "duration": 1, "pitch": 62}]
+    with pytest.raises(RequestError, match="ids must be unique"):  # the second note's id is its index, 1
+        plan_request(parse_request(_body(notes=clash)), Limits())
+
+
+def test_plan_from_a_file_with_a_tempo_change():
+    request = request_from_midi(TEMPO_FILE, task="infill", region=(4, 12))
+    plan = plan_request(request, Limits())
+    # 4 beats at 100 bpm = 2.4 s; beat 8 = 4.8 s, then 150 bpm: beat 12 = 6.4 s.
+    assert (plan.start_tick + plan.offset, plan.end_tick + plan.offset) == (240, 640)
+    inside = [n for n in request.notes if 4 <= n.start < 12]
+    assert sorted(plan.replaced_ids) == sorted(n.id for n in inside)
+    assert len(plan.locked_ids) + len(plan.replaced_ids) == len(request.notes)
+    assert len(plan.history) + len(plan.controls) <= len(plan.locked_ids)
+    assert np.all(plan.history[:, 0] < plan.start_tick)
+    assert np.all(plan.controls[:, 0] >= plan.end_tick)  # infill: nothing locked inside the region
+    assert plan.controls[:, 2].max() < CONTROL_OFFSET  # event tokens; the engine shifts them
+    # A generated event converts back onto the DAW's beats through the tempo change.
+    event = np.array([560 - plan.offset, DUR_OFFSET + 20, NOTE_OFFSET + 56 * 128 + 64])  # 5.6 s, trumpet
+    note = event_to_note(plan, event)
+    assert note is not None and note.start == pytest.approx(8 + 0.8 / 0.4)
+    assert note.duration == pytest.approx(0.2 / 0.4)
+    assert (note.program, note.pitch, note.track) == (56, 64, 0)
+    outside = np.array([700 - plan.offset, DUR_OFFSET + 20, NOTE_OFFSET + 64])
+    assert event_to_note(plan, outside) is None
+
+
+def test_plan_accompany_by_bars_and_grid():
+    request = request_from_midi(CHORALE, task="accompany", region=(2, 4), unit="bars",
+                                locked={"tracks": [0]}, grid=0.25)
+    plan = plan_request(request, Limits())
+    assert plan.region == (4.0, 12.0)
+    soprano = {n.id for n in request.notes if n.track == 0}
+    assert set(plan.locked_ids) == soprano
+    assert all(not str(i).startswith("0:") for i in plan.replaced_ids)
+    seconds_per_beat = 60 / request.tempo[0].bpm
+    tick = round((4 + 1.13) * seconds_per_beat * TIME_RESOLUTION) - plan.offset  # off the grid
+    note = event_to_note(plan, np.array([tick, DUR_OFFSET + 7, NOTE_OFFSET + 52]))
+    assert note.start == pytest.approx(5.25) and note.duration == pytest.approx(0.25)  # snapped, >= a step
+
+
+def test_request_schema_is_published():
+    schema = GenerateRequest.model_json_schema()
+    assert {"task", "notes", "tempo", "region", "locked", "sampling", "grid"} <= set(schema["properties"])
+
+
+def test_protocol_document_examples_are_valid():
+    text = (Path(__file__).resolve().parents[1] / "plugins" / "PROTOCOL.md").read_text()
+    blocks = [json.loads(b.split("```", 1)[0]) for b in text.split("```json\n")[1:]]
+    request, response = blocks[0], blocks[1]
+    plan = plan_request(GenerateRequest.model_validate(request), Limits())
+    assert plan.region == (8.0, 16.0)  # bars 3-5 of 4/4
+    assert plan.locked_ids == ["n1", "n2"]
+    GenerateResponse.model_validate(response)
