@@ -17,6 +17,10 @@ from amt.errors import AmtError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "amt.tokenization.cli",
+    "amt.sampling.cli",
+    "amt.demo.cli",
+    "amt.training.cli",
+    "amt.plugins.cli",
 )
 
 

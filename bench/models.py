@@ -1,0 +1,103 @@
+"""Decoding speed of the backbones: tokens/s of ``step`` after a prefill, per model shape and batch size.
+
+Randomly initialised models (speed does not depend on the weights). For the GPT, the uncached baseline
+re-runs the whole context for every token. Prints a Markdown table to paste into bench/RESULTS.md.
+
+    python bench/models.py                          # tiny and AMT-small shapes, batch 1, CPU
+    python bench/models.py --batch 1 8 --device cuda --dtype bfloat16
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import torch
+
+from amt.models import GPTConfig, MambaConfig, create_model, tiny_config
+
+SHAPES = {
+    "gpt2-tiny": tiny_config("gpt2"),
+    "gpt2-small": GPTConfig(),  # AMT-small: 12 layers x 768
+    "gpt2-medium": GPTConfig(n_embd=1024, n_layer=24, n_head=16),
+    "mamba-tiny": tiny_config("mamba"),
+    "mamba-small": MambaConfig(d_model=768, n_layer=24),  # about the parameters of AMT-small
+}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+@torch.inference_mode()
+def decode_speed(model, batch: int, prefill: int, tokens: int) -> tuple[float, float, float]:
+    """Prefill tokens/s, decode tokens/s per sequence, and decode tokens per CPU-second of this process
+    (the last is robust to other processes sharing the CPU when running single-threaded)."""
+    device = model.device
+    ids = torch.randint(0, model.vocab_size, (batch, prefill + tokens), device=device)
+    state = model.init_state(batch)
+    model.step(ids[:, :8], state)  # warm-up (allocations, kernel selection)
+    state = model.init_state(batch)
+    sync(device)
+    start = time.perf_counter()
+    _, state = model.step(ids[:, :prefill], state, last_only=True)
+    sync(device)
+    prefill_time = time.perf_counter() - start
+    start, cpu_start = time.perf_counter(), time.process_time()
+    for t in range(prefill, prefill + tokens):
+        _, state = model.step(ids[:, t : t + 1], state)
+    sync(device)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return batch * prefill / prefill_time, tokens / wall, tokens / cpu
+
+
+@torch.inference_mode()
+def uncached_speed(model, batch: int, prefill: int, tokens: int) -> float:
+    """Decode tokens/s per sequence when the whole context is run again for every new token."""
+    device = model.device
+    ids = torch.randint(0, model.vocab_size, (batch, prefill + tokens), device=device)
+    sync(device)
+    start = time.perf_counter()
+    for t in range(prefill, prefill + tokens):
+        model(ids[:, :t])[:, -1]
+    sync(device)
+    return tokens / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shapes", nargs="+", choices=list(SHAPES),
+                        default=["gpt2-tiny", "gpt2-small", "mamba-tiny", "mamba-small"])
+    parser.add_argument("--batch", nargs="+", type=int, default=[1])
+    parser.add_argument("--prefill", type=int, default=512)
+    parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--baseline-tokens", type=int, default=4, help="tokens for the uncached GPT baseline")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU"
+    print(f"device: {name}, {torch.get_num_threads()} threads, torch {torch.__version__}, {args.dtype}, "
+          f"prefill {args.prefill}, decode {args.tokens} tokens\n")
+    print("| model | params | batch | prefill tok/s | decode tok/s per seq | decode tok per CPU-s "
+          "| uncached tok/s per seq |")
+    print("|---|---|---|---|---|---|---|")
+    for shape in args.shapes:
+        torch.manual_seed(0)
+        model = create_model(SHAPES[shape]).to(device=device, dtype=getattr(torch, args.dtype)).eval()
+        for batch in args.batch:
+            prefill_rate, decode_rate, cpu_rate = decode_speed(model, batch, args.prefill, args.tokens)
+            baseline = (f"{uncached_speed(model, batch, args.prefill, args.baseline_tokens):.1f}"
+                        if shape.startswith("gpt2") and args.baseline_tokens else "-")
+            print(f"| {shape} | {model.num_parameters() / 1e6:.1f}M | {batch} | {prefill_rate:,.0f} | "
+                  f"{decode_rate:.1f} | {cpu_rate:.1f} | {baseline} |", flush=True)
+        del model
+
+
+if __name__ == "__main__":
+    main()
