@@ -1,21 +1,28 @@
 """Decoding speed of the backbones: tokens/s of ``step`` after a prefill, per model shape and batch size.
 
 Randomly initialised models (speed does not depend on the weights). For the GPT, the uncached baseline
-re-runs the whole context for every token. Prints a Markdown table to paste into bench/RESULTS.md.
+re-runs the whole context for every token. Prints a Markdown table; ``--record`` adds it, with the machine
+and the command, at the end of the "Models" section of bench/RESULTS.md (entries are kept, as runs on
+different devices and shapes complement each other).
 
     python bench/models.py                          # tiny and AMT-small shapes, batch 1, CPU
-    python bench/models.py --batch 1 8 --device cuda --dtype bfloat16
+    python bench/models.py --batch 1 8 --device cuda --dtype bfloat16 --record
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import os
 import platform
+import sys
 import time
 
 import torch
 
 from amt.models import GPTConfig, MambaConfig, create_model, tiny_config
+
+from results import record_section
 
 SHAPES = {
     "gpt2-tiny": tiny_config("gpt2"),
@@ -77,16 +84,18 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--record", action="store_true", help="add the table to bench/RESULTS.md")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU"
-    print(f"device: {name}, {torch.get_num_threads()} threads, torch {torch.__version__}, {args.dtype}, "
-          f"prefill {args.prefill}, decode {args.tokens} tokens\n")
-    print("| model | params | batch | prefill tok/s | decode tok/s per seq | decode tok per CPU-s "
-          "| uncached tok/s per seq |")
-    print("|---|---|---|---|---|---|---|")
+    setting = (f"{name}, {torch.get_num_threads()} threads, torch {torch.__version__}, {args.dtype}, "
+               f"prefill {args.prefill}, decode {args.tokens} tokens")
+    print(f"device: {setting}\n")
+    table = ["| model | params | batch | prefill tok/s | decode tok/s per seq | decode tok per CPU-s "
+             "| uncached tok/s per seq |", "|---|---|---|---|---|---|---|"]
+    print("\n".join(table))
     for shape in args.shapes:
         torch.manual_seed(0)
         model = create_model(SHAPES[shape]).to(device=device, dtype=getattr(torch, args.dtype)).eval()
@@ -94,9 +103,17 @@ def main() -> None:
             prefill_rate, decode_rate, cpu_rate = decode_speed(model, batch, args.prefill, args.tokens)
             baseline = (f"{uncached_speed(model, batch, args.prefill, args.baseline_tokens):.1f}"
                         if shape.startswith("gpt2") and args.baseline_tokens else "-")
-            print(f"| {shape} | {model.num_parameters() / 1e6:.1f}M | {batch} | {prefill_rate:,.0f} | "
-                  f"{decode_rate:.1f} | {cpu_rate:.1f} | {baseline} |", flush=True)
+            table.append(f"| {shape} | {model.num_parameters() / 1e6:.1f}M | {batch} | {prefill_rate:,.0f} | "
+                         f"{decode_rate:.1f} | {cpu_rate:.1f} | {baseline} |")
+            print(table[-1], flush=True)
         del model
+    if args.record:
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        command = " ".join(["python bench/models.py", *sys.argv[1:]])
+        entry = (f"Device: {setting}; Python {platform.python_version()}, {os.cpu_count()} CPU cores, "
+                 f"load average at the end {load}. Command: `{command}` ({stamp}).")
+        record_section("## Models (bench/models.py)", entry + "\n\n" + "\n".join(table), append=True)
 
 
 if __name__ == "__main__":

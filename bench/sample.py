@@ -19,15 +19,10 @@ import os
 import platform
 import resource
 import subprocess
-import sys
 import time
-from pathlib import Path
 
-# Scripts in bench/ are named after what they measure (bench/tokenize.py would shadow the standard library's
-# tokenize module in this process and its workers), so this folder must not be on the import path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+from results import record_section
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 SHAPES = {"small": (12, 768, 12), "medium": (24, 1024, 16), "large": (36, 1280, 20)}
 
 
@@ -198,22 +193,7 @@ def main() -> None:
     print(intro)
     print(table)
     if not args.no_record:
-        record(f"{intro}\n\n{table}\n")
-
-
-def record(entry: str) -> None:
-    """Add ``entry`` at the end of the Sampling section of bench/RESULTS.md (created when missing)."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    heading = "\n## Sampling (bench/sample.py)\n"
-    if heading not in text:
-        text = text.rstrip("\n") + "\n" + heading
-    section = text.index(heading) + len(heading)
-    following = text.find("\n## ", section)
-    at = len(text) if following < 0 else following
-    text = text[:at].rstrip("\n") + f"\n\n{entry}" + text[at:]
-    tmp = RESULTS.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    tmp.replace(RESULTS)
+        record_section("## Sampling (bench/sample.py)", f"{intro}\n\n{table}", append=True)
 
 
 if __name__ == "__main__":

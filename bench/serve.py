@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import statistics
 import time
 from pathlib import Path
@@ -27,8 +26,9 @@ from amt.plugins.engine import Limits
 from amt.plugins.midifile import request_from_midi
 from amt.plugins.server import BackgroundServer, create_app
 
+from results import record_section
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "RESULTS.md"
 REFERENCE = ROOT.parent / "shared" / "reference"
 if not REFERENCE.is_dir():
     REFERENCE = Path("/work/shared/reference")
@@ -114,21 +114,13 @@ def main() -> None:
 
 
 def record(table: str, notes: list[str], args: argparse.Namespace) -> None:
-    """Replace (or add) the "Server" section of bench/RESULTS.md, keeping the other sections."""
+    """Replace (or add) the "Server" section of bench/RESULTS.md."""
     beats = " ".join(f"{b:g}" for b in args.beats)
     command = "python bench/serve.py" + (f" --model {args.model}" if args.model else "") + (
         f" --clients {args.clients} --requests {args.requests} --beats {beats} --record")
-    section = (f"## Server\n\nMachine: {machine()}.\nCommand: `{command}` ({time.strftime('%Y-%m-%d')}).\n\n"
+    section = (f"Machine: {machine()}.\nCommand: `{command}` ({time.strftime('%Y-%m-%d')}).\n\n"
                f"{table}\n\n" + "\n".join(notes) + "\n")
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n\nOne section per benchmark script.\n"
-    pattern = re.compile(r"## Server\n.*?(?=\n## |\Z)", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section.rstrip("\n"), text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    tmp = RESULTS.with_suffix(".md.serve.tmp")
-    tmp.write_text(text.rstrip("\n") + "\n")
-    os.replace(tmp, RESULTS)
+    record_section("## Server", section)
 
 
 if __name__ == "__main__":

@@ -24,19 +24,13 @@ was written on is shared, and wall time there mostly measures the other jobs) an
 
 from __future__ import annotations
 
-import sys
-
-# This script shares its name with the standard library's tokenize module, which numpy imports (via inspect):
-# run as a script, bench/ comes first on sys.path and would shadow it, so take bench/ off the path.
-if sys.path and sys.path[0].endswith("bench"):
-    sys.path.pop(0)
-
 import argparse
 import io
 import os
 import platform
 import re
 import subprocess
+import sys
 import tempfile
 import time
 from collections import defaultdict, deque
@@ -52,9 +46,10 @@ from amt.tokenization.corpus import prepare_corpus
 from amt.tokenization.midi import read_midi
 from amt.tokenization.vocab import DRUMS, DUR_OFFSET, MAX_DUR, NOTE_OFFSET, TIME_RESOLUTION
 
+from results import record_section
+
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "reference"
-RESULTS = ROOT / "bench" / "RESULTS.md"
 
 
 def write_synthetic(folder: Path, count: int, seed: int = 0) -> list[Path]:
@@ -246,23 +241,16 @@ def main() -> None:
 
 
 def record(table: str, notes: list[str], args: argparse.Namespace) -> None:
-    """Replace (or add) the "Tokenization" section of bench/RESULTS.md, keeping the other sections."""
+    """Replace (or add) the "Tokenization" section of bench/RESULTS.md."""
     section = (
-        f"## Tokenization\n\nMachine: {machine()}.\n"
-        f"Command: `python bench/tokenization.py --synthetic {args.synthetic} --repeat {args.repeat} --record` "
+        f"Machine: {machine()}.\n"
+        "Command: `python bench/tokenization.py "
+        f"--synthetic {args.synthetic} --repeat {args.repeat} --record` "
         f"({time.strftime('%Y-%m-%d')}); single process except the prepare rows.\n\n{table}\n\n"
         + "\n".join(notes)
         + "\n"
     )
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n\nOne section per benchmark script.\n"
-    pattern = re.compile(r"## Tokenization\n.*?(?=\n## |\Z)", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section.rstrip("\n") + "\n", text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    tmp = RESULTS.with_suffix(".md.tmp")
-    tmp.write_text(text.rstrip("\n") + "\n")
-    os.replace(tmp, RESULTS)
+    record_section("## Tokenization", section)
 
 
 if __name__ == "__main__":

@@ -30,9 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from results import record_section
+
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "reference"
-RESULTS = ROOT / "bench" / "RESULTS.md"
 SECTION = "## Training"
 
 PEAK_BF16 = {"H100 SXM": 989e12, "H100 NVL": 835e12, "H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12,
@@ -136,19 +137,8 @@ def peak_flops(name: str) -> float | None:
 
 
 def record(lines: list[str]) -> None:
-    """Replace (or add) the Training section of bench/RESULTS.md, atomically."""
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    section = "\n".join([SECTION, "", *lines]) + "\n"
-    if SECTION in text:
-        head, rest = text.split(SECTION, 1)
-        tail = rest.split("\n## ", 1)
-        text = head + section + ("\n## " + tail[1] if len(tail) > 1 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    fd, tmp = tempfile.mkstemp(dir=RESULTS.parent, prefix=".RESULTS.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, RESULTS)
+    """Replace (or add) the Training section of bench/RESULTS.md."""
+    record_section(SECTION, "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:

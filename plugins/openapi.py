@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
+from amt.fileio import atomic_write_text
 from amt.plugins.server import openapi_schema
 
 DEFAULT_PATH = Path(__file__).resolve().parent / "openapi.json"
@@ -25,14 +25,7 @@ def render() -> str:
 def write(path: str | os.PathLike = DEFAULT_PATH) -> Path:
     """Write the document atomically to ``path``."""
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(render())
-        os.replace(tmp, target)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write_text(target, render())
     return target
 
 

@@ -7,12 +7,12 @@ import time
 
 import mido
 import pytest
-from amt.tokenization.midi import MAX_TRACKS, MidiTokens, read_midi
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from amt.cli import main
 from amt.errors import MidiError
+from amt.tokenization.midi import MAX_TRACKS, MidiTokens, read_midi
 
 
 def midi_bytes(*tracks, ticks_per_beat=96) -> bytes:

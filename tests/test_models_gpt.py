@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from amt.tokenization.vocab import CONTEXT_SIZE, VOCAB_SIZE
 
 from amt.errors import ModelError
 from amt.models import GPT, CausalLM, GPTConfig, KVCache, create_model, tiny_config
+from amt.tokenization.vocab import CONTEXT_SIZE, VOCAB_SIZE
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from amt.tokenization.vocab import CONTEXT_SIZE, VOCAB_SIZE
 from safetensors.torch import load_file, save_file
 
 import amt.models
 from amt.errors import ModelError
 from amt.models import GPT, GPTConfig, Mamba, create_model, load_model, resolve_model_name, tiny_config
+from amt.tokenization.vocab import CONTEXT_SIZE, VOCAB_SIZE
 
 # shared/ sits beside the project root (CI too); /work/shared on the development machines.
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference"

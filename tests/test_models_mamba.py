@@ -6,11 +6,11 @@ import dataclasses
 
 import pytest
 import torch
-from amt.tokenization.vocab import VOCAB_SIZE
 
 from amt.errors import ModelError
 from amt.models import CausalLM, Mamba, MambaConfig, MambaState, create_model, tiny_config
 from amt.models.mamba import ssd_scan
+from amt.tokenization.vocab import VOCAB_SIZE
 
 
 def tokens(batch: int, length: int, seed: int = 0) -> torch.Tensor:

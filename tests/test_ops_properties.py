@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from amt.errors import TokenError
 from amt.tokenization import ops
 from amt.tokenization.vocab import (
     ATIME_OFFSET,
@@ -14,10 +18,6 @@ from amt.tokenization.vocab import (
     REST,
     REST_INTERVAL,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from amt.errors import TokenError
 
 
 @st.composite

@@ -16,6 +16,10 @@ from fractions import Fraction
 import mido
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from amt.cli import main
 from amt.tokenization import ops
 from amt.tokenization.midi import read_midi
 from amt.tokenization.sequences import Copy, augmented_copies, make_copy, pack_sequences, validate_sequence
@@ -28,10 +32,6 @@ from amt.tokenization.vocab import (
     SEPARATOR,
     UNCLOSED_NOTE_DURATION,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from amt.cli import main
 
 NAMES = [
     "bach_bwv66.6",

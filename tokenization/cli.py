@@ -67,10 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _tokenize(args: argparse.Namespace) -> int:
+    from amt.errors import MidiError
     from amt.tokenization import ops
     from amt.tokenization.midi import read_midi
-
-    from amt.errors import MidiError
 
     events = read_midi(args.midi).events
     if args.controls_instrument is not None:
@@ -117,10 +116,10 @@ def read_token_file(path: Path) -> list[int]:
 def tokens_to_events(tokens: list[int]) -> tuple[np.ndarray, int]:
     """Events to write for a token list: (events, piece count); see the ``detokenize`` help."""
     import numpy as np
-    from amt.tokenization import ops
-    from amt.tokenization.vocab import ANTICIPATE, AUTOREGRESS, DUR_OFFSET, SEPARATOR, VOCAB_SIZE
 
     from amt.errors import TokenError
+    from amt.tokenization import ops
+    from amt.tokenization.vocab import ANTICIPATE, AUTOREGRESS, DUR_OFFSET, SEPARATOR, VOCAB_SIZE
 
     array = np.asarray(tokens, dtype=np.int64)
     if len(array) and array[0] in (AUTOREGRESS, ANTICIPATE):

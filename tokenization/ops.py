@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
+
+from amt.errors import TokenError
 from amt.tokenization.vocab import (
     ATIME_OFFSET,
     CONTROL_OFFSET,
@@ -24,8 +26,6 @@ from amt.tokenization.vocab import (
     TIME_OFFSET,
     TIME_RESOLUTION,
 )
-
-from amt.errors import TokenError
 
 
 def as_triples(tokens: np.ndarray | Iterable[int]) -> np.ndarray:

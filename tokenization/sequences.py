@@ -15,6 +15,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+
+from amt.errors import TokenError
 from amt.tokenization import ops
 from amt.tokenization.vocab import (
     ANTICIPATE,
@@ -25,8 +27,6 @@ from amt.tokenization.vocab import (
     SEPARATOR,
     TIME_OFFSET,
 )
-
-from amt.errors import TokenError
 
 ANTICIPATION_RATES = 10
 """Random anticipation turns each note into a control with probability r / 10, r drawn from 1..9."""

@@ -67,7 +67,6 @@ import re
 import signal
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -77,12 +76,12 @@ from pathlib import Path
 from typing import Any
 
 from amt.errors import AmtError
+from amt.fileio import atomic_write_bytes, atomic_write_text
 
 TICKS_PER_QUARTER = 480
 VELOCITY = 80
 MELODY_KEY_NOTES = 16
 CHORALE_VOICES = frozenset({"soprano", "alto", "tenor", "bass"})
-_FILE_MODE = 0o644  # mkstemp creates files readable by their owner only: these are data to share
 SPLITS = ("train", "valid", "test")
 
 VOICE_PROGRAMS: dict[str, tuple[int, ...]] = {
@@ -491,15 +490,7 @@ def write_parts_midi(path: Path, parts: Sequence[Part], tempos: Sequence[tuple[i
             track.notes.append(symusic.Note(start, duration, pitch, VELOCITY))
         score.tracks.append(track)
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temp = tempfile.mkstemp(suffix=".mid.tmp", dir=path.parent)
-    os.close(descriptor)
-    try:
-        score.dump_midi(temp)
-        os.chmod(temp, _FILE_MODE)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
+    atomic_write_bytes(path, score.dumps_midi())
     return float(score.to("second").end())
 
 
@@ -597,16 +588,7 @@ def assign_splits(records: Sequence[dict[str, Any]], test_fraction: float = 0.12
 
 
 def _write_json(path: Path, data: Any) -> None:
-    descriptor, temp = tempfile.mkstemp(suffix=".json.tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w") as handle:
-            json.dump(data, handle, indent=1)
-        os.chmod(temp, _FILE_MODE)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
+    atomic_write_text(path, json.dumps(data, indent=1))
 
 
 def summarize(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -33,6 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from amt.errors import ConfigError, CorpusError
+from amt.fileio import atomic_write_text
 from amt.training import checkpoint as ckpt
 from amt.training.blocks import block_cross_entropy
 from amt.training.config import Config
@@ -294,7 +295,7 @@ def train(config: Config, *, init: str | None = None, resume: bool = False,
         out.mkdir(parents=True, exist_ok=True)
         import yaml
 
-        (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+        atomic_write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     logger = _Logger(out, dist.main)
     bar = None
     if progress and dist.main:
