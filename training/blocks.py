@@ -92,19 +92,20 @@ def target_blocks(input_ids: torch.Tensor) -> torch.Tensor:
 
 
 def block_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, input_ids: torch.Tensor,
-                        targets: torch.Tensor) -> torch.Tensor:
+                        targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Mean cross-entropy (nats per target token) over the vocabulary block possible at each position.
 
     ``hidden`` ``[B, T, D]`` are the final hidden states for ``input_ids`` ``[B, T]``; ``weight`` ``[V, D]``
     the output layer; ``targets`` ``[B, T]`` the next tokens. The mean runs over all ``B * T`` targets, the
-    same normalisation as the full-vocabulary loss. A target outside its block (a malformed sequence) raises
-    ValueError rather than being silently scored.
+    same normalisation as the full-vocabulary loss; ``reduction="none"`` returns the ``[B, T]`` per-target
+    losses instead (evaluation of the grammar-restricted model). A target outside its block (a malformed
+    sequence) raises ValueError rather than being silently scored.
     """
     blocks = target_blocks(input_ids).reshape(-1)
     hidden = hidden.reshape(-1, hidden.shape[-1])
     targets = targets.reshape(-1)
     local = LOCAL_INDEX.to(targets.device)
-    total = hidden.new_zeros((), dtype=torch.float32)
+    losses = hidden.new_zeros(targets.shape, dtype=torch.float32)
     for block, tokens in enumerate(BLOCK_TOKENS):
         rows = (blocks == block).nonzero().squeeze(1)
         if rows.numel() == 0:
@@ -115,5 +116,5 @@ def block_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, input_ids: t
         if len(tokens) == 1:
             continue  # a one-token block is certain: zero loss, no gradient
         logits = hidden[rows] @ weight[tokens.to(weight.device)].T
-        total = total + F.cross_entropy(logits.float(), columns, reduction="sum")
-    return total / targets.numel()
+        losses[rows] = F.cross_entropy(logits.float(), columns, reduction="none")
+    return losses.reshape(input_ids.shape) if reduction == "none" else losses.sum() / targets.numel()

@@ -51,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
                    help="auto: bf16 autocast on CUDA, float32 on CPU")
     p.add_argument("--json", metavar="OUT", help="also write the results to this JSON file")
+    p.add_argument("--grammar", action="store_true",
+                   help="score the model's softmax over the tokens the grammar allows at each position (what "
+                   "the sampler draws from, and what the n-gram defines) instead of the full vocabulary")
     group = p.add_argument_group("baseline (with --corpus)")
     group.add_argument("--baseline", choices=("ngram",),
                        help="also score a count-based n-gram model fitted on the corpus's train split")
@@ -110,8 +113,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     """``amt eval``."""
-    import time
-
     from amt.errors import ConfigError
     from amt.models import load_model
     from amt.training.train import pick_device
@@ -135,9 +136,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if corpus is not None:
         report.update(_bits_per_event(args, model, device, *corpus))
     if chorales is not None:
-        started = time.perf_counter()
         report["harmonization"] = _harmonization(args, model, chorales)
-        report["harmonization"]["seconds"] = round(time.perf_counter() - started, 1)
     if args.json:
         target = Path(args.json)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -170,11 +169,14 @@ def _bits_per_event(args: argparse.Namespace, model, device, corpus, pieces) -> 
     def say(name: str) -> None:
         print(f"evaluating {name} ...", file=sys.stderr)
 
-    scorer = model_scorer(model, autocast_dtype=autocast_dtype(args.precision, device))
+    scorer = model_scorer(model, autocast_dtype=autocast_dtype(args.precision, device), grammar=args.grammar)
+    system = "model (grammar)" if args.grammar else "model"
     results = evaluate(scorer, corpus, pieces, sequences=args.sequences, seed=args.seed,
-                       batch_size=args.batch_size, progress=lambda name: say(f"{name} (model)"))
-    entries = {"corpus": args.corpus, "split": args.split, "sequences": args.sequences, "conditions": results}
-    title = f"{args.model} on {args.corpus} ({args.split}, {len(pieces)} pieces, seed {args.seed})"
+                       batch_size=args.batch_size, progress=lambda name: say(f"{name} ({system})"))
+    entries = {"corpus": args.corpus, "split": args.split, "sequences": args.sequences,
+               "softmax": "grammar" if args.grammar else "full", "conditions": results}
+    title = (f"{args.model} on {args.corpus} ({args.split}, {len(pieces)} pieces, seed {args.seed}, "
+             f"{entries['softmax']} softmax)")
     if not args.baseline:
         print(title)
         print(format_table(results))
@@ -183,20 +185,22 @@ def _bits_per_event(args: argparse.Namespace, model, device, corpus, pieces) -> 
 
     fit_seed = 1  # fit_ngram's default: training sequences never coincide with evaluation's (seed 0)
     train = corpus.split("train")
-    say(f"fitting the {args.ngram_order}-gram on {args.ngram_sequences} train sequences")
+    print(f"fitting the {args.ngram_order}-gram on {args.ngram_sequences} train sequences ...",
+          file=sys.stderr)
     started = time.perf_counter()
     ngram = fit_ngram(corpus, train, sequences=args.ngram_sequences, order=args.ngram_order, seed=fit_seed)
     fit_seconds = time.perf_counter() - started
+    name = f"{args.ngram_order}-gram"
     baseline = evaluate(ngram.scorer(), corpus, pieces, sequences=args.sequences, seed=args.seed,
-                        batch_size=args.batch_size, progress=lambda name: say(f"{name} ({args.ngram_order}-gram)"))
+                        batch_size=args.batch_size, progress=lambda condition: say(f"{condition} ({name})"))
     entries["baseline"] = {"name": "ngram", "order": args.ngram_order, "fit_split": "train",
-                           "fit_pieces": len(train), "fit_sequences": args.ngram_sequences, "fit_seed": fit_seed,
-                           "fit_seconds": round(fit_seconds, 1), "conditions": baseline}
+                           "fit_pieces": len(train), "fit_sequences": args.ngram_sequences,
+                           "fit_seed": fit_seed, "fit_seconds": round(fit_seconds, 1), "conditions": baseline}
     rows = {}
     for condition in results:
-        rows[f"{condition}: model"] = results[condition]
-        rows[f"{condition}: {args.ngram_order}-gram"] = baseline[condition]
-    print(f"{title}; {args.ngram_order}-gram baseline fitted on {args.ngram_sequences} sequences of the "
+        rows[f"{condition}: {system}"] = results[condition]
+        rows[f"{condition}: {name}"] = baseline[condition]
+    print(f"{title}; {name} baseline fitted on {args.ngram_sequences} sequences of the "
           f"train split ({len(train)} pieces) in {fit_seconds:.0f} s")
     print(format_table(rows))
     return entries
@@ -229,21 +233,27 @@ def _held_out_chorales(midi_dir: str, limit: int) -> list:
             skipped.append(path.name)
         if len(chorales) == limit:
             break
+    if not chorales:
+        raise CorpusError(f"{midi_dir}: none of its {len(files)} test chorales has all four voices "
+                          f"(programs {sorted(VOICE_PROGRAMS.values())})")
     if skipped:
         print(f"skipped {len(skipped)} chorale(s) without the four voices on programs "
               f"{sorted(VOICE_PROGRAMS.values())}: {', '.join(skipped)}", file=sys.stderr)
-    if not chorales:
-        raise CorpusError(f"{midi_dir}: none of its {len(files)} test chorales has all four voices")
     return chorales
 
 
 def _harmonization(args: argparse.Namespace, model, chorales: list) -> dict:
     """Harmonise each chorale's soprano; print the table (model, Bach, random); the JSON entry."""
+    import time
+
     from tqdm import tqdm
 
     from amt.tokenization.midi import write_midi
     from amt.training.harmony import format_harmony_table, harmonize, harmonize_report
 
+    if args.midi_out:
+        Path(args.midi_out).mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
     outputs = []
     for i, chorale in enumerate(tqdm(chorales, desc="harmonize", unit="chorale", disable=None)):
         # One piece per call with seed + i: the seeds harmonize() gives piece i of a whole list.
@@ -252,10 +262,11 @@ def _harmonization(args: argparse.Namespace, model, chorales: list) -> dict:
             for k, sample in enumerate(outputs[-1]):
                 write_midi(Path(args.midi_out) / f"{Path(chorale.source).stem}-{k + 1}.mid", sample.events,
                            meta=sample.meta, velocities=sample.velocities, tracks=sample.tracks)
+    seconds = time.perf_counter() - started
     report = harmonize_report(outputs, chorales, seed=args.seed)
     print(f"{args.model} harmonising the soprano of {len(chorales)} held-out chorales of {args.harmonize} "
           f"({args.samples} sample(s) each, seed {args.seed}; random baseline: {report['random_samples']} "
-          "samples)")
+          f"samples); generated in {seconds:.0f} s")
     print(format_harmony_table(report))
     return {"midi_dir": args.harmonize, "chorales": [Path(c.source).name for c in chorales],
-            "samples_per_chorale": args.samples, **report}
+            "samples_per_chorale": args.samples, "seconds": round(seconds, 1), **report}

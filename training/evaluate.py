@@ -7,9 +7,10 @@ anticipation buys instead of assuming it. A condition is only a name and a mix, 
 harmonisation: the melody as controls) are one entry in ``CONDITIONS``.
 
 Scoring goes through a *scorer*: any callable mapping a ``[B, T]`` LongTensor of tokens to ``[B, T - 1]``
-natural-log negative log-likelihoods of tokens 1..T-1. :func:`model_scorer` wraps a model (always the full
-55,028-token softmax, never the training-only block loss); another scorer (an n-gram baseline) plugs into
-:func:`evaluate` unchanged.
+natural-log negative log-likelihoods of tokens 1..T-1. :func:`model_scorer` wraps a model (the full
+55,028-token softmax by default; with ``grammar=True`` the softmax over the block of tokens the grammar allows
+at each position, which is the distribution the sampler draws from and the one an n-gram baseline defines);
+another scorer (the n-gram baseline) plugs into :func:`evaluate` unchanged.
 
 Metrics (over every target token of every sequence, flags excluded since they are given):
 
@@ -32,6 +33,7 @@ import torch
 from torch.nn import functional as F
 
 from amt.tokenization.vocab import DUR_OFFSET, MAX_DUR, MAX_TIME, NOTE_OFFSET, REST, TIME_OFFSET
+from amt.training.blocks import block_cross_entropy
 from amt.training.data import ANTICIPATION_MIX, PLAIN_MIX, Objective, SequenceBuilder
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]
@@ -85,8 +87,12 @@ class Tally:
         return result
 
 
-def model_scorer(model, *, autocast_dtype: torch.dtype | None = None, chunk: int = 2048) -> Scorer:
-    """A scorer computing full-vocabulary NLLs with a CausalLM ``model`` (no gradients).
+def model_scorer(model, *, autocast_dtype: torch.dtype | None = None, chunk: int = 2048,
+                 grammar: bool = False) -> Scorer:
+    """A scorer computing NLLs with a CausalLM ``model`` (no gradients): over the full vocabulary, or with
+    ``grammar`` over each position's block (:func:`~amt.training.blocks.block_cross_entropy`). A model trained
+    with the block loss is never taught to put zero mass on impossible tokens, so only the grammar numbers
+    measure what it samples.
 
     The output layer runs on ``chunk`` positions at a time: a whole batch of 55,028-way logits would take
     ~225 MB per 1,024 positions in float32.
@@ -100,6 +106,9 @@ def model_scorer(model, *, autocast_dtype: torch.dtype | None = None, chunk: int
         with torch.autocast(device.type, dtype=autocast_dtype or torch.bfloat16,
                             enabled=autocast_dtype is not None):
             hidden = model.hidden_states(tokens[:, :-1])
+            if grammar:
+                return block_cross_entropy(hidden, model.output_weight(), tokens[:, :-1], tokens[:, 1:],
+                                           reduction="none")
             hidden = hidden.reshape(-1, hidden.shape[-1])
             nll = torch.cat([F.cross_entropy(model.logits(hidden[i:i + chunk]).float(), targets[i:i + chunk],
                                              reduction="none") for i in range(0, len(targets), chunk)])
