@@ -35,7 +35,7 @@ CHROMIUM_ARGS = [
 ]
 TIMEOUT_MS = 60_000
 EXAMPLES = Path(__file__).resolve().parents[1] / "demo" / "examples"
-EXAMPLE = "bach_chorale_bwv66.6_wind_quartet"
+EXAMPLE = "bach_chorale_bwv66.6"
 
 
 def free_port() -> int:
@@ -77,7 +77,7 @@ def test_upload_generate_listen_and_download(demo_url, tmp_path):
             page.goto(demo_url)
             page.locator("#upload input[type=file]").set_input_files(str(example))
             expect(page.locator("#summary")).to_contain_text(EXAMPLE)
-            expect(page.locator("#keep")).to_contain_text("Oboe")  # the melody, preselected
+            expect(page.locator("#keep")).to_contain_text("Soprano")  # the melody, preselected
 
             page.locator("#task").get_by_text("continue", exact=True).click()
             page.locator("#continue-seconds input[type=number]").fill("2")
