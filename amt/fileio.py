@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -68,8 +69,12 @@ def atomic_paths(targets: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
     try:
         for final in finals:
             temporaries.append(_create_file(final))
+        modes = [stat.S_IMODE(tmp.stat().st_mode) for tmp in temporaries]
         yield list(temporaries)
-        for tmp in temporaries:
+        for tmp, mode in zip(temporaries, modes, strict=True):
+            # A writer may have replaced the file made for it (safetensors' save_file does, with mode 0o600):
+            # give it back the permissions of any new file.
+            os.chmod(tmp, mode)
             _fsync(tmp)
         for tmp, final in zip(temporaries, finals, strict=True):
             os.replace(tmp, final)

@@ -31,6 +31,17 @@ def test_files_get_the_permissions_of_any_new_file(tmp_path, umask):
     assert mode(tmp_path / "folder") == 0o777 & ~umask
 
 
+def test_a_writer_that_recreates_the_file_privately_still_leaves_normal_permissions(tmp_path, umask):
+    target = tmp_path / "model.safetensors"
+    with atomic_paths([target]) as (tmp,):
+        tmp.unlink()  # what safetensors' save_file does: a new file of its own, mode 0o600
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, b"weights")
+        os.close(fd)
+    assert target.read_bytes() == b"weights"
+    assert mode(target) == 0o666 & ~umask
+
+
 def test_content_is_replaced_whole_and_flushed_before_the_rename(tmp_path, monkeypatch):
     target = tmp_path / "out.txt"
     target.write_text("old")
