@@ -66,6 +66,7 @@ def test_upload_generate_listen_and_download(demo_url, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     example = EXAMPLES / f"{EXAMPLE}.mid"
+    expect.set_options(timeout=TIMEOUT_MS)  # page loads and model runs are slow on a busy 2-core machine
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,

@@ -1,0 +1,89 @@
+"""What a musician waits for: loading the built-in model, and `accompany` writing a chorale's lower voices.
+
+Times, in one process: loading the packaged default model, then `amt.sampling.accompany` on the held-out demo
+chorale (BWV 153.1, soprano kept as controls, alto/tenor/bass written) clipped to ``--seconds`` of music, for
+``--repeat`` seeds. Prints a table; ``--record`` replaces the "Accompany" section of bench/RESULTS.md.
+
+    python bench/accompany.py --seconds 20 --repeat 3 --record
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from amt.models import DEFAULT_MODEL, load_model
+from amt.sampling import SamplingOptions, accompany
+from amt.tokenization import ops
+from amt.tokenization.midi import MidiTokens, read_midi
+from amt.tokenization.vocab import TIME_OFFSET, TIME_RESOLUTION
+
+from results import record_section
+
+CHORALE = Path(__file__).resolve().parent.parent / "demo" / "examples" / "bach_chorale_bwv153.1_held_out.mid"
+SOPRANO, LOWER_VOICES = 64, [65, 66, 67]
+
+
+def clip(midi: MidiTokens, seconds: float) -> MidiTokens:
+    """The notes of ``midi`` that start in its first ``seconds``."""
+    keep = midi.events[:, 0] - TIME_OFFSET < round(seconds * TIME_RESOLUTION)
+    return MidiTokens(midi.events[keep], midi.velocities[keep], midi.tracks[keep], midi.meta, midi.source)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--model", default=str(DEFAULT_MODEL))
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--record", action="store_true", help="write the table to bench/RESULTS.md")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    start = time.perf_counter()
+    model = load_model(args.model)
+    load_seconds = time.perf_counter() - start
+    piece = clip(read_midi(CHORALE), args.seconds)
+    soprano = int(np.sum(ops.instrument_of(piece.events[:, 2]) == SOPRANO))
+
+    times, notes = [], []
+    for seed in range(args.repeat):
+        options = SamplingOptions(seed=seed, instruments=LOWER_VOICES)
+        start = time.perf_counter()
+        (result,) = accompany(model, piece, keep_instruments=[SOPRANO], options=options)
+        times.append(time.perf_counter() - start)
+        notes.append(int(result.generated.sum()))
+
+    rows = [
+        "| what | value |",
+        "|---|---:|",
+        f"| load the model ({Path(args.model).name}) | {load_seconds:.2f} s |",
+        f"| accompany, {args.seconds:g} s of music ({soprano} soprano notes kept), median of {args.repeat} "
+        f"| {statistics.median(times):.2f} s |",
+        f"| accompany, fastest / slowest | {min(times):.2f} / {max(times):.2f} s |",
+        f"| new notes per run (median) | {statistics.median(notes):g} |",
+        f"| new notes per second of wall time | {sum(notes) / sum(times):.0f} |",
+    ]
+    table = "\n".join(rows)
+    print(table)
+    if args.record:
+        machine = (f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                   f"{args.threads} torch threads, torch {torch.__version__}, load average "
+                   f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}. "
+                   f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC.")
+        command = (f"Command: `python bench/accompany.py --seconds {args.seconds:g} "
+                   f"--repeat {args.repeat} --record`.")
+        record_section("## Accompany", f"{machine}\n{command}\n\n{table}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
