@@ -16,9 +16,7 @@ from amt.tokenization.corpus import prepare_corpus
 from amt.tokenization.vocab import ATIME_OFFSET, DUR_OFFSET, NOTE_OFFSET, REST, SEPARATOR, VOCAB_SIZE
 from amt.training.evaluate import Tally, format_table, token_kinds
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-if not REFERENCE.is_dir():
-    REFERENCE = Path("/work/shared/reference")
+from conftest import REFERENCE_DIR as REFERENCE
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,7 @@ from amt.tokenization.corpus import prepare_corpus
 from amt.training import model_card
 from amt.training.harmony import ROWS, VOICE_PROGRAMS, VOICES
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-if not REFERENCE.is_dir():
-    REFERENCE = Path("/work/shared/reference")
+from conftest import REFERENCE_DIR as REFERENCE
 
 
 @pytest.fixture(scope="module")

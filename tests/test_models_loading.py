@@ -15,10 +15,8 @@ from amt.errors import ModelError
 from amt.models import GPT, GPTConfig, Mamba, create_model, load_model, resolve_model_name, tiny_config
 from amt.tokenization.vocab import CONTEXT_SIZE, VOCAB_SIZE
 
-# shared/ sits beside the project root (CI too); /work/shared on the development machines.
-REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference"
-if not REFERENCE_DIR.is_dir():
-    REFERENCE_DIR = Path("/work/shared/reference")
+from conftest import REFERENCE_DIR
+
 REFERENCE = REFERENCE_DIR / "bach_bwv66.6.packed-line0.txt"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,10 +27,7 @@ from amt.training.data import ANTICIPATION_MIX, PAPER_MIX, PLAIN_MIX, SequenceBu
 from amt.training.evaluate import evaluate
 from amt.training.ngram import DiscountedNgram, NgramModel, uniform_bits_per_event
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-if not REFERENCE.is_dir():
-    REFERENCE = Path("/work/shared/reference")
-
+from conftest import REFERENCE_DIR as REFERENCE
 
 NAMES = ["bach_bwv66.6.mid", "beethoven_opus18no1_movement1.mid", "mozart_k156_movement1.mid"]
 

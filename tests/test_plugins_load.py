@@ -14,9 +14,8 @@ from amt.plugins.engine import Limits
 from amt.plugins.midifile import request_from_midi
 from amt.plugins.server import BackgroundServer, create_app
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-if not REFERENCE.is_dir():
-    REFERENCE = Path("/work/shared/reference")
+from conftest import REFERENCE_DIR as REFERENCE
+
 CLIENTS, REQUESTS = 8, 25
 
 

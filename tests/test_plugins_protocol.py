@@ -18,9 +18,8 @@ from amt.plugins.protocol import GenerateRequest, GenerateResponse, RequestError
 from amt.plugins.server import parse_request
 from amt.tokenization.vocab import CONTROL_OFFSET, DRUMS, DUR_OFFSET, NOTE_OFFSET, TIME_RESOLUTION
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-if not REFERENCE.is_dir():
-    REFERENCE = Path("/work/shared/reference")
+from conftest import REFERENCE_DIR as REFERENCE
+
 TEMPO_FILE = REFERENCE / "synth_tempo_trumpet_drums.mid"  # 100 bpm, 150 bpm from beat 8
 CHORALE = REFERENCE / "bach_bwv66.6.mid"
 

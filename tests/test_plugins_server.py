@@ -6,7 +6,6 @@ import json
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import httpx
 import mido
@@ -21,9 +20,8 @@ from amt.plugins.openapi import DEFAULT_PATH, render
 from amt.plugins.ports import CLOCKS_PER_BEAT, PortsBridge
 from amt.plugins.server import BackgroundServer, create_app
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-if not REFERENCE.is_dir():
-    REFERENCE = Path("/work/shared/reference")
+from conftest import REFERENCE_DIR as REFERENCE
+
 TEMPO_FILE = REFERENCE / "synth_tempo_trumpet_drums.mid"  # 100 bpm, then 150 bpm from beat 8
 CHORALE = REFERENCE / "bach_bwv66.6.mid"  # 96 bpm, 4/4, four voices on program 0
 

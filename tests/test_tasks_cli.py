@@ -20,10 +20,9 @@ from amt.sampling import Generation, SamplingOptions, accompany, continue_piece,
 from amt.tokenization.midi import MidiTokens, read_midi, write_midi
 from amt.tokenization.vocab import DUR_OFFSET, MAX_PITCH, NOTE_OFFSET, TIME_OFFSET
 
+from conftest import REFERENCE_DIR as REFERENCE
+
 torch.set_num_threads(1)
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
-if not REFERENCE.is_dir():
-    REFERENCE = Path("/work/shared/reference")
 
 
 def clip(midi: MidiTokens, ticks: int) -> MidiTokens:

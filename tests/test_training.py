@@ -27,10 +27,9 @@ from amt.training.config import config_from_dict, load_config
 from amt.training.data import SequenceBuilder
 from amt.training.train import lr_at, parameter_groups, train
 
+from conftest import REFERENCE_DIR as REFERENCE
+
 CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-if not REFERENCE.is_dir():
-    REFERENCE = Path("/work/shared/reference")
 
 
 @pytest.fixture(scope="module")

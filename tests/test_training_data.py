@@ -6,8 +6,6 @@ and a synthetic file with drums), so every objective, packing and the 100 s limi
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -29,9 +27,7 @@ from amt.tokenization.vocab import (
 )
 from amt.training.data import PAPER_MIX, Objective, SequenceBuilder
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-if not REFERENCE.is_dir():
-    REFERENCE = Path("/work/shared/reference")
+from conftest import REFERENCE_DIR as REFERENCE
 
 
 @pytest.fixture(scope="module")
