@@ -1,7 +1,7 @@
 """The sampler's promises: token masks, time order, constraints, seeds, the sliding window, callbacks.
 
 A tiny randomly initialised model stands in for a trained one: the promises below are structural and hold
-whatever the weights are. A spy on ``model.step`` checks the exact sequences the model reads.
+whatever the weights are. A spy on ``model.advance`` checks the exact sequences the model reads.
 """
 
 from __future__ import annotations
@@ -63,18 +63,18 @@ class Spy:
 
     def __init__(self, model):
         self.model, self.windows = model, []
-        step = model.step
+        advance = model.advance
 
-        def spy(ids, state, **kwargs):
+        def spy(ids, state):
             if ids.shape[1] > 1 or state.length == 0:
                 self.windows.append([])
             self.windows[-1].extend(ids[0].tolist())
-            return step(ids, state, **kwargs)
+            return advance(ids, state)
 
-        model.step = spy
+        model.advance = spy
 
     def close(self):
-        del self.model.step
+        del self.model.advance
 
 
 @pytest.fixture
@@ -172,10 +172,13 @@ class AdversarialLM(torch.nn.Module):
     def init_state(self, batch_size):
         return AdversarialState(batch_size)
 
-    def step(self, ids, state, last_only=False):
+    def output_weight(self):
+        # One hidden unit, always 1: the logits are the bias.
+        return self.bias[:, None]
+
+    def advance(self, ids, state):
         state.length += ids.shape[1]
-        T = 1 if last_only else ids.shape[1]
-        return self.bias.expand(ids.shape[0], T, VOCAB_SIZE).clone(), state
+        return torch.ones(ids.shape[0], ids.shape[1], 1), state
 
 
 def test_masks_never_let_forbidden_tokens_through():

@@ -7,6 +7,7 @@ from typing import Any, Protocol, TypeVar
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from amt.errors import ModelError
 from amt.models.config import ModelConfig
@@ -72,6 +73,12 @@ class CausalLM(nn.Module):
         """An empty decoding state for ``batch_size`` sequences on the model's device and dtype."""
         raise NotImplementedError
 
+    def advance(self, input_ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """Consume ``T >= 1`` new tokens ``[B, T]`` after those ``state`` has seen: their final hidden states
+        ``[B, T, D]`` and the updated state (updated in place where possible). A sampler that needs only a
+        block of the vocabulary applies that block of ``output_weight`` itself."""
+        raise NotImplementedError
+
     def step(self, input_ids: torch.Tensor, state: State, *, last_only: bool = False
              ) -> tuple[torch.Tensor, State]:
         """Consume ``T >= 1`` new tokens ``[B, T]`` after those ``state`` has seen.
@@ -79,12 +86,29 @@ class CausalLM(nn.Module):
         Returns logits ``[B, T, V]`` (``[B, 1, V]`` for the last token only when ``last_only``, which saves
         memory on a long prefill) and the updated state (updated in place where possible).
         """
-        raise NotImplementedError
+        hidden, state = self.advance(input_ids, state)
+        return self.logits(hidden[:, -1:] if last_only else hidden), state
 
     # Checkpoint conversion: the tensor names and layouts in model.safetensors may differ from state_dict().
     def checkpoint_state_dict(self) -> dict[str, torch.Tensor]:
         """The tensors to write to ``model.safetensors`` (names and layouts of the checkpoint format)."""
-        return dict(self.state_dict())
+        return self.plain_state_dict()
+
+    def plain_state_dict(self) -> dict[str, torch.Tensor]:
+        """``state_dict()`` with each tensor reparametrised by ``torch.nn.utils.parametrize`` (as training
+        may do to the embedding) replaced by its current value under its plain name, as a model without the
+        parametrisation would hold it."""
+        state = dict(self.state_dict())
+        for name, module in self.named_modules():
+            if not parametrize.is_parametrized(module):
+                continue
+            prefix = f"{name}." if name else ""
+            for tensor_name in module.parametrizations:
+                inner = f"{prefix}parametrizations.{tensor_name}."
+                for key in [k for k in state if k.startswith(inner)]:
+                    del state[key]
+                state[prefix + tensor_name] = getattr(module, tensor_name).detach()
+        return state
 
     @classmethod
     def state_dict_from_checkpoint(cls, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -195,19 +195,17 @@ class GPT(CausalLM):
         weight = self.output_weight()
         return KVCache(weight.new_zeros(shape), weight.new_zeros(shape), 0)
 
-    def step(self, input_ids: torch.Tensor, state: KVCache, *, last_only: bool = False
-             ) -> tuple[torch.Tensor, KVCache]:
-        """Consume ``input_ids`` ``[B, T]`` after the ``state.length`` cached tokens (see CausalLM.step)."""
+    def advance(self, input_ids: torch.Tensor, state: KVCache) -> tuple[torch.Tensor, KVCache]:
+        """Consume ``input_ids`` ``[B, T]`` after the ``state.length`` cached tokens (see
+        CausalLM.advance)."""
         hidden = self._run(input_ids, state)
         state.length += input_ids.shape[1]
-        if last_only:
-            hidden = hidden[:, -1:]
-        return self.logits(hidden), state
+        return hidden, state
 
     def checkpoint_state_dict(self) -> dict[str, torch.Tensor]:
         """Our weights under Hugging Face names, Conv1D weights as ``[in, out]`` (lm_head stays tied)."""
         return {name: (t.t() if name.endswith(CONV1D_WEIGHTS) else t).contiguous()
-                for name, t in self.state_dict().items()}
+                for name, t in self.plain_state_dict().items()}
 
     @classmethod
     def state_dict_from_checkpoint(cls, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

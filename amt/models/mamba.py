@@ -269,11 +269,9 @@ class Mamba(CausalLM):
         ssm = weight.new_zeros(c.n_layer, batch_size, c.nheads, c.headdim, c.d_state)
         return MambaState(conv, ssm, 0)
 
-    def step(self, input_ids: torch.Tensor, state: MambaState, *, last_only: bool = False
-             ) -> tuple[torch.Tensor, MambaState]:
-        """Consume ``input_ids`` ``[B, T]`` after the ``state.length`` tokens seen; see ``CausalLM.step``."""
+    def advance(self, input_ids: torch.Tensor, state: MambaState) -> tuple[torch.Tensor, MambaState]:
+        """Consume ``input_ids`` ``[B, T]`` after the ``state.length`` tokens seen; see
+        ``CausalLM.advance``."""
         hidden = self._run(input_ids, state)
         state.length += input_ids.shape[1]
-        if last_only:
-            hidden = hidden[:, -1:]
-        return self.logits(hidden), state
+        return hidden, state

@@ -162,7 +162,7 @@ class _Decoder:
         self.generated: list[list[np.ndarray]] = [[] for _ in range(rows)]
         self.finished: dict[int, list[np.ndarray]] = {}
         self.state = None
-        self.logits = None
+        self.hidden = None  # [rows, D]: the final hidden state of each row's newest token
         capacity = None if window is None else (window - 1) // EVENT_SIZE
         self._refill(None if capacity is None else capacity * 3 // 4)
 
@@ -216,11 +216,11 @@ class _Decoder:
         if len(distinct) == rows:
             distinct = tokens
         state = self.model.init_state(len(distinct))
-        logits, state = self.model.step(torch.from_numpy(distinct).to(self.device), state, last_only=True)
-        self.state, self.logits = state, logits[:, -1]
+        hidden, state = self.model.advance(torch.from_numpy(distinct).to(self.device), state)
+        self.state, self.hidden = state, hidden[:, -1]
         if len(distinct) < rows:
             index = torch.from_numpy(copies.reshape(-1)).to(self.device)
-            self.state, self.logits = state.select(index), self.logits[index]
+            self.state, self.hidden = state.select(index), self.hidden[index]
 
     def _needs_slide(self) -> bool:
         length = 1 + EVENT_SIZE * len(self.windows[0])
@@ -260,14 +260,20 @@ class _Decoder:
 
     def _step(self, tokens: np.ndarray) -> None:
         ids = torch.from_numpy(tokens).to(self.device)[:, None]
-        logits, self.state = self.model.step(ids, self.state)
-        self.logits = logits[:, -1]
+        hidden, self.state = self.model.advance(ids, self.state)
+        self.hidden = hidden[:, -1]
 
     def _sample(self, position: int, mask: torch.Tensor) -> np.ndarray:
-        first, size = BLOCKS[position]
-        drawn = sample(self.logits[:, first:first + size], mask, temperature=self.options.temperature,
+        """Draw a token of the block at ``position`` per row, among those ``mask`` ``[rows, size]`` allows.
+
+        Only the output rows some row may draw are computed (the onsets within a second, the notes of the
+        allowed instruments): the full 55,028-token output layer would cost more than the whole network."""
+        first, _ = BLOCKS[position]
+        columns = mask.any(dim=0).nonzero().squeeze(1)
+        logits = self.hidden @ self.model.output_weight()[first + columns].T
+        drawn = sample(logits, mask[:, columns], temperature=self.options.temperature,
                        top_p=self.options.top_p, generator=self.generator)
-        return drawn.cpu().numpy() + first
+        return columns[drawn].cpu().numpy() + first
 
     def _keep_rows(self, keep: np.ndarray) -> None:
         for r in np.flatnonzero(~keep):
@@ -277,7 +283,7 @@ class _Decoder:
             self.row_id = self.row_id[index]
             return
         self.state = self.state.select(torch.from_numpy(index).to(self.device))
-        self.logits = self.logits[torch.from_numpy(index).to(self.logits.device)]
+        self.hidden = self.hidden[torch.from_numpy(index).to(self.hidden.device)]
         for name in ("row_id", "now", "base", "next_control", "counts", "notes", "used"):
             setattr(self, name, getattr(self, name)[index])
         for name in ("windows", "note_ends", "generated"):
