@@ -6,6 +6,7 @@ A checkpoint folder (``OUT/checkpoints/step-0001000``)::
     optimizer.safetensors            AdamW moments and step counts, keyed ``state.<param>.<name>``
     optimizer.json                   AdamW hyper-parameters (param groups), plain JSON
     trainer_state.json               step, tokens seen, best validation loss, validation history, seed
+    embedding_structure.safetensors  the structured embedding's parameters, when the run has one
 
 No pickle is involved: checkpoints may be shared and ``torch.load`` of an untrusted file can run code, so
 tensors go to safetensors and everything else to JSON. There is no RNG state to store: the training loop
@@ -37,6 +38,7 @@ BEST = "best"
 TRAINER_STATE = "trainer_state.json"
 OPTIMIZER_TENSORS = "optimizer.safetensors"
 OPTIMIZER_GROUPS = "optimizer.json"
+STRUCTURE = "embedding_structure.safetensors"
 _STEP_FOLDER = re.compile(r"^step-(\d+)$")
 
 
@@ -67,12 +69,17 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def save_checkpoint(folder: str | os.PathLike, model, optimizer: torch.optim.Optimizer | None,
-                    trainer_state: dict[str, Any]) -> Path:
-    """Write a checkpoint folder atomically; ``optimizer`` None writes the model and trainer state only."""
+                    trainer_state: dict[str, Any], *, structure: dict[str, torch.Tensor] | None = None
+                    ) -> Path:
+    """Write a checkpoint folder atomically; ``optimizer`` None writes the model and trainer state only.
+    ``structure``: the parameters of a structured embedding (``embedding.structure_state``), needed to
+    resume such a run (the model file holds the materialised embedding)."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     with atomic_directory(folder) as tmp:
         model.save_pretrained(tmp)
+        if structure is not None:
+            save_file(structure, tmp / STRUCTURE)
         if optimizer is not None:
             tensors, groups = optimizer_to_files(optimizer)
             save_file(tensors, tmp / OPTIMIZER_TENSORS)
@@ -120,3 +127,13 @@ def load_optimizer_state(folder: str | os.PathLike) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError) as error:
         raise ConfigError(f"{folder}: cannot read the optimizer state ({error})") from None
     return optimizer_from_files(tensors, groups)
+
+
+def load_structure(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The structured-embedding parameters stored in a checkpoint folder; ConfigError when absent (the run
+    was started without ``train.structured_embedding``)."""
+    path = Path(folder) / STRUCTURE
+    if not path.is_file():
+        raise ConfigError(f"{folder}: no {STRUCTURE}: this run was not trained with a structured embedding "
+                          "(set train.structured_embedding to what the run started with)")
+    return load_file(path)

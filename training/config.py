@@ -90,7 +90,11 @@ class TrainConfig:
     """"auto" (bf16 autocast on CUDA, float32 on CPU), "bf16" (autocast on any device) or "fp32"."""
     compile: bool = False
     block_logits: bool = True
-    """Compute the training loss over the one vocabulary block possible at each position (see blocks.py)."""
+    """Compute the training loss over the one vocabulary block possible at each position (see blocks.py);
+    validation then also reports the block loss and picks the best model by it."""
+    structured_embedding: bool = False
+    """Train the token embedding as free rows plus shared structure (time and duration features,
+    instrument + pitch; see embedding.py). Saved models are ordinary checkpoints either way."""
     eval_every: int = 200
     eval_sequences: int = 64
     save_every: int = 500

@@ -31,10 +31,12 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils import parametrize
 
 from amt.errors import ConfigError, CorpusError
 from amt.fileio import atomic_write_text
 from amt.training import checkpoint as ckpt
+from amt.training import embedding as structured
 from amt.training.blocks import block_cross_entropy
 from amt.training.config import Config
 from amt.training.data import Objective, ObjectiveParams, SequenceBuilder
@@ -101,8 +103,9 @@ def lr_at(step: int, config: Config) -> float:
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: weight decay on weight matrices only, none on norms, biases and embeddings."""
-    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    """AdamW groups: weight decay on weight matrices only, none on norms, biases and embeddings (with
+    the parameters of a structured embedding, which live inside the embedding module)."""
+    embeddings = {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
     decay, no_decay = [], []
     for p in model.parameters():  # tied weights appear once
         if p.requires_grad:
@@ -123,6 +126,11 @@ class LanguageModelLoss(nn.Module):
         self.block_logits = block_logits
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        # A structured embedding (embedding.py) is computed once per step, not once per use.
+        with parametrize.cached():
+            return self._loss(tokens)
+
+    def _loss(self, tokens: torch.Tensor) -> torch.Tensor:
         inputs, targets = tokens[:, :-1], tokens[:, 1:]
         if self.block_logits:
             hidden = self.model.hidden_states(inputs)
@@ -263,6 +271,8 @@ def train(config: Config, *, init: str | None = None, resume: bool = False,
         model = create_model(config.model_config())
     if resume and not checkpoints and dist.main:
         print(f"note: no checkpoint under {out}: starting from step 0", file=sys.stderr)
+    if t.structured_embedding:
+        structured.attach(model, ckpt.load_structure(checkpoints[-1]) if checkpoints else None)
     model.to(device)
     if model.max_positions is not None and model.max_positions < builder.length - 1:
         raise ConfigError(f"the model takes {model.max_positions} positions; "
@@ -303,20 +313,31 @@ def train(config: Config, *, init: str | None = None, resume: bool = False,
 
         bar = tqdm(total=end, initial=start, desc="train", unit="step", dynamic_ncols=True)
 
+    # With the block loss, the model never learns to put zero mass outside the grammar's blocks, so the
+    # full-vocabulary loss can rise while the block loss (what the sampler draws from) still falls: the best
+    # model is then chosen by the block loss.
+    selection = "valid/block_loss" if t.block_logits else "valid/loss"
+
     def validate() -> dict[str, float]:
         model.eval()
-        tally = score_sequences(model_scorer(model, autocast_dtype=amp), valid, batch_size=t.batch_size)
+        metrics = {}
+        for prefix, grammar in (("valid/", False), ("valid/block_", True))[: 1 + t.block_logits]:
+            tally = score_sequences(model_scorer(model, autocast_dtype=amp, grammar=grammar), valid,
+                                    batch_size=t.batch_size)
+            sums = torch.tensor([tally.nll, tally.tokens, sum(tally.kind_nll), tally.kind_tokens[2]],
+                                dtype=torch.float64, device=device)
+            if dist.world > 1:
+                torch.distributed.all_reduce(sums)
+            nll, tokens, event_nll, events = sums.tolist()
+            metrics[f"{prefix}loss"] = nll / tokens
+            metrics[f"{prefix}bits_per_event"] = event_nll / max(events, 1) / math.log(2)
         model.train()
-        sums = torch.tensor([tally.nll, tally.tokens, sum(tally.kind_nll), tally.kind_tokens[2]],
-                            dtype=torch.float64, device=device)
-        if dist.world > 1:
-            torch.distributed.all_reduce(sums)
-        nll, tokens, event_nll, events = sums.tolist()
-        return {"valid/loss": nll / tokens, "valid/bits_per_event": event_nll / max(events, 1) / math.log(2)}
+        return metrics
 
     def save(step: int) -> None:
         if dist.main:
-            ckpt.save_checkpoint(ckpt.step_folder(out, step), model, optimizer, state)
+            ckpt.save_checkpoint(ckpt.step_folder(out, step), model, optimizer, state,
+                                 structure=structured.structure_state(model))
             ckpt.prune_checkpoints(out, t.keep_last)
 
     model.train()
@@ -366,13 +387,12 @@ def train(config: Config, *, init: str | None = None, resume: bool = False,
             logger.log(step + 1, metrics)
             state["valid"] = [*state["valid"], {"step": step + 1, **metrics}]
             best = state["best_valid_loss"]
-            if best is None or metrics["valid/loss"] < best:
-                state["best_valid_loss"] = metrics["valid/loss"]
+            if best is None or metrics[selection] < best:
+                state["best_valid_loss"] = metrics[selection]
                 if dist.main:
                     ckpt.save_checkpoint(out / ckpt.BEST, model, None, state)
             if bar is not None:
-                bar.write(f"step {step + 1}: valid loss {metrics['valid/loss']:.4f}, "
-                          f"{metrics['valid/bits_per_event']:.2f} bits/event")
+                bar.write(f"step {step + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         if (step + 1) % t.save_every == 0 or step + 1 == end:
             save(step + 1)
 
