@@ -20,6 +20,7 @@ from amt.tokenization.vocab import (
     MAX_TIME,
     NOTE_OFFSET,
     REST,
+    REST_INTERVAL,
     SEPARATOR,
     TIME_OFFSET,
 )
@@ -82,12 +83,21 @@ def test_discounted_ngram_is_normalised():
 @pytest.mark.parametrize("mix", [PLAIN_MIX, ANTICIPATION_MIX], ids=["plain", "anticipate"])
 def test_probabilities_over_each_block_sum_to_one(model, mix):
     sequence = SequenceBuilder(Pieces(held_out=True), np.arange(3), seed=5, mix=mix).build(0)
-    blocks = {0: 2 * MAX_TIME + 1, 1: MAX_DUR, 2: MAX_NOTE + 1}
+    blocks = {1: MAX_DUR, 2: MAX_NOTE + 1}
     for end in range(34, 46):  # every slot of a few triples, events and (anticipate) controls
         tokens, p = model.next_token_distribution(sequence[:end])
         slot = (end - 1) % 3
         control = sequence[end - 1 - slot] >= ATIME_OFFSET
-        assert len(tokens) == blocks[slot] - (slot == 2 and control)
+        if slot == 0:
+            # Time order: event onsets within REST_INTERVAL of the latest event, controls not before the
+            # latest control, or a separator.
+            starts = sequence[1:end:3]
+            event = max([t for t in starts if t < MAX_TIME], default=0)
+            control_time = max([t - ATIME_OFFSET for t in starts if ATIME_OFFSET <= t < SEPARATOR], default=0)
+            assert len(tokens) == (REST_INTERVAL + 1) + (MAX_TIME - control_time) + 1
+            assert tokens.min() == event and SEPARATOR in tokens
+        else:
+            assert len(tokens) == blocks[slot] - (slot == 2 and control)
         assert len(set(tokens.tolist())) == len(tokens)
         assert p.sum() == pytest.approx(1.0, abs=1e-9) and (p > 0).all()
         # The distribution is the one nll() scores with: check the true next token and two others.

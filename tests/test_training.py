@@ -20,9 +20,9 @@ from amt.cli import main
 from amt.errors import ConfigError
 from amt.models import load_model
 from amt.tokenization.corpus import Corpus, prepare_corpus
-from amt.tokenization.vocab import VOCAB_SIZE
+from amt.tokenization.vocab import ATIME_OFFSET, MAX_TIME, REST_INTERVAL, SEPARATOR, VOCAB_SIZE
 from amt.training import checkpoint as ckpt
-from amt.training.blocks import BLOCK_TOKENS, block_cross_entropy, target_blocks
+from amt.training.blocks import BLOCK_TOKENS, TIME, block_cross_entropy, target_blocks
 from amt.training.config import config_from_dict, load_config
 from amt.training.data import SequenceBuilder
 from amt.training.train import lr_at, parameter_groups, train
@@ -124,18 +124,42 @@ def test_block_loss_is_the_cross_entropy_renormalised_over_the_block(corpus_dir)
     hidden, weight = torch.randn(2, inputs.shape[1], 8), torch.randn(VOCAB_SIZE, 8)
     logits = (hidden @ weight.T).reshape(-1, VOCAB_SIZE)
     blocks, flat_targets = target_blocks(inputs).reshape(-1), targets.reshape(-1)
-    # Reference: the full logits with every token outside the position's block masked to -inf.
+    # Reference: the full logits with every token outside the position's block masked to -inf, and in the
+    # time block the onsets that break time order, found by walking each sequence.
     allowed = torch.zeros(len(BLOCK_TOKENS), VOCAB_SIZE, dtype=torch.bool)
     for block, block_tokens in enumerate(BLOCK_TOKENS):
         allowed[block, block_tokens] = True
-    assert allowed[blocks, flat_targets].all(), "every target lies in the block predicted for its position"
-    masked = logits.masked_fill(~allowed[blocks], -math.inf)
+    allowed = allowed[blocks]
+    for row, sequence in enumerate(inputs.tolist()):
+        event, control = 0, 0
+        for t, token in enumerate(sequence):
+            if token == SEPARATOR:
+                event, control = 0, 0
+            elif token < MAX_TIME:
+                event = token
+            elif ATIME_OFFSET <= token < ATIME_OFFSET + MAX_TIME:
+                control = token - ATIME_OFFSET
+            position = row * inputs.shape[1] + t
+            if blocks[position] == TIME:
+                allowed[position, :event] = False
+                allowed[position, event + REST_INTERVAL + 1:MAX_TIME] = False
+                allowed[position, ATIME_OFFSET:ATIME_OFFSET + control] = False
+    assert allowed[torch.arange(len(flat_targets)), flat_targets].all(), \
+        "every target lies in the block and time window predicted for its position"
+    masked = logits.masked_fill(~allowed, -math.inf)
     expected = F.cross_entropy(masked, flat_targets)
     got = block_cross_entropy(hidden, weight, inputs, targets)
     assert torch.allclose(got, expected, rtol=1e-5)
     assert got < F.cross_entropy(logits, flat_targets)
     with pytest.raises(ValueError, match="outside"):
         block_cross_entropy(hidden, weight, inputs, torch.roll(targets, 1, dims=1))
+    # An event onset 100 s after the previous one is outside the grammar too (the early onsets of a
+    # sequence are seconds from its start).
+    second_event = 1 + 3 * int(np.flatnonzero(tokens[0, 1::3] < MAX_TIME)[1])
+    far_ahead = targets.clone()
+    far_ahead[0, second_event - 1] = MAX_TIME - 1
+    with pytest.raises(ValueError, match="time order"):
+        block_cross_entropy(hidden, weight, inputs, far_ahead)
 
 
 def test_weight_decay_skips_norms_biases_and_embeddings():

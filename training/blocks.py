@@ -8,12 +8,18 @@ token (already in the input) fix which tokens can come next:
 - after an event duration: an event note or REST; after a control duration: a control note;
 - after a SEPARATOR: another SEPARATOR.
 
+Within the ``TIME`` block the grammar also keeps time order, as the sequence builder and the sampler do
+(:func:`time_floors`): an event onset lies between the previous event's onset (0 at the start of a piece)
+and ``REST_INTERVAL`` after it (silences are padded with RESTs, so no gap is longer), and a control onset is
+never before the previous control's. These are the onsets the sampler may draw.
+
 Every token outside the block has probability zero under the grammar, so the model's full-vocabulary softmax
 spends most of its compute (55,028 columns) on impossible tokens. :func:`block_cross_entropy` instead scores
 each position against the rows of the output layer in its block (gathered from ``output_weight``), which is a
 proper cross-entropy of the model restricted to the grammar: the softmax is renormalised over the block,
 hence never above the full-vocabulary loss, and equal to it when the model puts no mass outside the block.
-It is a training objective only; evaluation always reports full-vocabulary numbers.
+It is the training objective; evaluation reports the full-vocabulary numbers and, with ``--grammar``, this
+one.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from amt.tokenization.vocab import (
     MAX_TIME,
     NOTE_OFFSET,
     REST,
+    REST_INTERVAL,
     SEPARATOR,
     TIME_OFFSET,
     VOCAB_SIZE,
@@ -91,6 +98,30 @@ def target_blocks(input_ids: torch.Tensor) -> torch.Tensor:
     return torch.where((duration | note) & is_separator, SEPARATOR_BLOCK, blocks)
 
 
+def time_floors(input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The earliest onsets the grammar allows next: ``[B, T]`` event and control onsets (ticks) of the latest
+    event and the latest control at or before each position, counted from the last separator (0 where the
+    piece has none yet)."""
+    # A running maximum of (segment number, onset + 1) gives, per position, the latest onset of its segment:
+    # onsets only grow within a segment, and a separator starts a segment whose key exceeds all before it.
+    segment = (input_ids == SEPARATOR).cumsum(dim=1) * (MAX_TIME + 1)
+    floors = []
+    for offset in (TIME_OFFSET, ATIME_OFFSET):
+        onset = input_ids - offset
+        mine = (onset >= 0) & (onset < MAX_TIME)
+        latest = (segment + torch.where(mine, onset + 1, 0)).cummax(dim=1).values - segment
+        floors.append((latest - 1).clamp(min=0))
+    return floors[0], floors[1]
+
+
+def _time_order_mask(event_floor: torch.Tensor, control_floor: torch.Tensor) -> torch.Tensor:
+    """``[N, len(TIME block)]``: the time-block columns (event times, control times, SEPARATOR) allowed."""
+    times = torch.arange(MAX_TIME, device=event_floor.device)
+    events = (times >= event_floor[:, None]) & (times <= event_floor[:, None] + REST_INTERVAL)
+    controls = times >= control_floor[:, None]
+    return torch.cat([events, controls, events.new_ones(len(events), 1)], dim=1)
+
+
 def block_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, input_ids: torch.Tensor,
                         targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Mean cross-entropy (nats per target token) over the vocabulary block possible at each position.
@@ -102,6 +133,7 @@ def block_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, input_ids: t
     sequence) raises ValueError rather than being silently scored.
     """
     blocks = target_blocks(input_ids).reshape(-1)
+    event_floor, control_floor = (f.reshape(-1) for f in time_floors(input_ids))
     hidden = hidden.reshape(-1, hidden.shape[-1])
     targets = targets.reshape(-1)
     local = LOCAL_INDEX.to(targets.device)
@@ -116,5 +148,12 @@ def block_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, input_ids: t
         if len(tokens) == 1:
             continue  # a one-token block is certain: zero loss, no gradient
         logits = hidden[rows] @ weight[tokens.to(weight.device)].T
-        losses[rows] = F.cross_entropy(logits.float(), columns, reduction="none")
+        logits = logits.float()
+        if block == TIME:
+            allowed = _time_order_mask(event_floor[rows], control_floor[rows])
+            if not bool(allowed.gather(1, columns[:, None]).all()):
+                raise ValueError("a target onset breaks time order (before the previous onset of its kind, "
+                                 f"or an event more than {REST_INTERVAL} ticks after the previous one)")
+            logits = logits.masked_fill_(~allowed, -torch.inf)
+        losses[rows] = F.cross_entropy(logits, columns, reduction="none")
     return losses.reshape(input_ids.shape) if reduction == "none" else losses.sum() / targets.numel()

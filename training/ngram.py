@@ -12,8 +12,9 @@ Factorisation of one triple, each factor a proper distribution over the tokens t
 - first token: the triple's *kind* (event, control or separator) given the sequence flag and the previous
   kinds, times the time token given the kind. Times are modelled as the gap ``delta`` since the previous
   triple of the same kind (events and controls each run forward in time; a separator restarts the clock at
-  0), given the previous gaps of that kind. Since the absolute time is ``previous + delta``, the delta
-  distribution is truncated to the times left before ``MAX_TIME`` and renormalised;
+  0), given the previous gaps of that kind. The delta distribution is truncated to the onsets the grammar
+  allows (times before ``MAX_TIME``; for events, at most ``REST_INTERVAL`` after the previous event, see
+  :mod:`amt.training.blocks`) and renormalised;
 - duration given the previous durations of the same kind;
 - note (``128 * instrument + pitch``, or REST for events), factorised as the instrument (or REST) given the
   previous instruments of the same kind, times the pitch given the previous pitches of that kind and the
@@ -54,6 +55,7 @@ from amt.tokenization.vocab import (
     MAX_TIME,
     NOTE_OFFSET,
     REST,
+    REST_INTERVAL,
     SEPARATOR,
     TIME_OFFSET,
 )
@@ -207,6 +209,14 @@ class _Walker:
         self.n = order - 1
         self.restart()
 
+    @classmethod
+    def clocks(cls, prefix: np.ndarray, order: int) -> dict[int, int]:
+        """The onsets of the latest event and control after walking the whole triples of ``prefix``."""
+        walker = cls(int(prefix[0]), order)
+        for start in range(1, len(prefix) - EVENT_SIZE + 1, EVENT_SIZE):
+            walker.row(prefix[start:start + EVENT_SIZE])
+        return walker.clock
+
     def restart(self) -> None:
         """Forget everything: the start of a sequence, or a new piece after a separator."""
         self.kinds = [KINDS] * self.n
@@ -352,8 +362,11 @@ class NgramModel:
         prefix = np.asarray(prefix, dtype=np.int64)
         slot = (len(prefix) - 1) % EVENT_SIZE
         if slot == 0:
-            blocks = [np.arange(TIME_OFFSET, TIME_OFFSET + MAX_TIME),
-                      np.arange(ATIME_OFFSET, ATIME_OFFSET + MAX_TIME), np.array([SEPARATOR])]
+            clock = _Walker.clocks(prefix, self.order)
+            low, high = clock[EVENT], min(clock[EVENT] + REST_INTERVAL, MAX_TIME - 1)
+            blocks = [np.arange(TIME_OFFSET + low, TIME_OFFSET + high + 1),
+                      np.arange(ATIME_OFFSET + clock[CONTROL], ATIME_OFFSET + MAX_TIME),
+                      np.array([SEPARATOR])]
         else:
             head = int(prefix[len(prefix) - slot])
             kind, _ = _split_triple(head)
@@ -389,15 +402,20 @@ class NgramModel:
 
     def _time_prob(self, kind: int, context: np.ndarray, previous: np.ndarray,
                    time: np.ndarray) -> np.ndarray:
-        """P(time token | kind): the gap distribution truncated to the block, mixed with a uniform."""
+        """P(time token | kind): the gap distribution truncated to the gaps the grammar allows (see
+        ``amt.training.blocks``), mixed with a uniform over them."""
         model = self.times[kind]
         gap = time - previous
-        forward = gap >= 0
+        # Gaps that stay in the grammar: [0, limit).
+        limit = MAX_TIME - previous
+        if kind == EVENT:
+            limit = np.minimum(limit, REST_INTERVAL + 1)
+        allowed = (gap >= 0) & (gap < limit)
         p_gap = np.zeros(len(time))
-        p_gap[forward] = model.prob(context[forward], gap[forward])
-        # Mass of gaps that would land at or after MAX_TIME: excluded, the rest renormalised.
-        inside = 1.0 - model.tail(context, MAX_TIME - previous)
-        return (1.0 - self.epsilon) * p_gap / np.maximum(inside, 1e-300) + self.epsilon / MAX_TIME
+        p_gap[allowed] = model.prob(context[allowed], gap[allowed])
+        inside = 1.0 - model.tail(context, limit)
+        uniform = np.where(allowed, 1.0 / np.maximum(limit, 1), 0.0)
+        return (1.0 - self.epsilon) * p_gap / np.maximum(inside, 1e-300) + self.epsilon * uniform
 
     def scorer(self) -> Callable:
         """A scorer for :func:`amt.training.evaluate.evaluate`: ``[B, T]`` LongTensor -> ``[B, T-1]`` NLLs."""
