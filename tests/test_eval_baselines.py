@@ -92,7 +92,9 @@ def test_harmonize_prints_model_bach_and_random(model, tmp_path, capsys):
     report = json.loads(out.read_text())["harmonization"]
     assert report["chorales"] == ["a.mid", "b.mid"] and report["samples"] == 2
     assert report["bach"]["chord_agreement"] == pytest.approx(1.0)
-    assert report["random"]["out_of_range"] == 0  # random notes are drawn inside the ranges
+    # Random notes are drawn over Bach's compass, which reaches past the textbook ranges, and in key.
+    assert 0 < report["random"]["out_of_range"] < 0.5 and report["random"]["in_key"] > 0.8
+    assert "voice_coverage" not in report["closer_to_bach"] and isinstance(report["all_closer"], bool)
     assert report["pieces"] == 2 and report["random_samples"] == 6
     assert sorted(p.name for p in (tmp_path / "generated").iterdir()) == ["a-1.mid", "b-1.mid"]
     # --limit 1 harmonises only the first chorale.

@@ -7,6 +7,8 @@ import pytest
 
 from amt.tokenization.midi import MidiMeta, midi_tokens_from_notes
 from amt.training.harmony import (
+    BACH_COMPASS,
+    DIAGNOSTIC,
     SATB_RANGES,
     VOICE_PROGRAMS,
     HarmonyError,
@@ -125,7 +127,7 @@ def test_key_estimation():
         estimate_key(np.array([], dtype=np.int64))
 
 
-def test_random_baseline_keeps_soprano_rhythm_key_and_ranges():
+def test_random_baseline_keeps_soprano_rhythm_key_and_bachs_compass():
     reference = chorale({"soprano": [72, 74, 76, 77, 79, 77, 76, 74, 72], "alto": [67] * 9,
                          "tenor": [60] * 9, "bass": [48] * 9})
     out = random_harmonization(reference, np.random.default_rng(0))
@@ -134,9 +136,16 @@ def test_random_baseline_keeps_soprano_rhythm_key_and_ranges():
     for voice in ("alto", "tenor", "bass"):
         onsets, _, pitches = voices.notes[voice]
         np.testing.assert_array_equal(onsets, voices.notes["soprano"][0])
-        low, high = SATB_RANGES[voice]
+        low, high = BACH_COMPASS[voice]
         assert pitches.min() >= low and pitches.max() <= high
         assert set((pitches % 12).tolist()) <= C_MAJOR
+    # Bach's compass reaches past the textbook ranges (the bass down to C2): random notes can leave them,
+    # so the out-of-range row can tell a system that keeps to the ranges from random notes.
+    many = Voices.from_midi(random_harmonization(chorale({"soprano": [72] * 400, "alto": [67] * 400,
+                                                          "tenor": [60] * 400, "bass": [48] * 400}),
+                                                 np.random.default_rng(0)))
+    bass = many.notes["bass"][2]
+    assert (bass < SATB_RANGES["bass"][0]).any() and (bass >= SATB_RANGES["bass"][0]).mean() > 0.5
 
 
 def test_report_and_table():
@@ -150,7 +159,11 @@ def test_report_and_table():
     assert report["bach"]["chord_agreement"] == 1
     assert report["model"]["voice_crossings"] == pytest.approx(report["bach"]["voice_crossings"] / 2 + 8 / 48)
     assert report == harmonize_report([[reference, crossed]], [reference], random_samples=2, seed=1)
+    assert set(report["closer_to_bach"]) == {"parallel_fifths", "parallel_octaves", "voice_crossings",
+                                             "out_of_range", "in_key", "chord_agreement", "notes_per_beat"}
+    assert report["all_closer"] == all(report["closer_to_bach"].values())
     table = format_harmony_table(report)
     assert "parallel fifths" in table and table.count("\n") == 9
+    assert table.count("(diagnostic)") == len(DIAGNOSTIC) == 1
     with pytest.raises(HarmonyError, match="lacks"):
         harmonize_report([reference], [chorale({"soprano": [72]})])
