@@ -44,7 +44,7 @@ def test_structure_is_shared_across_related_tokens():
         module.instrument.zero_()
         module.pitch[60] = 1.0
         module.time.zero_()
-        module.time[:, embedding.TIME_PERIODS[2] - 1] = 1.0  # the cosine of the longest period
+        module.time[:, len(embedding.TIME_PERIODS) - 1] = 1.0  # the cosine of the longest period
         s = module.structure()
     # C4 of every instrument, as event and as control, carries the pitch row; REST and specials nothing.
     for instrument in (0, 40, 128):
@@ -97,3 +97,25 @@ def test_mamba_is_supported_and_other_vocabularies_are_refused():
     assert embedding.structure_state(mamba) is not None
     with pytest.raises(ValueError, match="AMT vocabulary"):
         embedding.attach(create_model(GPTConfig(n_embd=32, n_layer=1, n_head=2, vocab_size=100)))
+
+
+def test_onset_features_turn_a_gap_preference_into_a_rotation():
+    from amt.tokenization.vocab import REST_INTERVAL
+
+    window = REST_INTERVAL + 1
+    multiples = embedding.TIME_PERIODS * torch.arange(1, len(embedding.TIME_PERIODS) + 1)
+    harmonics = int(torch.isclose(multiples, torch.tensor(float(window), dtype=torch.float64)).sum())
+    assert harmonics == window // 2
+    features = embedding.fourier_features(2000, embedding.TIME_PERIODS[:harmonics]).double()
+    gaps = torch.arange(window)
+    # With a constant, the harmonics span every function of the gap over the window after an onset...
+    basis = torch.cat([features[300 + gaps], torch.ones(window, 1, dtype=torch.float64)], dim=1)
+    assert torch.linalg.matrix_rank(basis) == window
+    # ...and the features after onset p are those after onset q, rotated by p - q: one linear map.
+    p, q = 1234, 87
+    angle = 2 * torch.pi * (p - q) / embedding.TIME_PERIODS[:harmonics]
+    cos, sin = angle.cos(), angle.sin()
+    after_q = features[q + gaps]
+    rotated = torch.cat([after_q[:, :harmonics] * cos - after_q[:, harmonics:] * sin,
+                         after_q[:, harmonics:] * cos + after_q[:, :harmonics] * sin], dim=1)
+    assert torch.allclose(rotated, features[p + gaps], atol=1e-6)

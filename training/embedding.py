@@ -13,17 +13,21 @@ During training the embedding matrix ``E`` (which is also the output layer) is i
 
 where ``F`` is the usual free matrix and ``S`` is shared structure:
 
-- time ``t`` (event or control): ``W_time @ fourier(t)``, sines and cosines of ``t`` at geometrically
-  spaced periods, plus a learned offset for controls;
+- time ``t`` (event or control): ``W_time @ fourier(t)``, sines and cosines of ``t`` at the harmonics of
+  the ``REST_INTERVAL + 1`` = 101 ticks an event onset may take after the previous one (see
+  :mod:`amt.training.blocks`) and at longer, geometrically spaced periods, plus a learned offset for
+  controls;
 - duration ``d``: ``W_duration @ fourier(d)``, plus a control offset;
 - note ``128 * i + p``: ``instrument[i] + pitch[p]``, plus a control offset;
 - REST and the special tokens: nothing (their free rows are seen often enough).
 
 Because the output layer is tied, ``S`` also shapes the logits: the score of onset ``t`` is a sum of
-sinusoids in ``t``, and moving its peak to "the previous onset plus a beat" is a rotation of the previous
-onset's features, which one linear map computes for every onset at once; the score of a note is an
-instrument score plus a pitch score. Each row keeps its free part, so nothing the plain embedding can
-express is lost.
+sinusoids in ``t``. The harmonics of 101 ticks are a complete Fourier basis of the 101 onsets the grammar
+allows after the previous onset ``p``, so any preference over the gap ``t - p`` (a chord, a beat later, an
+eighth later) is a linear function of the sinusoids of ``t`` whose coefficients are the previous onset's
+features rotated: for a given preference, one linear map, the same wherever ``p`` lies. The score of a
+note is an instrument score plus a pitch score. Each row keeps its free part, so nothing the plain
+embedding can express is lost.
 
 It is a training-time device only: :func:`attach` registers ``S`` with ``torch.nn.utils.parametrize``,
 and checkpoints store the materialised ``E`` (``CausalLM.checkpoint_state_dict``), so every saved model is
@@ -39,18 +43,36 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from amt.tokenization.vocab import MAX_DUR, MAX_INSTR, MAX_NOTE, MAX_PITCH, MAX_TIME, VOCAB_SIZE
+from amt.tokenization.vocab import (
+    MAX_DUR,
+    MAX_INSTR,
+    MAX_NOTE,
+    MAX_PITCH,
+    MAX_TIME,
+    REST_INTERVAL,
+    SPECIAL_OFFSET,
+    VOCAB_SIZE,
+)
 
-TIME_PERIODS = (2.5, 2.0 * MAX_TIME, 32)
-"""(shortest, longest period in ticks, number of frequencies) of the onset features."""
-DURATION_PERIODS = (2.5, 4.0 * MAX_DUR, 24)
-"""The same for durations."""
+
+def geometric_periods(shortest: float, longest: float, count: int) -> torch.Tensor:
+    """``count`` periods spaced geometrically from ``shortest`` to ``longest``."""
+    return torch.logspace(math.log10(shortest), math.log10(longest), count, dtype=torch.float64)
 
 
-def fourier_features(size: int, shortest: float, longest: float, count: int) -> torch.Tensor:
-    """``[size, 2 * count]``: cosines then sines of ``0 .. size - 1`` at ``count`` periods spaced
-    geometrically from ``shortest`` to ``longest``."""
-    periods = torch.logspace(math.log10(shortest), math.log10(longest), count, dtype=torch.float64)
+STRUCTURED_ROWS = SPECIAL_OFFSET
+"""Rows ``0 .. STRUCTURED_ROWS - 1`` carry structure: all but the special tokens (REST's is zero)."""
+_WINDOW = REST_INTERVAL + 1
+TIME_PERIODS = torch.cat([_WINDOW / torch.arange(1, _WINDOW // 2 + 1, dtype=torch.float64),
+                          geometric_periods(2.0 * _WINDOW, 2.0 * MAX_TIME, 12)])
+"""Periods (ticks) of the onset features: the 50 harmonics of the 101-tick onset window, then 12 periods
+from two windows to twice the longest sequence (where in the piece, not just where after the last note)."""
+DURATION_PERIODS = geometric_periods(2.5, 4.0 * MAX_DUR, 24)
+"""Periods of the duration features."""
+
+
+def fourier_features(size: int, periods: torch.Tensor) -> torch.Tensor:
+    """``[size, 2 * len(periods)]``: cosines then sines of ``0 .. size - 1`` at each period."""
     angles = 2 * math.pi * torch.arange(size, dtype=torch.float64)[:, None] / periods[None, :]
     return torch.cat([angles.cos(), angles.sin()], dim=1).float()
 
@@ -61,15 +83,15 @@ class StructuredEmbedding(nn.Module):
 
     def __init__(self, dim: int, init_std: float = 0.02):
         super().__init__()
-        time = fourier_features(MAX_TIME, *TIME_PERIODS)
-        duration = fourier_features(MAX_DUR, *DURATION_PERIODS)
+        time = fourier_features(MAX_TIME, TIME_PERIODS)
+        duration = fourier_features(MAX_DUR, DURATION_PERIODS)
         # Derived from constants, so not saved: non-persistent buffers.
         self.register_buffer("time_features", time, persistent=False)
         self.register_buffer("duration_features", duration, persistent=False)
         # The features have unit energy per frequency: this std gives rows of std init_std.
-        self.time = nn.Parameter(torch.randn(dim, time.shape[1]) * init_std / math.sqrt(TIME_PERIODS[2]))
+        self.time = nn.Parameter(torch.randn(dim, time.shape[1]) * init_std / math.sqrt(len(TIME_PERIODS)))
         self.duration = nn.Parameter(torch.randn(dim, duration.shape[1]) * init_std
-                                     / math.sqrt(DURATION_PERIODS[2]))
+                                     / math.sqrt(len(DURATION_PERIODS)))
         self.instrument = nn.Parameter(torch.randn(MAX_INSTR, dim) * init_std / math.sqrt(2))
         self.pitch = nn.Parameter(torch.randn(MAX_PITCH, dim) * init_std / math.sqrt(2))
         self.control = nn.Parameter(torch.zeros(3, dim))  # offsets of control times, durations, notes
@@ -98,12 +120,15 @@ def token_embedding(model: nn.Module) -> nn.Embedding:
     raise TypeError(f"{type(model).__name__} has no token embedding this parametrisation knows")
 
 
-def attach(model: nn.Module, state: dict[str, torch.Tensor] | None = None) -> StructuredEmbedding:
-    """Give ``model``'s token embedding the structured parametrisation, keeping its current value.
+def attach(model: nn.Module, state: dict[str, torch.Tensor] | None = None, *,
+           fresh: bool = False) -> StructuredEmbedding:
+    """Give ``model``'s token embedding the structured parametrisation.
 
-    The free part becomes ``E - S(theta)``, so the model computes exactly what it did before: with a fresh
-    ``theta`` for a new run or fine-tuning, or with the saved ``state`` (:func:`structure_state`) when a run
-    resumes. Returns the parametrisation module.
+    By default the embedding keeps its value: the free part becomes ``E - S(theta)``, so the model computes
+    exactly what it did before, with a new ``theta`` (fine-tuning) or the saved ``state``
+    (:func:`structure_state`) when a run resumes. ``fresh`` (a new model) instead zeroes the free part of
+    every structured row, so that at first those embeddings are their structure alone, not structure plus
+    random noise that rare rows would take long to unlearn. Returns the parametrisation module.
     """
     embedding = token_embedding(model)
     weight = embedding.weight
@@ -114,7 +139,10 @@ def attach(model: nn.Module, state: dict[str, torch.Tensor] | None = None) -> St
     if state is not None:
         module.load_state_dict(state)
     with torch.no_grad():
-        weight -= module.structure().to(weight.dtype)
+        if fresh:
+            weight[:STRUCTURED_ROWS] = 0.0
+        else:
+            weight -= module.structure().to(weight.dtype)
     parametrize.register_parametrization(embedding, "weight", module)
     return module
 

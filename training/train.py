@@ -272,7 +272,8 @@ def train(config: Config, *, init: str | None = None, resume: bool = False,
     if resume and not checkpoints and dist.main:
         print(f"note: no checkpoint under {out}: starting from step 0", file=sys.stderr)
     if t.structured_embedding:
-        structured.attach(model, ckpt.load_structure(checkpoints[-1]) if checkpoints else None)
+        structured.attach(model, ckpt.load_structure(checkpoints[-1]) if checkpoints else None,
+                          fresh=not checkpoints and init is None)
     model.to(device)
     if model.max_positions is not None and model.max_positions < builder.length - 1:
         raise ConfigError(f"the model takes {model.max_positions} positions; "
