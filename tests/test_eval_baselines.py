@@ -152,7 +152,19 @@ def test_model_card_section_is_replaced_between_markers(tmp_path):
     assert "| 0.83 h |" in text and "3.2500 (4)" in text
     assert "| plain (no controls) | model | 9.500 |" in text
     assert "| plain (no controls) | 4-gram baseline | 11.000 |" in text and "| - |" in text
+    # 9.5 < 11 bits in the plain condition; a tie (9.5 = 9.5) with anticipation is not "below".
+    assert "Model below the 4-gram in bits/event: 1 of 2 conditions (plain (no controls))." in text
     assert model_card.main(["--card", str(card), str(tmp_path / "missing.json")]) == 2
+    # A run trained on the block loss is summarised by its validation block loss.
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 6, "valid/loss": 3.0, "valid/bits_per_event": 12.0,
+                            "valid/block_loss": 2.5, "valid/block_bits_per_event": 9.0}) + "\n")
+        f.write(json.dumps({"step": 8, "valid/loss": 2.9, "valid/bits_per_event": 11.9,
+                            "valid/block_loss": 2.6, "valid/block_bits_per_event": 9.1}) + "\n")
+    assert model_card.main(["--card", str(card), "--run", str(run)]) == 0
+    text = card.read_text()
+    assert "| best validation block loss (grammar softmax) (step) | 2.5000 (6) |" in text
+    assert "| validation bits/event at that step | 9.000 |" in text
 
 
 def test_grammar_scorer_renormalises_over_each_block(model, corpus):

@@ -119,3 +119,14 @@ def test_onset_features_turn_a_gap_preference_into_a_rotation():
     rotated = torch.cat([after_q[:, :harmonics] * cos - after_q[:, harmonics:] * sin,
                          after_q[:, harmonics:] * cos + after_q[:, :harmonics] * sin], dim=1)
     assert torch.allclose(rotated, features[p + gaps], atol=1e-6)
+
+
+def test_a_fresh_model_starts_from_the_structure_alone():
+    model = small_gpt()
+    special = model.transformer.wte.weight[SEPARATOR:].detach().clone()
+    module = embedding.attach(model, fresh=True)
+    weight = model.transformer.wte.weight.detach()
+    # Every row but the special tokens' is its structure exactly (no random free part); those keep theirs.
+    assert torch.equal(weight[:SEPARATOR], module.structure()[:SEPARATOR].detach())
+    assert torch.equal(weight[SEPARATOR:], special)
+    assert torch.count_nonzero(weight[REST]) == 0

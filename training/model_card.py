@@ -70,9 +70,13 @@ def training_markdown(run_dir: str | os.PathLike) -> str:
     loss = "train/loss" if "train/loss" in last else "train/block_loss"
     rows.append((f"last training loss ({loss})", f"{last[loss]:.4f}"))
     if valid:
-        best = min(valid, key=lambda m: m["valid/loss"])
-        rows.append(("best validation loss (step)", f"{best['valid/loss']:.4f} ({best['step']:,})"))
-        rows.append(("validation bits/event at that step", f"{best['valid/bits_per_event']:.3f}"))
+        # A run on the block loss picks its best model by the validation block loss (train.py).
+        block = [m for m in valid if "valid/block_loss" in m]
+        valid, prefix = (block, "valid/block_") if block else (valid, "valid/")
+        kind = "block loss (grammar softmax)" if block else "loss"
+        best = min(valid, key=lambda m: m[f"{prefix}loss"])
+        rows.append((f"best validation {kind} (step)", f"{best[f'{prefix}loss']:.4f} ({best['step']:,})"))
+        rows.append(("validation bits/event at that step", f"{best[f'{prefix}bits_per_event']:.3f}"))
     return "\n".join(["| | |", "|---|---:|", *(f"| {name} | {value} |" for name, value in rows)])
 
 
@@ -89,6 +93,13 @@ def bits_markdown(report: Mapping) -> str:
             cells = [CONDITION_NAMES.get(condition, condition), system,
                      *(_number(values[key], fmt) for key, _, fmt in BITS_COLUMNS)]
             lines.append("| " + " | ".join(cells) + " |")
+    if baseline:
+        below = [c for c, m in report["conditions"].items()
+                 if m["bits_per_event"] < baseline["conditions"][c]["bits_per_event"]]
+        lines.append("")
+        lines.append(f"Model below the {baseline['order']}-gram in bits/event: "
+                     f"{len(below)} of {len(report['conditions'])} conditions"
+                     + (f" ({', '.join(CONDITION_NAMES.get(c, c) for c in below)})" if below else "") + ".")
     note = (f"{report['sequences']} sequences per condition from the {report['split']} split of "
             f"`{report['corpus']}` (seed {report['seed']}), the same for every system")
     if baseline:
@@ -113,7 +124,9 @@ def evaluation_section(reports: Sequence[Mapping], run_dir: str | os.PathLike | 
                       f"Alto, tenor and bass written under the soprano of {h['pieces']} test-split chorales "
                       f"({h['samples_per_chorale']} sample(s) each, seed {report['seed']}), against Bach's "
                       f"own voices and {h['random_samples']} random harmonisations.", "",
-                      format_harmony_table(_nan(h)), ""]
+                      format_harmony_table(_nan(h)), "",
+                      "Model closer to Bach than random on every scored row: "
+                      f"{'yes' if h.get('all_closer') else 'no'}.", ""]
     if len(parts) == 3:
         raise AmtError("nothing to write: no training run and no evaluation results")
     return "\n".join([*parts, END])
