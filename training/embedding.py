@@ -61,7 +61,8 @@ def geometric_periods(shortest: float, longest: float, count: int) -> torch.Tens
 
 
 STRUCTURED_ROWS = SPECIAL_OFFSET
-"""Rows ``0 .. STRUCTURED_ROWS - 1`` carry structure: all but the special tokens (REST's is zero)."""
+"""Rows ``0 .. STRUCTURED_ROWS - 1``: all but the special tokens. All carry structure but REST, whose
+structure is zero (a fresh model's REST row thus starts at zero and is learned from there)."""
 _WINDOW = REST_INTERVAL + 1
 TIME_PERIODS = torch.cat([_WINDOW / torch.arange(1, _WINDOW // 2 + 1, dtype=torch.float64),
                           geometric_periods(2.0 * _WINDOW, 2.0 * MAX_TIME, 12)])

@@ -322,7 +322,8 @@ def train(config: Config, *, init: str | None = None, resume: bool = False,
     def validate() -> dict[str, float]:
         model.eval()
         metrics = {}
-        for prefix, grammar in (("valid/", False), ("valid/block_", True))[: 1 + t.block_logits]:
+        passes = [("valid/", False), *([("valid/block_", True)] if t.block_logits else [])]
+        for prefix, grammar in passes:
             tally = score_sequences(model_scorer(model, autocast_dtype=amp, grammar=grammar), valid,
                                     batch_size=t.batch_size)
             sums = torch.tensor([tally.nll, tally.tokens, sum(tally.kind_nll), tally.kind_tokens[2]],
