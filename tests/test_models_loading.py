@@ -135,6 +135,19 @@ def test_save_load_round_trip(backbone, tmp_path):
         assert torch.equal(loaded(tokens), model(tokens))
 
 
+def test_loading_leaves_the_initialisers_working(saved, monkeypatch):
+    # Loading switches torch.nn.init off while it builds the empty model, and must switch it back on, also
+    # when the folder turns out to be bad.
+    original = torch.nn.init.normal_
+    load_model(saved)
+    edit_config(saved, n_embd=48)
+    with pytest.raises(ModelError):
+        load_model(saved)
+    assert torch.nn.init.normal_ is original
+    torch.manual_seed(0)
+    assert create_model(tiny_config("gpt2")).transformer.wte.weight.std() > 0.01
+
+
 def test_load_casts_dtype(tmp_path):
     create_model(tiny_config("mamba")).save_pretrained(tmp_path)
     model = load_model(tmp_path, dtype=torch.float64)

@@ -7,14 +7,17 @@ so a folder that has only those is refused with a message saying how to convert 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from amt.errors import ModelError
 from amt.fileio import atomic_paths, atomic_write_text
@@ -172,6 +175,23 @@ def _check_tensors(folder: Path, model: CausalLM, state: dict[str, torch.Tensor]
         raise ModelError(f"{folder}: weights do not match config.json: {'; '.join(problems)}")
 
 
+_INITIALISERS = ("normal_", "uniform_", "zeros_", "ones_", "constant_", "kaiming_uniform_", "trunc_normal_")
+
+
+@contextlib.contextmanager
+def _initialisers_off() -> Iterator[None]:
+    """Make the ``torch.nn.init`` functions that modules call in their constructors do nothing (restored on
+    exit). Used only while building a model whose every tensor is then replaced by a checkpoint's."""
+    saved = {name: getattr(nn.init, name) for name in _INITIALISERS}
+    try:
+        for name in _INITIALISERS:
+            setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(nn.init, name, function)
+
+
 def load_model(name_or_path: str | os.PathLike, *, device: Any = None,
                dtype: torch.dtype | None = None) -> CausalLM:
     """Load a model folder (``config.json`` + safetensors weights) or a Hugging Face Hub id.
@@ -185,8 +205,9 @@ def load_model(name_or_path: str | os.PathLike, *, device: Any = None,
     config = read_config(folder)
     tensors = _read_tensors(_weight_files(folder))
     cls = _model_class(config)
-    # Build on the meta device: no time or memory spent on a random init that is overwritten at once.
-    with torch.device("meta"):
+    # Build on the meta device with the initialisers switched off: no time or memory spent on a random init
+    # that is overwritten at once (even on meta, the first initialiser call costs ~1 s of dispatch set-up).
+    with torch.device("meta"), _initialisers_off():
         model = cls(config)
     state = cls.state_dict_from_checkpoint(tensors)
     _check_tensors(folder, model, state)
