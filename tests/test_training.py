@@ -206,6 +206,9 @@ def test_optimizer_state_round_trips_without_pickle(tmp_path):
     ("model: {model_type: gpt2, n_embed: 64}", "unknown model key(s) n_embed"),
     ("model: {model_type: lstm}", "model_type"),
     ("data: {corpus: 3}", "data.corpus"),
+    ("data: {source_weights: [3]}", "data.source_weights: expected a mapping"),
+    ("data: {source_weights: {bach_chorales/: -1}}", "source_weights must be finite numbers >= 0"),
+    ("data: {source_weights: {bach_chorales/: many}}", "data.source_weights"),
     ("[1, 2]", "mapping"),
     ("train: {steps: [", "not valid YAML"),
 ])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from amt.errors import CorpusError
 from amt.tokenization.corpus import Corpus, prepare_corpus
 from amt.tokenization.sequences import validate_sequence
 from amt.tokenization.vocab import (
@@ -25,7 +26,7 @@ from amt.tokenization.vocab import (
     REST,
     SEPARATOR,
 )
-from amt.training.data import PAPER_MIX, Objective, SequenceBuilder
+from amt.training.data import PAPER_MIX, Objective, SequenceBuilder, source_weights
 
 from conftest import REFERENCE_DIR as REFERENCE
 
@@ -151,3 +152,38 @@ def test_paper_mix_proportions(corpus):
     assert np.allclose(counts, [0.1, 0.1, 0.4, 0.4], atol=0.03)
     flags = [builder.build(i)[0] for i in range(40)]
     assert set(flags) == {AUTOREGRESS, ANTICIPATE}
+
+
+def test_source_weights_reweight_the_pieces_that_open_sequences(corpus):
+    pieces = np.arange(len(corpus))
+    sources = [corpus.source(int(i)) for i in pieces]
+    chorale = next(i for i, s in enumerate(sources) if "bach" in s)
+    # The longest matching prefix wins; pieces that match nothing weigh 1.
+    weights = source_weights(corpus, pieces, {"": 0.5, sources[chorale][:5]: 3.0, sources[chorale]: 20.0})
+    assert weights[chorale] == 20.0 and (np.delete(weights, chorale) <= 3.0).all()
+    assert source_weights(corpus, pieces, {}) is None
+
+    def first_piece(builder, draws=3000):
+        return np.bincount([builder._draw_window(np.random.default_rng([9, i]))[0] for i in range(draws)],
+                           minlength=len(corpus)) / draws
+
+    plain = first_piece(SequenceBuilder(corpus, pieces, seed=0))
+    only = np.zeros(len(corpus))
+    only[chorale] = 1.0
+    # Weight 0 elsewhere: every sequence opens on the chorale, anywhere in it.
+    builder = SequenceBuilder(corpus, pieces, seed=0, piece_weights=only)
+    assert first_piece(builder)[chorale] == 1.0
+    starts = {builder._draw_window(np.random.default_rng(i))[1] for i in range(200)}
+    assert len(starts) > 50 and max(starts) < len(corpus.events(chorale))
+    # Weight 4 on the chorale: its share of openings rises as its share of weighted events says.
+    four = np.ones(len(corpus))
+    four[chorale] = 4.0
+    counts = np.array([len(corpus.events(int(i))) for i in pieces], dtype=float)
+    expected = 4 * counts[chorale] / (counts.sum() + 3 * counts[chorale])
+    assert first_piece(SequenceBuilder(corpus, pieces, seed=0, piece_weights=four))[chorale] == \
+        pytest.approx(expected, abs=0.03)
+    assert plain[chorale] == pytest.approx(counts[chorale] / counts.sum(), abs=0.03)
+    with pytest.raises(ValueError, match="one finite weight"):
+        SequenceBuilder(corpus, pieces, piece_weights=np.ones(len(corpus) + 1))
+    with pytest.raises(CorpusError, match="weight 0"):
+        SequenceBuilder(corpus, pieces, piece_weights=np.zeros(len(corpus)))

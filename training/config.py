@@ -38,6 +38,10 @@ class DataConfig:
     span_gap: float = 20.0
     span_length: float = 5.0
     random_rate: list[float] = field(default_factory=lambda: [0.1, 0.9])
+    source_weights: dict[str, float] = field(default_factory=dict)
+    """Sampling weight of training pieces by source: a piece whose path (relative to the folder
+    ``amt prepare`` read) starts with a key takes that key's weight, e.g. ``{"bach_chorales/": 3}``;
+    others weigh 1. Validation is not reweighted."""
     workers: int = 0
     """DataLoader worker processes building sequences (0: in the training process)."""
 
@@ -52,6 +56,8 @@ class DataConfig:
             raise ValueError("random_rate must be [low, high] with 0 <= low <= high <= 1")
         if self.workers < 0:
             raise ValueError("workers must be >= 0")
+        if any(not (w >= 0 and w != float("inf")) for w in self.source_weights.values()):
+            raise ValueError("source_weights must be finite numbers >= 0")
 
 
 @dataclass
@@ -166,6 +172,11 @@ def _check_type(value: Any, annotation: Any) -> Any:
             except TypeError:
                 continue
         raise TypeError(f"expected {annotation}, got {value!r}")
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected a mapping, got {value!r}")
+        key_type, value_type = typing.get_args(annotation)
+        return {_check_type(k, key_type): _check_type(v, value_type) for k, v in value.items()}
     if origin is list:
         if not isinstance(value, list):
             raise TypeError(f"expected a list, got {value!r}")

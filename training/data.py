@@ -90,12 +90,14 @@ class SequenceBuilder:
 
     ``corpus`` needs ``events(i)`` (absolute event tokens, ``(n, 3)``) and ``instruments(i)``, as
     ``amt.tokenization.corpus.Corpus`` provides. ``pieces`` are the corpus indices to draw from (a split).
-    ``mix`` maps objectives to relative weights. Raises CorpusError when the pieces hold no events.
+    ``mix`` maps objectives to relative weights. ``piece_weights`` (one per piece, >= 0) multiplies each
+    piece's chance of opening a sequence, which is otherwise proportional to its number of events (see
+    :func:`source_weights`). Raises CorpusError when the pieces hold no events.
     """
 
     def __init__(self, corpus, pieces: np.ndarray, *, seed: int = 0,
                  mix: Mapping[Objective, float] = PAPER_MIX, params: ObjectiveParams = ObjectiveParams(),
-                 length: int = CONTEXT_SIZE):
+                 length: int = CONTEXT_SIZE, piece_weights: np.ndarray | None = None):
         if (length - 1) % EVENT_SIZE or length < 1 + 2 * EVENT_SIZE:
             raise ValueError(f"sequence length {length} is not 1 + a multiple of {EVENT_SIZE} (>= 7)")
         self.corpus = corpus
@@ -105,6 +107,15 @@ class SequenceBuilder:
         self.triples = (length - 1) // EVENT_SIZE
         counts = np.array([len(corpus.events(int(i))) for i in pieces], dtype=np.int64)
         self.pieces = np.asarray(pieces, dtype=np.int64)[counts > 0]
+        self._weighted_ends = None
+        if piece_weights is not None:
+            weights = np.asarray(piece_weights, dtype=np.float64)
+            if weights.shape != counts.shape or not np.isfinite(weights).all() or (weights < 0).any():
+                raise ValueError("piece_weights must hold one finite weight >= 0 per piece")
+            # Piece k opens a sequence when a uniform draw lands in [_weighted_ends[k-1], _weighted_ends[k]).
+            self._weighted_ends = np.cumsum(counts[counts > 0] * weights[counts > 0])
+            if self._weighted_ends[-1] <= 0:
+                raise CorpusError("no events to train on: every non-empty piece has weight 0")
         counts = counts[counts > 0]
         if counts.sum() == 0:
             raise CorpusError("no events to train on: the selected pieces are empty")
@@ -160,10 +171,16 @@ class SequenceBuilder:
         return self._objectives[rng.choice(len(self._objectives), p=self._weights)]
 
     def _draw_window(self, rng: np.random.Generator, *, from_start: bool = False) -> tuple[int, int]:
-        """A (piece, first event) pair: the piece weighted by its number of events."""
-        position = int(rng.integers(self.events))
-        k = int(np.searchsorted(self._ends, position, side="right"))
-        start = 0 if from_start else position - (int(self._ends[k - 1]) if k else 0)
+        """A (piece, first event) pair: the piece weighted by its number of events (times its weight),
+        the first event uniform over the piece."""
+        if self._weighted_ends is None:
+            position = int(rng.integers(self.events))
+            k = int(np.searchsorted(self._ends, position, side="right"))
+            start = 0 if from_start else position - (int(self._ends[k - 1]) if k else 0)
+            return int(self.pieces[k]), start
+        k = int(np.searchsorted(self._weighted_ends, rng.uniform(0.0, self._weighted_ends[-1]), side="right"))
+        first = int(self._ends[k - 1]) if k else 0
+        start = 0 if from_start else int(rng.integers(int(self._ends[k]) - first))
         return int(self.pieces[k]), start
 
     def _segment(self, rng: np.random.Generator, piece: int, start: int, objective: Objective,
@@ -193,3 +210,19 @@ class SequenceBuilder:
         instruments = np.asarray(self.corpus.instruments(piece))
         chosen = rng.choice(instruments, size=int(rng.integers(1, len(instruments))), replace=False)
         return ops.extract_instruments(window, chosen)
+
+
+def source_weights(corpus, pieces: np.ndarray, weights: Mapping[str, float]) -> np.ndarray | None:
+    """Per-piece weights from weights by source: a piece whose path in the corpus (``corpus.source(i)``,
+    relative to the folder ``amt prepare`` read) starts with a key takes that key's weight (the longest
+    such key wins), others weigh 1. None when ``weights`` is empty (no reweighting)."""
+    if not weights:
+        return None
+    keys = sorted(weights, key=len, reverse=True)
+    out = np.ones(len(pieces), dtype=np.float64)
+    for n, piece in enumerate(pieces):
+        path = corpus.source(int(piece))
+        key = next((k for k in keys if path.startswith(k)), None)
+        if key is not None:
+            out[n] = weights[key]
+    return out

@@ -39,7 +39,7 @@ from amt.training import checkpoint as ckpt
 from amt.training import embedding as structured
 from amt.training.blocks import block_cross_entropy
 from amt.training.config import Config
-from amt.training.data import Objective, ObjectiveParams, SequenceBuilder
+from amt.training.data import Objective, ObjectiveParams, SequenceBuilder, source_weights
 from amt.training.evaluate import build_sequences, model_scorer, score_sequences
 
 VALID_SEED_OFFSET = 1_000_003
@@ -163,13 +163,16 @@ class _StepIndices(torch.utils.data.Sampler):
         return (self.steps - self.start) * t.grad_accum * t.batch_size
 
 
-def make_builder(corpus, pieces: np.ndarray, config: Config, seed: int, mix=None) -> SequenceBuilder:
-    """A sequence builder with the config's objective mix and parameters."""
+def make_builder(corpus, pieces: np.ndarray, config: Config, seed: int, mix=None, *,
+                 weighted: bool = True) -> SequenceBuilder:
+    """A sequence builder with the config's objective mix and parameters, and (when ``weighted``) its
+    source weights."""
     d = config.data
     mix = mix or {Objective.AUTOREGRESS: d.autoregress, Objective.SPAN: d.span, Objective.RANDOM: d.random,
                   Objective.INSTRUMENT: d.instrument}
     params = ObjectiveParams(span_gap=d.span_gap, span_length=d.span_length, random_rate=tuple(d.random_rate))
-    return SequenceBuilder(corpus, pieces, seed=seed, mix=mix, params=params)
+    weights = source_weights(corpus, pieces, d.source_weights) if weighted else None
+    return SequenceBuilder(corpus, pieces, seed=seed, mix=mix, params=params, piece_weights=weights)
 
 
 def open_corpus(config: Config):
@@ -255,8 +258,10 @@ def train(config: Config, *, init: str | None = None, resume: bool = False,
     if note and dist.main:
         print(f"note: {note}", file=sys.stderr)
     builder = make_builder(corpus, train_pieces, config, t.seed)
-    valid = build_sequences(make_builder(corpus, valid_pieces, config, t.seed + VALID_SEED_OFFSET),
-                            t.eval_sequences)[dist.rank::dist.world]
+    # Validation draws pieces as a held-out evaluation does (by length, no source weights), so the best
+    # model is the best on music as the corpus has it.
+    valid = build_sequences(make_builder(corpus, valid_pieces, config, t.seed + VALID_SEED_OFFSET,
+                                         weighted=False), t.eval_sequences)[dist.rank::dist.world]
 
     # Model and optimizer, fresh or from the newest checkpoint.
     checkpoints = ckpt.list_checkpoints(out) if resume else []
