@@ -182,6 +182,17 @@ def plan_request(request: GenerateRequest, limits: Limits) -> Plan:
     )
 
 
+def _grid_ticks(plan: Plan, step: float) -> np.ndarray:
+    """Model ticks of the request's grid (a step every ``step`` beats of the project's tempo map), from the
+    project start to as far as decoding can reach past the region: new notes are sampled on it, so the
+    model hears the quantised notes it wrote."""
+    from amt.sampling.sampler import GRID_REACH
+
+    last = plan.tempo.to_beats((plan.end_tick + plan.offset + GRID_REACH) / TIME_RESOLUTION)
+    beats = np.arange(int(np.ceil(last / step)) + 1) * step
+    return np.rint(plan.tempo.to_seconds(beats) * TIME_RESOLUTION).astype(np.int64) - plan.offset
+
+
 def _channel(plan: Plan, instrument: int) -> int:
     # New instruments take the lowest free channel at first sight and keep it for the whole response, so
     # streamed and final notes agree; past 15 instruments channels are shared.
@@ -276,6 +287,7 @@ class Engine:
             pitch_range=sampling.pitch_range,
             density=density,
             polyphony=sampling.polyphony,
+            monophonic=sampling.monophonic,
             candidates=sampling.candidates,
         )
 
@@ -299,6 +311,7 @@ class Engine:
             options=options,
             variations=sampling.variations,
             callback=callback,
+            grid_ticks=_grid_ticks(plan, request.grid) if request.grid else None,
         )
         seconds = time.perf_counter() - began
         variations = []

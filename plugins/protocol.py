@@ -123,6 +123,8 @@ class Sampling(_Strict):
     pitch_range: tuple[int, int] | None = Field(None, description="Inclusive MIDI pitch range of new notes")
     density: float | None = Field(None, gt=0, le=64, description="Target new notes per beat")
     polyphony: float | None = Field(None, gt=0, le=32, description="Target mean new notes sounding at once")
+    monophonic: bool = Field(False, description="Each new instrument plays one note at a time (choir voices, "
+                             "wind parts)")
     candidates: int = Field(
         1, ge=1, le=8, description="Samples per variation; the one nearest the attribute targets is kept"
     )
@@ -164,7 +166,8 @@ class GenerateRequest(_Strict):
     locked: Locked = Field(default_factory=Locked)
     sampling: Sampling = Field(default_factory=Sampling)
     grid: float | None = Field(
-        None, gt=0, le=16, description="Quantise new notes' starts and ends to this many beats (0.25 = 16ths)"
+        None, ge=1 / 64, le=16, description="New notes start and end on a grid of this many beats (0.25 = "
+        "16ths): the model samples on it"
     )
 
     @model_validator(mode="after")

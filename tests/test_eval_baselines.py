@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import symusic
 import torch
 
 from amt.cli import main
 from amt.models import create_model, tiny_config
+from amt.tokenization import ops
 from amt.tokenization.corpus import prepare_corpus
+from amt.tokenization.midi import read_midi
+from amt.tokenization.vocab import DUR_OFFSET, TIME_OFFSET
 from amt.training import model_card
-from amt.training.harmony import ROWS, VOICE_PROGRAMS, VOICES
+from amt.training.harmony import ROWS, VOICE_PROGRAMS, VOICES, WRITTEN
 
 from conftest import REFERENCE_DIR as REFERENCE
 
@@ -97,6 +101,17 @@ def test_harmonize_prints_model_bach_and_random(model, tmp_path, capsys):
     assert "voice_coverage" not in report["closer_to_bach"] and isinstance(report["all_closer"], bool)
     assert report["pieces"] == 2 and report["random_samples"] == 6
     assert sorted(p.name for p in (tmp_path / "generated").iterdir()) == ["a-1.mid", "b-1.mid"]
+    # The voices are sung: one note at a time each, on the sixteenth-note grid.
+    assert report["sampling"] == {"monophonic": True, "grid": 4}
+    generated = read_midi(tmp_path / "generated" / "a-1.mid")
+    steps = generated.meta.grid_ticks(4, 100_000)
+    programs = [VOICE_PROGRAMS[v] for v in WRITTEN]
+    written = generated.events[np.isin(ops.instrument_of(generated.events[:, 2]), programs)]
+    assert len(written) and np.isin(written[:, 0] - TIME_OFFSET, steps).all()
+    for name in WRITTEN:
+        voice = written[ops.instrument_of(written[:, 2]) == VOICE_PROGRAMS[name]]
+        ends = voice[:, 0] - TIME_OFFSET + voice[:, 1] - DUR_OFFSET
+        assert (voice[1:, 0] - TIME_OFFSET >= np.maximum.accumulate(ends)[:-1]).all()
     # --limit 1 harmonises only the first chorale.
     assert main(["eval", str(model), "--harmonize", str(root), "--samples", "1", "--limit", "1",
                  "--json", str(out)]) == 0

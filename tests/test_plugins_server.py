@@ -9,16 +9,18 @@ from collections import Counter
 
 import httpx
 import mido
+import numpy as np
 import pytest
 import torch
 from websockets.sync.client import connect
 
 from amt.models import create_model, load_model, tiny_config
-from amt.plugins.engine import Limits
+from amt.plugins.engine import Engine, Limits, plan_request
 from amt.plugins.midifile import request_from_midi
 from amt.plugins.openapi import DEFAULT_PATH, render
 from amt.plugins.ports import CLOCKS_PER_BEAT, PortsBridge
 from amt.plugins.server import BackgroundServer, create_app
+from amt.tokenization.vocab import DRUMS, DUR_OFFSET, MAX_PITCH, NOTE_OFFSET, TIME_OFFSET, TIME_RESOLUTION
 
 from conftest import REFERENCE_DIR as REFERENCE
 
@@ -72,6 +74,37 @@ def test_infill_keeps_locked_notes_and_writes_on_the_grid(server):
         assert 1 <= note["channel"] <= 16 and 0 <= note["program"] <= 128
         # The chorale is one instrument (program 0): new piano notes belong on its track.
         assert note["track"] == (0 if note["program"] == 0 else None)
+
+
+def test_the_grid_and_monophonic_parts_shape_sampling_itself(model, monkeypatch):
+    # The raw events the sampler writes (model ticks), before any rounding on the way out, sit on the
+    # request's grid through the tempo change, and no new part plays two notes at once.
+    import amt.sampling.sampler as sampler
+
+    raw, generate = [], sampler.generate
+
+    def spy(*args, **kwargs):
+        out = generate(*args, **kwargs)
+        raw.append((kwargs["grid_ticks"], out))
+        return out
+
+    monkeypatch.setattr(sampler, "generate", spy)
+    request = request_from_midi(TEMPO_FILE, task="infill", region=(4, 12), grid=0.5,
+                                sampling={"seed": 5, "variations": 2, "monophonic": True})
+    plan = plan_request(request, Limits())
+    Engine(model, "tiny").run(plan)
+    (steps, out), = raw
+    beats = plan.tempo.to_beats((steps + plan.offset) / TIME_RESOLUTION)
+    assert np.abs(beats / 0.5 - np.rint(beats / 0.5)).max() < 0.02  # 10 ms ticks round the steps
+    for events in out:
+        assert len(events)
+        starts = events[:, 0] - TIME_OFFSET
+        assert np.isin(starts, steps).all() and np.isin(starts + events[:, 1] - DUR_OFFSET, steps).all()
+        instruments = (events[:, 2] - NOTE_OFFSET) // MAX_PITCH
+        for instrument in set(instruments.tolist()) - {DRUMS}:
+            part = events[instruments == instrument]
+            ends = part[:, 0] + part[:, 1] - DUR_OFFSET
+            assert (part[1:, 0] >= np.maximum.accumulate(ends)[:-1]).all()
 
 
 def test_tempo_change_mid_region_is_honoured(server):

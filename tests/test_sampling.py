@@ -14,6 +14,7 @@ from amt.errors import GenerationError
 from amt.models import create_model, tiny_config
 from amt.sampling import SamplingOptions, attributes, generate
 from amt.sampling.masks import REST_INDEX, note_filter, note_mask, range_mask, sample
+from amt.tokenization.midi import MidiMeta
 from amt.tokenization.vocab import (
     ANTICIPATE,
     ATIME_OFFSET,
@@ -351,6 +352,49 @@ def test_density_and_polyphony_targets_bound_the_new_notes(model):
     assert sum(map(len, unconstrained)) > sum(map(len, sparse))
 
 
+def test_monophonic_instruments_play_one_note_at_a_time(model):
+    history = events(*[(t, 90, i, 60 + 4 * i) for t in range(0, 300, 50) for i in (0, 1, 2)])
+    kwargs = dict(history=history, controls=np.zeros((0, 3), np.int64), start_time=300, end_time=1500,
+                  variations=2)
+    instruments = [0, 1, 2, DRUMS]
+
+    def overlaps(new: np.ndarray) -> int:
+        count = 0
+        for instrument in set(((new[:, 2] - NOTE_OFFSET) // MAX_PITCH).tolist()) - {DRUMS}:
+            part = new[(new[:, 2] - NOTE_OFFSET) // MAX_PITCH == instrument]
+            starts, ends = onsets(part), onsets(part) + part[:, 1] - DUR_OFFSET
+            count += int((starts[1:] < np.maximum.accumulate(ends)[:-1]).sum())
+        return count
+
+    free = generate(model, options=SamplingOptions(seed=7, instruments=instruments), **kwargs)
+    mono = generate(model, options=SamplingOptions(seed=7, instruments=instruments, monophonic=True),
+                    **kwargs)
+    assert sum(map(overlaps, free)) > 0  # the untrained model stacks notes when allowed to
+    for new in mono:
+        assert len(new) > 5
+        assert overlaps(new) == 0
+
+
+def test_grid_snaps_onsets_and_note_ends_to_the_steps(model):
+    # 100 bpm, 4 steps per beat: a step every 15 ticks (rounded: 0, 15, 30, 45, 60, 75, ...).
+    steps = MidiMeta(tempos=((0, 100.0),)).grid_ticks(4, 3000)
+    assert steps[:5].tolist() == [0, 15, 30, 45, 60] and steps[-1] <= 3000
+    out = generate(model, history=melody(0, 300), controls=melody(600, 1200) + CONTROL_OFFSET,
+                   start_time=300, end_time=1200, variations=2, grid_ticks=steps,
+                   options=SamplingOptions(seed=8, grid=4))
+    for new in out:
+        assert len(new) > 5
+        ends = onsets(new) + new[:, 1] - DUR_OFFSET
+        assert np.isin(onsets(new), steps).all() and np.isin(ends, steps).all()
+    # Without grid_ticks the grid follows 120 bpm: a sixteenth is 12.5 ticks, rounded.
+    default = generate(model, history=melody(0, 300), controls=np.zeros((0, 3), np.int64), start_time=300,
+                       end_time=800, options=SamplingOptions(seed=8, grid=4))[0]
+    assert np.isin(onsets(default), MidiMeta().grid_ticks(4, 1000)).all()
+    free = generate(model, history=melody(0, 300), controls=np.zeros((0, 3), np.int64), start_time=300,
+                    end_time=800, options=SamplingOptions(seed=8))[0]
+    assert not np.isin(onsets(free), MidiMeta().grid_ticks(4, 1000)).all()
+
+
 def test_candidates_are_ranked_by_distance_to_targets(model):
     options = SamplingOptions(seed=6, density=1.0, candidates=4)
     out = generate(model, history=melody(0, 300), controls=np.zeros((0, 3), np.int64), start_time=300,
@@ -375,6 +419,8 @@ def test_too_many_controls_is_a_clear_error(model):
     dict(options=SamplingOptions(pitch_range=(80, 60))),
     dict(options=SamplingOptions(instruments=[])),
     dict(options=SamplingOptions(candidates=3)),
+    dict(options=SamplingOptions(grid=0)),
+    dict(options=SamplingOptions(grid=25)),
     dict(variations=0),
     dict(controls=melody(600, 700)),  # events where controls are expected
 ])

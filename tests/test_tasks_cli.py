@@ -188,6 +188,23 @@ def test_cli_accompany_and_continue(files):
     assert len(read_midi(files / "more.mid").events) > len(read_midi(files / "chorale.mid").events)
 
 
+def test_cli_accompany_on_the_files_grid_with_monophonic_parts(files):
+    out = files / "grid.mid"
+    assert main(["accompany", str(files / "chorale.mid"), "--keep-track", "Soprano", "--instruments", "65",
+                 "66", "67", "--monophonic", "--grid", "4", "--model", str(files / "model"), "--seed", "7",
+                 "--out", str(out)]) == 0
+    source, written = read_midi(files / "chorale.mid"), read_midi(out)
+    new = written.events[(written.events[:, 2] - NOTE_OFFSET) // MAX_PITCH != 0]
+    assert len(new)
+    steps = source.meta.grid_ticks(4, 100_000)
+    ends = onsets(new) + new[:, 1] - DUR_OFFSET
+    assert np.isin(onsets(new), steps).all() and np.isin(ends, steps).all()
+    for instrument in (65, 66, 67):
+        part = new[(new[:, 2] - NOTE_OFFSET) // MAX_PITCH == instrument]
+        part_ends = onsets(part) + part[:, 1] - DUR_OFFSET
+        assert (onsets(part)[1:] >= np.maximum.accumulate(part_ends)[:-1]).all()
+
+
 def test_cli_accompany_keeps_the_kept_track_and_its_name(files):
     out = files / "soprano.mid"
     assert main(["accompany", str(files / "chorale.mid"), "--keep-track", "Soprano", "--instruments", "33",

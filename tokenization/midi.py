@@ -176,6 +176,17 @@ class MidiMeta:
         ticks = _numerator_to_ticks(self, n.astype(np.int64))
         return int(ticks[0]) if np.ndim(seconds) == 0 else ticks
 
+    def grid_ticks(self, steps_per_beat: int, end: int) -> np.ndarray:
+        """Event ticks (10 ms, rounded) of a grid of ``steps_per_beat`` steps per quarter note through the
+        tempo map (1: the beats, 4: sixteenths), from the start up to and including tick ``end``."""
+        if steps_per_beat < 1:
+            raise ValueError(f"steps_per_beat must be at least 1, got {steps_per_beat}")
+        last = int(self.seconds_to_ticks(end / TIME_RESOLUTION)) * steps_per_beat // self.ticks_per_beat + 1
+        midi_ticks = np.arange(last + 1) * self.ticks_per_beat / steps_per_beat
+        seconds = self.ticks_to_numerator(np.rint(midi_ticks).astype(np.int64)) / (1e6 * self.ticks_per_beat)
+        ticks = np.unique(np.rint(seconds * TIME_RESOLUTION).astype(np.int64))
+        return ticks[ticks <= end]
+
     def bar_to_seconds(self, bar: float) -> float:
         """Seconds at the start of ``bar`` (1 = the start; fractions are positions in the bar).
 

@@ -249,7 +249,7 @@ def _harmonization(args: argparse.Namespace, model, chorales: list) -> dict:
     from tqdm import tqdm
 
     from amt.tokenization.midi import write_midi
-    from amt.training.harmony import format_harmony_table, harmonize, harmonize_report
+    from amt.training.harmony import SAMPLING, format_harmony_table, harmonize, harmonize_report
 
     if args.midi_out:
         Path(args.midi_out).mkdir(parents=True, exist_ok=True)
@@ -269,4 +269,4 @@ def _harmonization(args: argparse.Namespace, model, chorales: list) -> dict:
           f"samples); generated in {seconds:.0f} s")
     print(format_harmony_table(report))
     return {"midi_dir": args.harmonize, "chorales": [Path(c.source).name for c in chorales],
-            "samples_per_chorale": args.samples, "seconds": round(seconds, 1), **report}
+            "samples_per_chorale": args.samples, "sampling": SAMPLING, "seconds": round(seconds, 1), **report}

@@ -85,6 +85,9 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("notes_per_beat", "notes per beat per voice", "{:.3f}"),
     ("voice_coverage", "voice sounding on beat", "{:.4f}"),
 )
+SAMPLING: dict = {"monophonic": True, "grid": 4}
+"""How ``harmonize`` samples unless told otherwise: each voice sings one note at a time, on a
+sixteenth-note grid of the chorale's tempo, as the voices of a chorale do."""
 DIAGNOSTIC = frozenset({"voice_coverage"})
 """Rows printed without a verdict (see the module docstring)."""
 
@@ -119,9 +122,7 @@ class Voices:
 
 def beat_ticks(meta: MidiMeta, end: int) -> np.ndarray:
     """Onsets (10 ms ticks) of the quarter-note beats of the tempo map that start before tick ``end``."""
-    last = int(meta.seconds_to_ticks(end / TIME_RESOLUTION)) // meta.ticks_per_beat + 1
-    seconds = np.asarray(meta.ticks_to_seconds(np.arange(last + 1) * meta.ticks_per_beat))
-    ticks = np.rint(seconds * TIME_RESOLUTION).astype(np.int64)
+    ticks = meta.grid_ticks(1, end)
     return ticks[ticks < end]
 
 
@@ -334,9 +335,10 @@ def harmonize(model, references: Sequence[MidiTokens], *, samples: int = 3, seed
               programs: Mapping[str, int] = VOICE_PROGRAMS, **sampling) -> list[list[MidiTokens]]:
     """Let ``model`` write alto, tenor and bass under each reference's soprano: ``samples`` variations per
     piece, seeded ``seed + piece index`` so runs are reproducible; ``sampling`` (top_p, temperature...) goes
-    to ``SamplingOptions``."""
+    to ``SamplingOptions``, over the defaults of ``SAMPLING``."""
     from amt.sampling import SamplingOptions, accompany
 
+    sampling = {**SAMPLING, **sampling}
     outputs = []
     for i, reference in enumerate(references):
         options = SamplingOptions(seed=seed + i, instruments=[programs[v] for v in WRITTEN], **sampling)

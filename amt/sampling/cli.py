@@ -44,6 +44,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         help="target number of new notes per second")
     parser.add_argument("--polyphony", type=float, metavar="VOICES",
                         help="target mean number of new notes sounding at once")
+    parser.add_argument("--monophonic", action="store_true",
+                        help="each new instrument plays one note at a time (choir voices, wind parts)")
+    parser.add_argument("--grid", type=int, metavar="STEPS",
+                        help="new notes start and end on a grid of STEPS per quarter note of the file's "
+                        "tempo (4: sixteenths, 3: eighth triplets)")
     parser.add_argument("--candidates", type=int, default=1, metavar="C",
                         help="samples per variation, the one closest to --density/--polyphony is kept")
     parser.add_argument("--device", default="auto", help="torch device: auto (cuda when present), cpu, cuda")
@@ -131,7 +136,7 @@ def _run(args: argparse.Namespace) -> int:
     options = SamplingOptions(
         top_p=args.top_p, temperature=args.temperature, seed=args.seed, instruments=args.instruments,
         pitch_range=args.pitch_range, max_instruments=args.max_instruments, density=args.density,
-        polyphony=args.polyphony, candidates=args.candidates)
+        polyphony=args.polyphony, monophonic=args.monophonic, grid=args.grid, candidates=args.candidates)
     options.validate()
     paths = _output_paths(args)
     midi = read_midi(args.input)

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from amt.errors import GenerationError
 from amt.tokenization.vocab import DRUMS, MAX_INSTR, MAX_PITCH
 
+MAX_GRID = 24
+"""Finest grid, in steps per quarter note: at 120 bpm a step of 24 is about two 10 ms ticks."""
+
 
 @dataclass
 class SamplingOptions:
@@ -27,6 +30,12 @@ class SamplingOptions:
       be later than where the budget catches up and REST is not allowed.
     - ``polyphony``: target mean number of new notes sounding at once (the time average). Decoding caps the
       new notes sounding at once at ``ceil(1.5 x polyphony)``: an onset waits until a voice is free.
+    - ``monophonic``: each new instrument plays one note at a time, like a choir voice or a wind part: a new
+      note on an instrument may not start before that instrument's previous new note has ended (an onset
+      waits until one of the allowed instruments is free). Drums are exempt.
+    - ``grid``: new notes start and end on a grid of this many steps per quarter note of the piece's tempo
+      map (4: sixteenths, 3: eighth-note triplets), like a DAW's quantise; None leaves timing free (10 ms).
+      Where no grid step lies within reach of the next onset, decoding waits (a REST).
     - ``candidates``: samples per variation, generated in the same batch; the one closest to the density and
       polyphony targets is kept (needs a target).
     """
@@ -39,6 +48,8 @@ class SamplingOptions:
     max_instruments: int = 16
     density: float | None = None
     polyphony: float | None = None
+    monophonic: bool = False
+    grid: int | None = None
     candidates: int = 1
 
     def validate(self) -> None:
@@ -64,6 +75,8 @@ class SamplingOptions:
             value = getattr(self, name)
             if value is not None and not (value > 0 and math.isfinite(value)):
                 raise GenerationError(f"{name} must be a positive number, got {value}")
+        if self.grid is not None and not 1 <= self.grid <= MAX_GRID:
+            raise GenerationError(f"grid must be 1..{MAX_GRID} steps per quarter note, got {self.grid}")
         if self.candidates < 1:
             raise GenerationError(f"candidates must be at least 1, got {self.candidates}")
         if self.candidates > 1 and self.density is None and self.polyphony is None:

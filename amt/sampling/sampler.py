@@ -38,12 +38,14 @@ from amt.sampling.masks import (
 )
 from amt.sampling.options import SamplingOptions
 from amt.tokenization import ops
+from amt.tokenization.midi import MidiMeta
 from amt.tokenization.vocab import (
     ANTICIPATE,
     ATIME_OFFSET,
     AUTOREGRESS,
     CONTROL_OFFSET,
     DELTA,
+    DRUMS,
     DUR_OFFSET,
     EVENT_SIZE,
     MAX_DUR,
@@ -67,6 +69,8 @@ HEADROOM = 10 * TIME_RESOLUTION
 """The window slides once the newest onset comes within this many ticks of ``TIME_LIMIT``."""
 KEEP_SPAN = TIME_LIMIT // 2
 """After a slide a window reaches at most this far back in time from the newest onset."""
+GRID_REACH = MAX_TIME + MAX_DUR
+"""Ticks past the generation span that a grid must cover: every onset and note end the masks can reach."""
 MAX_EVENTS_PER_SECOND = 100
 """A row stops after this many events per second of the span: a guard against a model that never moves on."""
 
@@ -132,7 +136,7 @@ class _Decoder:
 
     def __init__(self, model: CausalLM, *, prompt: np.ndarray, controls: np.ndarray, fed: int, start: int,
                  end: int, options: SamplingOptions, rows: int, callback: Callback | None, window: int | None,
-                 present_instruments: np.ndarray):
+                 present_instruments: np.ndarray, grid_ticks: np.ndarray | None):
         self.model, self.options, self.start, self.end = model, options, start, end
         self.window, self.callback = window, callback
         self.device = next(model.parameters()).device
@@ -147,6 +151,15 @@ class _Decoder:
         self.allowed_notes = note_filter(options.instruments, options.pitch_range, self.device)
         self.max_events = int(MAX_EVENTS_PER_SECOND * (end - start) / TIME_RESOLUTION) + 64
         self.poly_cap = attributes.polyphony_cap(options.polyphony) if options.polyphony else None
+        # Monophonic parts: the pitched instruments that may get new notes, and when each one is free again.
+        pitched = self.allowed_notes[:-1].view(MAX_INSTR, MAX_PITCH).any(dim=1).cpu().numpy()
+        pitched[DRUMS] = False
+        self.mono_instruments = np.flatnonzero(pitched) if options.monophonic else None
+        self.on_grid = None  # [ticks] True on the grid's steps (absolute ticks), far enough for every mask
+        if grid_ticks is not None:
+            self.on_grid = np.zeros(end + GRID_REACH + 1, dtype=bool)
+            steps = np.asarray(grid_ticks, dtype=np.int64)
+            self.on_grid[steps[(steps >= 0) & (steps < len(self.on_grid))]] = True
 
         prompt_events = prompt[prompt[:, 2] < CONTROL_OFFSET]
         now = int(_triple_times(prompt_events).max()) if len(prompt_events) else 0
@@ -159,6 +172,7 @@ class _Decoder:
         self.notes = np.zeros(rows, dtype=np.int64)
         self.used = np.tile(present_instruments, (rows, 1))
         self.note_ends: list[list[int]] = [[] for _ in range(rows)]
+        self.free_at = np.zeros((rows, MAX_INSTR), dtype=np.int64)  # end of each instrument's newest note
         self.generated: list[list[np.ndarray]] = [[] for _ in range(rows)]
         self.finished: dict[int, list[np.ndarray]] = {}
         self.state = None
@@ -253,10 +267,20 @@ class _Decoder:
                 earliest = attributes.polyphony_earliest(self.note_ends[r], self.poly_cap)
                 if earliest is not None:
                     soft_low[r] = max(soft_low[r], earliest)
+        if self.mono_instruments is not None and len(self.mono_instruments):
+            soft_low = np.maximum(soft_low, self.free_at[:, self.mono_instruments].min(axis=1))
         wait = soft_low > high
         # A falling-behind bound that cannot be met yields to the hard range.
         ok = soft_low <= soft_high
         return np.where(ok, soft_low, low), np.where(ok, soft_high, high), wait
+
+    def _snap(self, mask: torch.Tensor, starts: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """Restrict ``mask`` ``[rows, size]`` (column j: tick ``starts[row] + j``) to the grid's steps; rows
+        with no allowed step keep their mask. Returns the mask and which rows found a step."""
+        index = starts[:, None] + np.arange(mask.shape[1])
+        snapped = mask & torch.from_numpy(self.on_grid[index]).to(self.device)
+        found = snapped.any(dim=1)
+        return torch.where(found[:, None], snapped, mask), found.cpu().numpy()
 
     def _step(self, tokens: np.ndarray) -> None:
         ids = torch.from_numpy(tokens).to(self.device)[:, None]
@@ -284,7 +308,7 @@ class _Decoder:
             return
         self.state = self.state.select(torch.from_numpy(index).to(self.device))
         self.hidden = self.hidden[torch.from_numpy(index).to(self.hidden.device)]
-        for name in ("row_id", "now", "base", "next_control", "counts", "notes", "used"):
+        for name in ("row_id", "now", "base", "next_control", "counts", "notes", "used", "free_at"):
             setattr(self, name, getattr(self, name)[index])
         for name in ("windows", "note_ends", "generated"):
             setattr(self, name, [getattr(self, name)[i] for i in index])
@@ -301,6 +325,10 @@ class _Decoder:
             low, high, wait = self._time_bounds()
             mask = range_mask(torch.from_numpy(low - self.base).to(self.device),
                               torch.from_numpy(high - self.base).to(self.device), MAX_TIME)
+            if self.on_grid is not None:
+                # Off the grid only a REST may be written: the next onset waits for a step.
+                mask, found = self._snap(mask, self.base)
+                wait = wait | ~found
             time_token = self._sample(TIME_POSITION, mask)
             onset = time_token - TIME_OFFSET + self.base
             done = ~forcing & ((onset >= self.end) | (self.counts >= self.max_events))
@@ -316,8 +344,11 @@ class _Decoder:
             self._step(time_token)
 
             rows = len(self.row_id)
-            dur_token = self._sample(DURATION_POSITION, torch.ones(rows, MAX_DUR, dtype=torch.bool,
-                                                                   device=self.device))
+            durations = torch.ones(rows, MAX_DUR, dtype=torch.bool, device=self.device)
+            if self.on_grid is not None:
+                durations, _ = self._snap(durations, onset)
+                durations[:, 0] = True  # a zero duration marks a REST (see _note_mask)
+            dur_token = self._sample(DURATION_POSITION, durations)
             if forcing.any():
                 dur_token = np.where(forcing, control[:, 1], dur_token)
             self._step(dur_token)
@@ -334,6 +365,10 @@ class _Decoder:
         rows = len(onset)
         room = self.used.sum(axis=1) < self.options.max_instruments
         instrument_ok = self.used | room[:, None]
+        if self.mono_instruments is not None:
+            busy = self.free_at > onset[:, None]
+            busy[:, DRUMS] = False
+            instrument_ok &= ~busy
         rest_ok = np.ones(rows, dtype=bool)
         density = self.options.density
         if density:
@@ -359,6 +394,7 @@ class _Decoder:
                     self.notes[r] += 1
                     end = int(onset[r]) + int(dur_token[r]) - DUR_OFFSET
                     self.note_ends[r] = [e for e in self.note_ends[r] if e > onset[r]] + [end]
+                    self.free_at[r, note // MAX_PITCH] = end
                     self.generated[r].append(triple)
                     if self.callback is not None:
                         progress = min(max((onset[r] - self.start) / (self.end - self.start), 0.0), 1.0)
@@ -368,7 +404,7 @@ class _Decoder:
 
 def generate(model: CausalLM, *, history: np.ndarray, controls: np.ndarray, start_time: int, end_time: int,
              options: SamplingOptions | None = None, variations: int = 1, callback: Callback | None = None,
-             window: int | None = None) -> list[np.ndarray]:
+             window: int | None = None, grid_ticks: np.ndarray | None = None) -> list[np.ndarray]:
     """Sample new notes in ``[start_time, end_time)`` (ticks) given a prompt and anticipated controls.
 
     ``history``: event tokens (absolute ticks) before ``start_time``, the prompt. ``controls``: control tokens
@@ -377,7 +413,9 @@ def generate(model: CausalLM, *, history: np.ndarray, controls: np.ndarray, star
     model uses to mark silence are dropped). ``variations`` are one batched run (``options.candidates``
     samples each, the closest to the attribute targets kept). ``callback(variation, event, progress)`` is
     called for every new note as it is sampled (with candidates, once the winners are known). ``window``
-    caps the tokens of context (default: the model's ``max_positions``).
+    caps the tokens of context (default: the model's ``max_positions``). ``grid_ticks``: absolute ticks of
+    the steps new notes start and end on, up to ``end_time + GRID_REACH`` (the front end knows the tempo map;
+    default: ``options.grid`` at 120 bpm from tick 0, or free timing).
     """
     options = options or SamplingOptions()
     options.validate()
@@ -411,11 +449,14 @@ def generate(model: CausalLM, *, history: np.ndarray, controls: np.ndarray, star
             f"{options.max_instruments}) and none of the requested ones: no new note could be written"
         )
 
+    if grid_ticks is None and options.grid:
+        grid_ticks = MidiMeta().grid_ticks(options.grid, end_time + GRID_REACH)
+
     candidates = options.candidates
     live = callback if candidates == 1 else None
     decoder = _Decoder(model, prompt=sequence, controls=controls, fed=len(controls) - len(pending),
                        start=start_time, end=end_time, options=options, rows=variations * candidates,
-                       callback=live, window=window, present_instruments=present)
+                       callback=live, window=window, present_instruments=present, grid_ticks=grid_ticks)
     was_training = model.training
     model.eval()
     try:

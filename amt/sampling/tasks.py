@@ -15,7 +15,7 @@ import numpy as np
 from amt.errors import GenerationError
 from amt.models.base import CausalLM
 from amt.sampling.options import SamplingOptions
-from amt.sampling.sampler import Callback, generate
+from amt.sampling.sampler import GRID_REACH, Callback, generate
 from amt.tokenization import ops
 from amt.tokenization.midi import MidiTokens
 from amt.tokenization.vocab import DUR_OFFSET, TIME_OFFSET, TIME_RESOLUTION
@@ -94,6 +94,13 @@ def _onsets(midi: MidiTokens) -> np.ndarray:
     return midi.events[:, 0] - TIME_OFFSET
 
 
+def _grid_ticks(midi: MidiTokens, options: SamplingOptions | None, end: int) -> np.ndarray | None:
+    """The steps of ``options.grid`` through the input's tempo map, as far as decoding can reach."""
+    if options is None or not options.grid:
+        return None
+    return midi.meta.grid_ticks(options.grid, end + GRID_REACH)
+
+
 def accompany(model: CausalLM, midi: MidiTokens, *, keep_instruments: Sequence[int] | None = None,
               keep_tracks: Sequence[str] | None = None, options: SamplingOptions | None = None,
               variations: int = 1, callback: Callback | None = None, window: int | None = None
@@ -126,7 +133,8 @@ def accompany(model: CausalLM, midi: MidiTokens, *, keep_instruments: Sequence[i
         kept = np.isin(midi.tracks, [t for t, name in with_notes.items() if name in wanted])
     new = generate(model, history=np.zeros((0, 3), np.int64), controls=ops.to_controls(midi.events[kept]),
                    start_time=0, end_time=max(_end_tick(midi), 1), options=options, variations=variations,
-                   callback=callback, window=window)
+                   callback=callback, window=window,
+                   grid_ticks=_grid_ticks(midi, options, max(_end_tick(midi), 1)))
     # New parts are not the kept ones: a new violin line is not "Violin I" even if that track is kept.
     return _assemble(midi, kept, new, join_tracks=False)
 
@@ -146,7 +154,8 @@ def infill(model: CausalLM, midi: MidiTokens, *, start: float, end: float,
     before, after = onsets < first, onsets >= last
     new = generate(model, history=midi.events[before], controls=ops.to_controls(midi.events[after]),
                    start_time=first, end_time=last, options=options, variations=variations,
-                   callback=callback, window=window)
+                   callback=callback, window=window,
+                   grid_ticks=_grid_ticks(midi, options, last))
     return _assemble(midi, before | after, new, join_tracks=True)
 
 
@@ -159,5 +168,6 @@ def continue_piece(model: CausalLM, midi: MidiTokens, *, seconds: float,
     first = _end_tick(midi)
     new = generate(model, history=midi.events, controls=np.zeros((0, 3), np.int64), start_time=first,
                    end_time=first + round(seconds * TIME_RESOLUTION), options=options, variations=variations,
-                   callback=callback, window=window)
+                   callback=callback, window=window,
+                   grid_ticks=_grid_ticks(midi, options, first + round(seconds * TIME_RESOLUTION)))
     return _assemble(midi, np.ones(len(midi.events), bool), new, join_tracks=True)
