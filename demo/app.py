@@ -120,6 +120,11 @@ class DemoApp:
                         allow_custom_value=True, label="Instruments for new notes (empty: any)",
                         elem_id="instruments",
                     )
+                    with gr.Row():
+                        grid = gr.Dropdown(choices=list(callbacks.GRIDS), value="off",
+                                           label="Grid for new notes", elem_id="grid")
+                        monophonic = gr.Checkbox(value=False, label="One note at a time per new part "
+                                                 "(voices, winds)", elem_id="monophonic")
             generate = gr.Button("Generate", variant="primary", elem_id="generate")
             status = gr.Markdown("", elem_id="status", elem_classes=["amt-status"])
 
@@ -148,7 +153,7 @@ class DemoApp:
             generate.click(
                 self.generate,
                 [piece, task, keep, span_start, span_end, span_unit, continue_seconds, variations, top_p,
-                 temperature, seed, instruments, density],
+                 temperature, seed, instruments, density, grid, monophonic],
                 [status, *slot_outputs],
                 concurrency_limit=1,
                 concurrency_id="model",
@@ -212,7 +217,7 @@ class DemoApp:
                 gr.Dropdown(), gr.Number(), gr.Number(), _error_markdown(message))
 
     def generate(self, piece: Piece | None, task, keep, span_start, span_end, span_unit, continue_seconds,
-                 variations, top_p, temperature, seed, instruments, density,
+                 variations, top_p, temperature, seed, instruments, density, grid="off", monophonic=False,
                  progress=gr.Progress()):  # noqa: B008 (Gradio finds the progress bar by this default)
         """Run the request and fill one slot per variation (the others are hidden)."""
         hidden = [gr.Group(visible=False), gr.Markdown(), gr.Plot(), gr.Audio(), gr.File()]
@@ -223,7 +228,7 @@ class DemoApp:
                 task=task, keep=list(keep or []), span_start=span_start, span_end=span_end,
                 span_unit=span_unit, continue_seconds=continue_seconds, variations=int(variations),
                 top_p=top_p, temperature=temperature, seed=seed, instruments=list(instruments or []),
-                density=density or 0.0,
+                density=density or 0.0, grid=grid or "off", monophonic=bool(monophonic),
             )
             progress(0.0, desc="Starting")
             results, status = callbacks.generate(

@@ -224,6 +224,10 @@ def instrument_choices() -> list[tuple[str, int]]:
 # ------------------------------------------------------------------------------------------ the request
 
 
+GRIDS: dict[str, int | None] = {"off": None, "1/8": 2, "1/8 triplets": 3, "1/16": 4, "1/16 triplets": 6}
+"""The grid choices of the form: steps per quarter note that new notes start and end on."""
+
+
 @dataclass(frozen=True)
 class Request:
     """What the form asks for, as the page sends it (strings where users can type)."""
@@ -240,6 +244,8 @@ class Request:
     seed: str | float | None = None  # None or "": a fresh random seed, reported back
     instruments: Sequence[str | int] = ()  # for new notes; empty: any
     density: float = 0.0  # new notes per second; 0: no target
+    grid: str = "off"  # a key of GRIDS
+    monophonic: bool = False  # each new part plays one note at a time
 
 
 def parse_instruments(values: Sequence[str | int]) -> list[int]:
@@ -310,6 +316,8 @@ def sampling_options(request: Request, *, seed: int):
         raise DemoInputError(f"top-p must be in (0, 1], not {request.top_p:g}.")
     if not 0.0 < request.temperature <= 5.0:
         raise DemoInputError(f"The temperature must be in (0, 5], not {request.temperature:g}.")
+    if request.grid not in GRIDS:
+        raise DemoInputError(f"Grid {request.grid!r}: choose one of {', '.join(GRIDS)}.")
     if request.density < 0:
         raise DemoInputError(f"The density target must be >= 0 notes per second, not {request.density:g}.")
     return SamplingOptions(
@@ -318,6 +326,8 @@ def sampling_options(request: Request, *, seed: int):
         seed=seed,
         instruments=parse_instruments(request.instruments) or None,
         density=float(request.density) if request.density > 0 else None,
+        grid=GRIDS[request.grid],
+        monophonic=bool(request.monophonic),
     )
 
 

@@ -183,7 +183,11 @@ def test_sampling_options_check_ranges():
                                                  instruments=["Violin"]), seed=5)
     assert (options.top_p, options.temperature, options.seed) == (0.9, 0.8, 5)
     assert list(options.instruments) == [VIOLIN] and options.density is None
+    assert options.grid is None and not options.monophonic
+    options = callbacks.sampling_options(Request(task="continue", grid="1/16", monophonic=True), seed=5)
+    assert options.grid == 4 and options.monophonic
     for request, message in [
+        (Request(task="continue", grid="1/5"), "Grid '1/5'"),
         (Request(task="continue", top_p=0.0), "top-p"),
         (Request(task="continue", temperature=0.0), "temperature"),
         (Request(task="continue", density=-1.0), "density"),
