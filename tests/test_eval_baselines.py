@@ -146,7 +146,8 @@ def test_model_card_section_is_replaced_between_markers(tmp_path):
         json.dumps({"step": 4, "tokens": 4000}))
     (run / "metrics.jsonl").write_text("\n".join(json.dumps(m) for m in [
         {"step": 2, "train/block_loss": 5.0, "train/tokens_per_s": 1.0},
-        {"step": 4, "train/block_loss": 4.5, "train/tokens_per_s": 2.0},
+        {"step": 4, "train/block_loss": 4.7, "train/tokens_per_s": 0.5},  # the run was stopped here ...
+        {"step": 4, "train/block_loss": 4.5, "train/tokens_per_s": 2.0},  # ... and resumed from step 2
         {"step": 4, "valid/loss": 3.25, "valid/bits_per_event": 12.5}]) + "\n")
     metrics = {"bits_per_event": 9.5, "loss_per_token": 2.0, "perplexity_onset": 3.0,
                "perplexity_duration": 4.0, "perplexity_note": None}
@@ -163,7 +164,7 @@ def test_model_card_section_is_replaced_between_markers(tmp_path):
     assert text.startswith("# Card\n") and text.endswith("## Licence\n") and "old numbers" not in text
     assert text.count(model_card.START) == 1
     assert "| optimizer steps | 4 |" in text and "| training tokens | 4,000 |" in text
-    # 2 steps of 1,000 tokens at 1 token/s, then 2 at 2 tokens/s: 3,000 s.
+    # 2 steps of 1,000 tokens at 1 token/s, then 2 at 2 tokens/s (the resumed run's line): 3,000 s.
     assert "| 0.83 h |" in text and "3.2500 (4)" in text
     assert "| plain (no controls) | model | 9.500 |" in text
     assert "| plain (no controls) | 4-gram baseline | 11.000 |" in text and "| - |" in text

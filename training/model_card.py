@@ -42,6 +42,13 @@ def _number(value, fmt: str) -> str:
     return "-" if value is None else fmt.format(value)
 
 
+def _latest_per_step(lines: Sequence[Mapping]) -> list[Mapping]:
+    """One line per step, in step order. A run resumed from a checkpoint logs again the steps after it, so a
+    later line for a step replaces an earlier one (the interrupted run's steps were not kept)."""
+    by_step = {m["step"]: m for m in lines}
+    return [by_step[step] for step in sorted(by_step)]
+
+
 def training_markdown(run_dir: str | os.PathLike) -> str:
     """Steps, tokens, losses and throughput of a training run folder (metrics.jsonl, last checkpoint)."""
     run = Path(run_dir)
@@ -49,8 +56,8 @@ def training_markdown(run_dir: str | os.PathLike) -> str:
         lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
     except (OSError, ValueError) as error:
         raise AmtError(f"{run}: cannot read metrics.jsonl ({error})") from None
-    train = [m for m in lines if "train/block_loss" in m or "train/loss" in m]
-    valid = [m for m in lines if "valid/loss" in m]
+    train = _latest_per_step([m for m in lines if "train/block_loss" in m or "train/loss" in m])
+    valid = _latest_per_step([m for m in lines if "valid/loss" in m])
     if not train:
         raise AmtError(f"{run}/metrics.jsonl has no training steps")
     last = train[-1]
