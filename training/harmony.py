@@ -85,9 +85,11 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("notes_per_beat", "notes per beat per voice", "{:.3f}"),
     ("voice_coverage", "voice sounding on beat", "{:.4f}"),
 )
-SAMPLING: dict = {"monophonic": True, "grid": 4}
+SAMPLING: dict = {"monophonic": True, "grid": 4, "voice_density": 1.0}
 """How ``harmonize`` samples unless told otherwise: each voice sings one note at a time, on a
-sixteenth-note grid of the chorale's tempo, as the voices of a chorale do."""
+sixteenth-note grid of the chorale's tempo, as the voices of a chorale do, and the sampler's density target
+(``SamplingOptions.density``) is ``voice_density`` times the soprano's notes per second for each written
+voice: each voice moves about as often as the melody (None: no target)."""
 DIAGNOSTIC = frozenset({"voice_coverage"})
 """Rows printed without a verdict (see the module docstring)."""
 
@@ -339,9 +341,14 @@ def harmonize(model, references: Sequence[MidiTokens], *, samples: int = 3, seed
     from amt.sampling import SamplingOptions, accompany
 
     sampling = {**SAMPLING, **sampling}
+    voice_density = sampling.pop("voice_density")
     outputs = []
     for i, reference in enumerate(references):
-        options = SamplingOptions(seed=seed + i, instruments=[programs[v] for v in WRITTEN], **sampling)
+        piece = dict(sampling)
+        onsets, ends, _ = Voices.from_midi(reference, programs).notes["soprano"]
+        if voice_density and "density" not in piece and len(onsets):
+            piece["density"] = voice_density * len(WRITTEN) * len(onsets) * TIME_RESOLUTION / int(ends.max())
+        options = SamplingOptions(seed=seed + i, instruments=[programs[v] for v in WRITTEN], **piece)
         generations = accompany(model, reference, keep_instruments=[programs["soprano"]], options=options,
                                 variations=samples)
         outputs.append([g.midi for g in generations])
