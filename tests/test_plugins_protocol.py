@@ -99,6 +99,8 @@ def _body(**changes):
         (_body(tempo=[{"beat": 0, "bpm": -5}]), 422, "tempo.0.bpm"),
         (_body(tempo=[{"beat": 2, "bpm": 100}]), 422, "start at beat 0"),
         (_body(notes=[{"start": -1, "duration": 1, "pitch": 60}]), 422, "notes.0.start"),
+        (_body(grid=1e-9), 422, "grid"),  # a step finer than 1/64 beat would only cost memory
+        (_body(sampling={"monophonic": "sometimes"}), 422, "sampling.monophonic"),
         (_body(notes=[{"start": 0, "duration": 1, "pitch": 200}]), 422, "notes.0.pitch"),
         (_body(sampling={"temprature": 2}), 422, "temprature"),
         (_body(time_signatures=[{"beat": 0, "numerator": 4, "denominator": 3}]), 422, "power of two"),

@@ -151,10 +151,12 @@ class _Decoder:
         self.allowed_notes = note_filter(options.instruments, options.pitch_range, self.device)
         self.max_events = int(MAX_EVENTS_PER_SECOND * (end - start) / TIME_RESOLUTION) + 64
         self.poly_cap = attributes.polyphony_cap(options.polyphony) if options.polyphony else None
-        # Monophonic parts: the pitched instruments that may get new notes, and when each one is free again.
-        pitched = self.allowed_notes[:-1].view(MAX_INSTR, MAX_PITCH).any(dim=1).cpu().numpy()
-        pitched[DRUMS] = False
-        self.mono_instruments = np.flatnonzero(pitched) if options.monophonic else None
+        # Monophonic parts: the pitched instruments that may get new notes (each waits until it is free).
+        self.mono_instruments = None
+        if options.monophonic:
+            pitched = self.allowed_notes[:-1].view(MAX_INSTR, MAX_PITCH).any(dim=1).cpu().numpy()
+            pitched[DRUMS] = False
+            self.mono_instruments = np.flatnonzero(pitched)
         self.on_grid = None  # [ticks] True on the grid's steps (absolute ticks), far enough for every mask
         if grid_ticks is not None:
             self.on_grid = np.zeros(end + GRID_REACH + 1, dtype=bool)
