@@ -102,7 +102,7 @@ def test_harmonize_prints_model_bach_and_random(model, tmp_path, capsys):
     assert report["pieces"] == 2 and report["random_samples"] == 6
     assert sorted(p.name for p in (tmp_path / "generated").iterdir()) == ["a-1.mid", "b-1.mid"]
     # The voices are sung: one note at a time each, on the sixteenth-note grid.
-    assert report["sampling"] == {"monophonic": True, "grid": 4, "voice_density": 1.0}
+    assert report["sampling"] == {"monophonic": True, "grid": 4, "voice_density": 1.0, "top_p": 0.8}
     generated = read_midi(tmp_path / "generated" / "a-1.mid")
     steps = generated.meta.grid_ticks(4, 100_000)
     programs = [VOICE_PROGRAMS[v] for v in WRITTEN]

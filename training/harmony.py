@@ -85,11 +85,12 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("notes_per_beat", "notes per beat per voice", "{:.3f}"),
     ("voice_coverage", "voice sounding on beat", "{:.4f}"),
 )
-SAMPLING: dict = {"monophonic": True, "grid": 4, "voice_density": 1.0}
+SAMPLING: dict = {"monophonic": True, "grid": 4, "voice_density": 1.0, "top_p": 0.8}
 """How ``harmonize`` samples unless told otherwise: each voice sings one note at a time, on a
 sixteenth-note grid of the chorale's tempo, as the voices of a chorale do, and the sampler's density target
 (``SamplingOptions.density``) is ``voice_density`` times the soprano's notes per second for each written
-voice: each voice moves about as often as the melody (None: no target)."""
+voice: each voice moves about as often as the melody (None: no target). Nucleus sampling keeps the likeliest
+80% of the mass (chosen on the validation chorales, see MODEL_CARD.md)."""
 DIAGNOSTIC = frozenset({"voice_coverage"})
 """Rows printed without a verdict (see the module docstring)."""
 
