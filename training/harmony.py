@@ -346,9 +346,11 @@ def harmonize(model, references: Sequence[MidiTokens], *, samples: int = 3, seed
     outputs = []
     for i, reference in enumerate(references):
         piece = dict(sampling)
-        onsets, ends, _ = Voices.from_midi(reference, programs).notes["soprano"]
-        if voice_density and "density" not in piece and len(onsets):
-            piece["density"] = voice_density * len(WRITTEN) * len(onsets) * TIME_RESOLUTION / int(ends.max())
+        if voice_density and "density" not in piece:
+            onsets, ends, _ = Voices.from_midi(reference, programs).notes["soprano"]
+            if len(onsets):
+                melody_rate = len(onsets) * TIME_RESOLUTION / int(ends.max())  # soprano notes per second
+                piece["density"] = voice_density * len(WRITTEN) * melody_rate
         options = SamplingOptions(seed=seed + i, instruments=[programs[v] for v in WRITTEN], **piece)
         generations = accompany(model, reference, keep_instruments=[programs["soprano"]], options=options,
                                 variations=samples)

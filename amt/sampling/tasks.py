@@ -131,10 +131,10 @@ def accompany(model: CausalLM, midi: MidiTokens, *, keep_instruments: Sequence[i
             raise GenerationError(f"track(s) {missing} have no notes in the file; its tracks with notes are "
                                   f"{present}")
         kept = np.isin(midi.tracks, [t for t, name in with_notes.items() if name in wanted])
+    end = max(_end_tick(midi), 1)
     new = generate(model, history=np.zeros((0, 3), np.int64), controls=ops.to_controls(midi.events[kept]),
-                   start_time=0, end_time=max(_end_tick(midi), 1), options=options, variations=variations,
-                   callback=callback, window=window,
-                   grid_ticks=_grid_ticks(midi, options, max(_end_tick(midi), 1)))
+                   start_time=0, end_time=end, options=options, variations=variations,
+                   callback=callback, window=window, grid_ticks=_grid_ticks(midi, options, end))
     # New parts are not the kept ones: a new violin line is not "Violin I" even if that track is kept.
     return _assemble(midi, kept, new, join_tracks=False)
 
@@ -154,8 +154,7 @@ def infill(model: CausalLM, midi: MidiTokens, *, start: float, end: float,
     before, after = onsets < first, onsets >= last
     new = generate(model, history=midi.events[before], controls=ops.to_controls(midi.events[after]),
                    start_time=first, end_time=last, options=options, variations=variations,
-                   callback=callback, window=window,
-                   grid_ticks=_grid_ticks(midi, options, last))
+                   callback=callback, window=window, grid_ticks=_grid_ticks(midi, options, last))
     return _assemble(midi, before | after, new, join_tracks=True)
 
 
@@ -166,8 +165,8 @@ def continue_piece(model: CausalLM, midi: MidiTokens, *, seconds: float,
     if not seconds > 0:
         raise GenerationError(f"seconds must be positive, got {seconds}")
     first = _end_tick(midi)
+    last = first + round(seconds * TIME_RESOLUTION)
     new = generate(model, history=midi.events, controls=np.zeros((0, 3), np.int64), start_time=first,
-                   end_time=first + round(seconds * TIME_RESOLUTION), options=options, variations=variations,
-                   callback=callback, window=window,
-                   grid_ticks=_grid_ticks(midi, options, first + round(seconds * TIME_RESOLUTION)))
+                   end_time=last, options=options, variations=variations,
+                   callback=callback, window=window, grid_ticks=_grid_ticks(midi, options, last))
     return _assemble(midi, np.ones(len(midi.events), bool), new, join_tracks=True)
