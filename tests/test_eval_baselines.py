@@ -116,6 +116,11 @@ def test_harmonize_prints_model_bach_and_random(model, tmp_path, capsys):
     assert main(["eval", str(model), "--harmonize", str(root), "--samples", "1", "--limit", "1",
                  "--json", str(out)]) == 0
     assert json.loads(out.read_text())["harmonization"]["chorales"] == ["a.mid"]
+    # --split picks the chorales of another split (tuning on train or valid, never on test).
+    assert main(["eval", str(model), "--harmonize", str(root), "--samples", "1", "--split", "train",
+                 "--json", str(out)]) == 0
+    report = json.loads(out.read_text())["harmonization"]
+    assert report["chorales"] == ["train.mid"] and report["split"] == "train"
 
 
 def test_bad_input_is_a_clear_error(model, corpus, tmp_path, capsys):
@@ -132,7 +137,8 @@ def test_bad_input_is_a_clear_error(model, corpus, tmp_path, capsys):
     root = tmp_path / "midi"
     _chorale(root / "bach_chorales" / "a.mid")
     _conversion(root, {"bach_chorales/a.mid": "train"})
-    assert "no Bach chorales" in error("--harmonize", str(root))
+    assert "its test split has no Bach chorales" in error("--harmonize", str(root))
+    assert "its valid split has no Bach chorales" in error("--harmonize", str(root), "--split", "valid")
     _chorale(root / "bach_chorales" / "a.mid", voices=("soprano",))
     _conversion(root, {"bach_chorales/a.mid": "test"})
     assert "has all four voices" in error("--harmonize", str(root))

@@ -13,6 +13,7 @@ from amt.tokenization.vocab import (
     ATIME_OFFSET,
     CONTROL_OFFSET,
     DELTA,
+    DRUMS,
     DUR_OFFSET,
     NOTE_OFFSET,
     REST,
@@ -111,6 +112,30 @@ def test_spans_are_five_seconds_long():
     starts = np.concatenate([[0], np.flatnonzero(np.diff(times) > 10) + 1])
     lengths = np.diff(np.append(starts, len(times))) * 10
     assert len(starts) > 5 and (lengths[:-1] == DELTA).all()
+
+
+@settings(max_examples=200, deadline=None)
+@given(events=sorted_events(), limit=st.integers(0, 12), seed=st.integers(0, 2**16))
+def test_transpose_moves_pitched_notes_only(events, limit, seed):
+    events = np.concatenate([events, [[5000, DUR_OFFSET, REST]]])  # a REST is never transposed
+    low, high = ops.transposition_range(events, limit)
+    assert -limit <= low <= 0 <= high <= limit
+    shift = int(np.random.default_rng(seed).integers(low, high + 1))
+    moved = ops.transpose(events, shift)
+    assert np.array_equal(moved[:, :2], events[:, :2])
+    pitched = ~ops.is_rest(events) & (ops.instrument_of(events[:, 2]) != DRUMS)
+    assert np.array_equal(ops.pitch_of(moved[pitched, 2]), ops.pitch_of(events[pitched, 2]) + shift)
+    assert np.array_equal(ops.instrument_of(moved[pitched, 2]), ops.instrument_of(events[pitched, 2]))
+    assert np.array_equal(moved[~pitched], events[~pitched])
+    # The range is the widest possible: one semitone beyond either end leaves 0..127.
+    if pitched.any() and low > -limit:
+        with pytest.raises(TokenError, match="outside"):
+            ops.transpose(events, low - 1)
+    if pitched.any() and high < limit:
+        with pytest.raises(TokenError, match="outside"):
+            ops.transpose(events, high + 1)
+    # Controls move as the events they anticipate.
+    assert np.array_equal(ops.transpose(ops.to_controls(events[:-1]), shift), ops.to_controls(moved[:-1]))
 
 
 def test_helpers():

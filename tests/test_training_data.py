@@ -18,6 +18,7 @@ from amt.tokenization.vocab import (
     CONTEXT_SIZE,
     CONTROL_OFFSET,
     DELTA,
+    DRUMS,
     DUR_OFFSET,
     MAX_DUR,
     MAX_NOTE,
@@ -26,7 +27,7 @@ from amt.tokenization.vocab import (
     REST,
     SEPARATOR,
 )
-from amt.training.data import PAPER_MIX, Objective, SequenceBuilder, source_weights
+from amt.training.data import PAPER_MIX, Objective, ObjectiveParams, SequenceBuilder, source_weights
 
 from conftest import REFERENCE_DIR as REFERENCE
 
@@ -187,3 +188,26 @@ def test_source_weights_reweight_the_pieces_that_open_sequences(corpus):
         SequenceBuilder(corpus, pieces, piece_weights=np.ones(len(corpus) + 1))
     with pytest.raises(CorpusError, match="weight 0"):
         SequenceBuilder(corpus, pieces, piece_weights=np.zeros(len(corpus)))
+
+
+def test_transposition_augments_pitches_and_nothing_else(corpus):
+    pieces = np.arange(len(corpus))
+    mix = {Objective.AUTOREGRESS: 1.0}
+    plain = SequenceBuilder(corpus, pieces, seed=5, mix=mix)
+    shifted = SequenceBuilder(corpus, pieces, seed=5, mix=mix, params=ObjectiveParams(transpose=6))
+    shifts = set()
+    for index in range(30):
+        a, b = plain.build(index), shifted.build(index)
+        check_well_formed(b)
+        # The first segments share piece and window (the shift is drawn after them; later draws differ), so
+        # only pitches differ, all by one amount, within the limit; drums and RESTs keep theirs.
+        a, b = segments(a)[0], segments(b)[0]
+        assert np.array_equal(a[:, :2], b[:, :2])
+        notes = (a[:, 2] >= NOTE_OFFSET) & (a[:, 2] < REST)
+        drums = notes & ((a[:, 2] - NOTE_OFFSET) // 128 == DRUMS)
+        assert np.array_equal(a[~notes | drums], b[~notes | drums])
+        delta = b[notes & ~drums, 2] - a[notes & ~drums, 2]
+        assert len(set(delta.tolist())) <= 1 and (np.abs(delta) <= 6).all()
+        assert np.array_equal((b[notes, 2] - NOTE_OFFSET) // 128, (a[notes, 2] - NOTE_OFFSET) // 128)
+        shifts.update(delta[:1].tolist())
+    assert len(shifts) > 4  # the shift varies from sequence to sequence

@@ -17,6 +17,7 @@ from amt.tokenization.vocab import (
     ATIME_OFFSET,
     CONTROL_OFFSET,
     DELTA,
+    DRUMS,
     DUR_OFFSET,
     MAX_PITCH,
     NOTE_OFFSET,
@@ -74,6 +75,34 @@ def translate(tokens: np.ndarray, dt: int) -> np.ndarray:
     if len(out) and onsets(out).min() < 0:
         raise TokenError(f"shifting by {dt} ticks makes an onset negative")
     return out
+
+
+def _pitched(tokens: np.ndarray) -> np.ndarray:
+    """Per triple: True for notes with a pitch (events or controls, not drums, RESTs or special triples)."""
+    notes = tokens[:, 2]
+    return ~is_rest(tokens) & (notes < SPECIAL_OFFSET) & (instrument_of(notes) != DRUMS)
+
+
+def transpose(tokens: np.ndarray, semitones: int) -> np.ndarray:
+    """Shift the pitch of every pitched note (events and controls) by ``semitones``; drums and RESTs keep
+    theirs. Raises TokenError if a pitch would leave 0..127."""
+    out = as_triples(tokens).copy()
+    pitched = _pitched(out)
+    pitches = pitch_of(out[pitched, 2]) + semitones
+    if len(pitches) and (pitches.min() < 0 or pitches.max() >= MAX_PITCH):
+        raise TokenError(f"transposing by {semitones} semitones takes a pitch outside 0..{MAX_PITCH - 1}")
+    out[pitched, 2] += semitones
+    return out
+
+
+def transposition_range(tokens: np.ndarray, limit: int) -> tuple[int, int]:
+    """The widest ``(low, high)`` within ``[-limit, limit]`` that :func:`transpose` accepts for ``tokens``."""
+    tokens = as_triples(tokens)
+    pitched = _pitched(tokens)
+    if not pitched.any():
+        return 0, 0
+    pitches = pitch_of(tokens[pitched, 2])
+    return max(-limit, -int(pitches.min())), min(limit, MAX_PITCH - 1 - int(pitches.max()))
 
 
 def to_controls(events: np.ndarray) -> np.ndarray:

@@ -42,7 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", help="model folder or Hugging Face Hub id")
     p.add_argument("--corpus", help="corpus folder made by `amt prepare`: report bits per event on --split")
-    p.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    p.add_argument("--split", default="test", choices=("train", "valid", "test"),
+                   help="split evaluated: the corpus's pieces and the --harmonize chorales (default test; "
+                   "tune sampling on valid)")
     p.add_argument("--sequences", type=int, default=128, help="sequences per condition (default 128)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the evaluation sequences and of the harmonisation samples (default 0)")
@@ -63,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group = p.add_argument_group("harmonisation")
     group.add_argument("--harmonize", metavar="MIDI_DIR",
                        help="folder made by `python -m amt.training.music21_corpus`: harmonise the soprano "
-                       "of its test-split chorales")
+                       "of its chorales in --split")
     group.add_argument("--limit", type=int, default=12,
                        help="chorales to harmonise, in file-name order (default 12; 0: all)")
     group.add_argument("--samples", type=int, default=2, help="harmonisations per chorale (default 2)")
@@ -128,7 +130,7 @@ def run_eval(args: argparse.Namespace) -> int:
         raise ConfigError("--limit must be >= 0")
     # Inputs are checked before the model loads, so that a typo fails at once.
     corpus = _eval_corpus(args) if args.corpus else None
-    chorales = _held_out_chorales(args.harmonize, args.limit) if args.harmonize else None
+    chorales = _held_out_chorales(args.harmonize, args.limit, args.split) if args.harmonize else None
     device = pick_device(args.device)
     model = load_model(args.model, device=device)
     model.eval()
@@ -206,8 +208,8 @@ def _bits_per_event(args: argparse.Namespace, model, device, corpus, pieces) -> 
     return entries
 
 
-def _held_out_chorales(midi_dir: str, limit: int) -> list:
-    """The first ``limit`` (0: all) test-split chorales of a music21 conversion that have all four voices."""
+def _held_out_chorales(midi_dir: str, limit: int, split: str) -> list:
+    """The first ``limit`` (0: all) chorales in ``split`` of a music21 conversion with all four voices."""
     from amt.errors import CorpusError
     from amt.tokenization.midi import read_midi
     from amt.training.harmony import VOICE_PROGRAMS
@@ -220,9 +222,9 @@ def _held_out_chorales(midi_dir: str, limit: int) -> list:
     if not (folder / "manifest.json").is_file():
         raise CorpusError(f"{midi_dir}: no manifest.json: not a folder made by "
                           "`python -m amt.training.music21_corpus`")
-    files = sorted(split_files(folder, "test"))
+    files = sorted(split_files(folder, split))
     if not files:
-        raise CorpusError(f"{midi_dir}: its test split has no Bach chorales (bach_chorales/)")
+        raise CorpusError(f"{midi_dir}: its {split} split has no Bach chorales (bach_chorales/)")
     chorales, skipped = [], []
     for path in files:
         midi = read_midi(path)
@@ -234,7 +236,7 @@ def _held_out_chorales(midi_dir: str, limit: int) -> list:
         if len(chorales) == limit:
             break
     if not chorales:
-        raise CorpusError(f"{midi_dir}: none of its {len(files)} test chorales has all four voices "
+        raise CorpusError(f"{midi_dir}: none of its {len(files)} {split} chorales has all four voices "
                           f"(programs {sorted(VOICE_PROGRAMS.values())})")
     if skipped:
         print(f"skipped {len(skipped)} chorale(s) without the four voices on programs "
@@ -264,9 +266,10 @@ def _harmonization(args: argparse.Namespace, model, chorales: list) -> dict:
                            meta=sample.meta, velocities=sample.velocities, tracks=sample.tracks)
     seconds = time.perf_counter() - started
     report = harmonize_report(outputs, chorales, seed=args.seed)
-    print(f"{args.model} harmonising the soprano of {len(chorales)} held-out chorales of {args.harmonize} "
-          f"({args.samples} sample(s) each, seed {args.seed}; random baseline: {report['random_samples']} "
-          f"samples); generated in {seconds:.0f} s")
+    print(f"{args.model} harmonising the soprano of {len(chorales)} {args.split} chorales of "
+          f"{args.harmonize} ({args.samples} sample(s) each, seed {args.seed}; random baseline: "
+          f"{report['random_samples']} samples); generated in {seconds:.0f} s")
     print(format_harmony_table(report))
-    return {"midi_dir": args.harmonize, "chorales": [Path(c.source).name for c in chorales],
-            "samples_per_chorale": args.samples, "sampling": SAMPLING, "seconds": round(seconds, 1), **report}
+    return {"midi_dir": args.harmonize, "split": args.split,
+            "chorales": [Path(c.source).name for c in chorales], "samples_per_chorale": args.samples,
+            "sampling": SAMPLING, "seconds": round(seconds, 1), **report}

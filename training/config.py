@@ -38,6 +38,9 @@ class DataConfig:
     span_gap: float = 20.0
     span_length: float = 5.0
     random_rate: list[float] = field(default_factory=lambda: [0.1, 0.9])
+    transpose: int = 0
+    """Pitch augmentation of training sequences: each segment is transposed by a random whole number of
+    semitones in [-transpose, transpose] (drums never; validation never). 0: no augmentation."""
     source_weights: dict[str, float] = field(default_factory=dict)
     """Sampling weight of training pieces by source: a piece whose path (relative to the folder
     ``amt prepare`` read) starts with a key takes that key's weight, e.g. ``{"bach_chorales/": 3}``;
@@ -56,6 +59,8 @@ class DataConfig:
             raise ValueError("random_rate must be [low, high] with 0 <= low <= high <= 1")
         if self.workers < 0:
             raise ValueError("workers must be >= 0")
+        if not 0 <= self.transpose <= 24:
+            raise ValueError("transpose must be between 0 and 24 semitones")
         if any(not (w >= 0 and w != float("inf")) for w in self.source_weights.values()):
             raise ValueError("source_weights must be finite numbers >= 0")
 
@@ -239,7 +244,7 @@ def config_from_dict(data: Any, *, source: str | None = None) -> Config:
 
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-"""The shipped configs (tiny, default, amt-small, amt-medium, amt-large, finetune)."""
+"""The shipped configs (tiny, default, default-chorales, amt-small, amt-medium, amt-large, finetune)."""
 
 
 def load_config(path: str | os.PathLike) -> Config:

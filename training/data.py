@@ -83,6 +83,10 @@ class ObjectiveParams:
     """Length (seconds) of each anticipated span."""
     random_rate: tuple[float, float] = (0.1, 0.9)
     """Range of the per-sequence probability that an event becomes a control."""
+    transpose: int = 0
+    """Augmentation: each segment is transposed by a uniform whole number of semitones in
+    ``[-transpose, transpose]`` (narrowed so every pitch stays in 0..127; drums are never transposed).
+    0 draws nothing, so sequences are those of a builder without augmentation."""
 
 
 class SequenceBuilder:
@@ -192,6 +196,9 @@ class SequenceBuilder:
         window = window[: np.searchsorted(window[:, 0], TIME_OFFSET + MAX_TIME, side="left")]
         if objective is Objective.INSTRUMENT and len(self.corpus.instruments(piece)) < 2:
             objective = Objective.SPAN if rng.random() < self._span_fallback else Objective.RANDOM
+        if self.params.transpose:
+            low, high = ops.transposition_range(window, self.params.transpose)
+            window = ops.transpose(window, int(rng.integers(low, high + 1)))
         events, controls = self._extract(rng, window, piece, objective, rate)
         # Pads the events with RESTs to the window's last onset, interleaves the controls DELTA ahead and
         # appends the rare controls due after the last event.

@@ -128,8 +128,9 @@ def evaluation_section(reports: Sequence[Mapping], run_dir: str | os.PathLike | 
         if "harmonization" in report:
             h = report["harmonization"]
             parts += ["### Harmonising held-out Bach chorales", "",
-                      f"Alto, tenor and bass written under the soprano of {h['pieces']} test-split chorales "
-                      f"({h['samples_per_chorale']} sample(s) each, seed {report['seed']}), against Bach's "
+                      f"Alto, tenor and bass written under the soprano of {h['pieces']} "
+                      f"{h.get('split', 'test')}-split chorales ({h['samples_per_chorale']} sample(s) each, "
+                      f"seed {report['seed']}), against Bach's "
                       f"own voices and {h['random_samples']} random harmonisations.", "",
                       format_harmony_table(_nan(h)), "",
                       "Model closer to Bach than random on every scored row: "

@@ -164,14 +164,15 @@ class _StepIndices(torch.utils.data.Sampler):
 
 
 def make_builder(corpus, pieces: np.ndarray, config: Config, seed: int, mix=None, *,
-                 weighted: bool = True) -> SequenceBuilder:
-    """A sequence builder with the config's objective mix and parameters, and (when ``weighted``) its
-    source weights."""
+                 training: bool = True) -> SequenceBuilder:
+    """A sequence builder with the config's objective mix and parameters, and for ``training`` sequences its
+    source weights and pitch augmentation (validation draws the music as the corpus has it)."""
     d = config.data
     mix = mix or {Objective.AUTOREGRESS: d.autoregress, Objective.SPAN: d.span, Objective.RANDOM: d.random,
                   Objective.INSTRUMENT: d.instrument}
-    params = ObjectiveParams(span_gap=d.span_gap, span_length=d.span_length, random_rate=tuple(d.random_rate))
-    weights = source_weights(corpus, pieces, d.source_weights) if weighted else None
+    params = ObjectiveParams(span_gap=d.span_gap, span_length=d.span_length, random_rate=tuple(d.random_rate),
+                             transpose=d.transpose if training else 0)
+    weights = source_weights(corpus, pieces, d.source_weights) if training else None
     return SequenceBuilder(corpus, pieces, seed=seed, mix=mix, params=params, piece_weights=weights)
 
 
@@ -261,7 +262,7 @@ def train(config: Config, *, init: str | None = None, resume: bool = False,
     # Validation draws pieces as a held-out evaluation does (by length, no source weights), so the best
     # model is the best on music as the corpus has it.
     valid = build_sequences(make_builder(corpus, valid_pieces, config, t.seed + VALID_SEED_OFFSET,
-                                         weighted=False), t.eval_sequences)[dist.rank::dist.world]
+                                         training=False), t.eval_sequences)[dist.rank::dist.world]
 
     # Model and optimizer, fresh or from the newest checkpoint.
     checkpoints = ckpt.list_checkpoints(out) if resume else []
