@@ -209,6 +209,8 @@ def test_optimizer_state_round_trips_without_pickle(tmp_path):
     ("data: {source_weights: [3]}", "data.source_weights: expected a mapping"),
     ("data: {source_weights: {bach_chorales/: -1}}", "source_weights must be finite numbers >= 0"),
     ("data: {source_weights: {bach_chorales/: many}}", "data.source_weights"),
+    ("data: {transpose: 30}", "transpose must be between 0 and 24 semitones"),
+    ("data: {transpose: 2.5}", "data.transpose: expected int"),
     ("[1, 2]", "mapping"),
     ("train: {steps: [", "not valid YAML"),
 ])
