@@ -75,7 +75,7 @@ _SEPARATOR_TRIPLE = np.full((1, EVENT_SIZE), SEPARATOR, dtype=np.int64)
 
 @dataclass(frozen=True)
 class ObjectiveParams:
-    """Parameters of the span and random-subset objectives."""
+    """Parameters of the span and random-subset objectives, and of pitch augmentation."""
 
     span_gap: float = 20.0
     """Mean gap (seconds) before each anticipated span."""
