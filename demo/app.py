@@ -125,6 +125,12 @@ class DemoApp:
                                            label="Grid for new notes", elem_id="grid")
                         monophonic = gr.Checkbox(value=False, label="One note at a time per new part "
                                                  "(voices, winds)", elem_id="monophonic")
+                    with gr.Row():
+                        # Both rules bind single lines, so ticking either also makes new parts monophonic.
+                        legato = gr.Checkbox(value=False, label="Legato: no rests once a new part enters "
+                                             "(one note at a time)", elem_id="legato")
+                        no_parallels = gr.Checkbox(value=False, label="No parallel fifths or octaves "
+                                                   "(one note at a time)", elem_id="no-parallels")
             generate = gr.Button("Generate", variant="primary", elem_id="generate")
             status = gr.Markdown("", elem_id="status", elem_classes=["amt-status"])
 
@@ -153,7 +159,7 @@ class DemoApp:
             generate.click(
                 self.generate,
                 [piece, task, keep, span_start, span_end, span_unit, continue_seconds, variations, top_p,
-                 temperature, seed, instruments, density, grid, monophonic],
+                 temperature, seed, instruments, density, grid, monophonic, legato, no_parallels],
                 [status, *slot_outputs],
                 concurrency_limit=1,
                 concurrency_id="model",
@@ -218,7 +224,7 @@ class DemoApp:
 
     def generate(self, piece: Piece | None, task, keep, span_start, span_end, span_unit, continue_seconds,
                  variations, top_p, temperature, seed, instruments, density, grid="off", monophonic=False,
-                 progress=gr.Progress()):  # noqa: B008 (Gradio finds the progress bar by this default)
+                 legato=False, no_parallels=False, progress=gr.Progress()):  # noqa: B008 (Gradio finds the progress bar by this default)
         """Run the request and fill one slot per variation (the others are hidden)."""
         hidden = [gr.Group(visible=False), gr.Markdown(), gr.Plot(), gr.Audio(), gr.File()]
         try:
@@ -229,6 +235,7 @@ class DemoApp:
                 span_unit=span_unit, continue_seconds=continue_seconds, variations=int(variations),
                 top_p=top_p, temperature=temperature, seed=seed, instruments=list(instruments or []),
                 density=density or 0.0, grid=grid or "off", monophonic=bool(monophonic),
+                legato=bool(legato), no_parallels=bool(no_parallels),
             )
             progress(0.0, desc="Starting")
             results, status = callbacks.generate(

@@ -246,6 +246,8 @@ class Request:
     density: float = 0.0  # new notes per second; 0: no target
     grid: str = "off"  # a key of GRIDS
     monophonic: bool = False  # each new part plays one note at a time
+    legato: bool = False  # new parts sing without rests (implies monophonic)
+    no_parallels: bool = False  # no parallel fifths or octaves (implies monophonic)
 
 
 def parse_instruments(values: Sequence[str | int]) -> list[int]:
@@ -327,7 +329,9 @@ def sampling_options(request: Request, *, seed: int):
         instruments=parse_instruments(request.instruments) or None,
         density=float(request.density) if request.density > 0 else None,
         grid=GRIDS[request.grid],
-        monophonic=bool(request.monophonic),
+        monophonic=bool(request.monophonic or request.legato or request.no_parallels),
+        legato=bool(request.legato),
+        no_parallels=bool(request.no_parallels),
     )
 
 

@@ -288,6 +288,8 @@ class Engine:
             density=density,
             polyphony=sampling.polyphony,
             monophonic=sampling.monophonic,
+            legato=sampling.legato,
+            no_parallels=sampling.no_parallels,
             candidates=sampling.candidates,
         )
 

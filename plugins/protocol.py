@@ -125,6 +125,10 @@ class Sampling(_Strict):
     polyphony: float | None = Field(None, gt=0, le=32, description="Target mean new notes sounding at once")
     monophonic: bool = Field(False, description="Each new instrument plays one note at a time (choir voices, "
                              "wind parts)")
+    legato: bool = Field(False, description="With monophonic: a new part sings without rests once it has "
+                         "entered (each note starts where the previous one ends)")
+    no_parallels: bool = Field(False, description="With monophonic: no parallel fifths or octaves between a "
+                               "new part and any other single-line part (consecutive sonorities)")
     candidates: int = Field(
         1, ge=1, le=8, description="Samples per variation; the one nearest the attribute targets is kept"
     )
@@ -145,6 +149,13 @@ class Sampling(_Strict):
         if value is not None and not 0 <= value[0] <= value[1] <= 127:
             raise ValueError("pitch_range must be [low, high] with 0 <= low <= high <= 127")
         return value
+
+    @model_validator(mode="after")
+    def _single_line_rules(self) -> Sampling:
+        for name in ("legato", "no_parallels"):
+            if getattr(self, name) and not self.monophonic:
+                raise ValueError(f"{name} applies to parts that play one note at a time: set monophonic")
+        return self
 
 
 class GenerateRequest(_Strict):

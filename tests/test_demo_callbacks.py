@@ -186,6 +186,11 @@ def test_sampling_options_check_ranges():
     assert options.grid is None and not options.monophonic
     options = callbacks.sampling_options(Request(task="continue", grid="1/16", monophonic=True), seed=5)
     assert options.grid == 4 and options.monophonic
+    assert not options.legato and not options.no_parallels
+    # The single-line rules make new parts monophonic even when that box is left unticked.
+    options = callbacks.sampling_options(Request(task="accompany", legato=True, no_parallels=True), seed=5)
+    assert options.monophonic and options.legato and options.no_parallels
+    options.validate()
     for request, message in [
         (Request(task="continue", grid="1/5"), "Grid '1/5'"),
         (Request(task="continue", top_p=0.0), "top-p"),

@@ -101,6 +101,7 @@ def _body(**changes):
         (_body(notes=[{"start": -1, "duration": 1, "pitch": 60}]), 422, "notes.0.start"),
         (_body(grid=1e-9), 422, "grid"),  # a step finer than 1/64 beat would only cost memory
         (_body(sampling={"monophonic": "sometimes"}), 422, "sampling.monophonic"),
+        (_body(sampling={"legato": True}), 422, "set monophonic"),
         (_body(notes=[{"start": 0, "duration": 1, "pitch": 200}]), 422, "notes.0.pitch"),
         (_body(sampling={"temprature": 2}), 422, "temprature"),
         (_body(time_signatures=[{"beat": 0, "numerator": 4, "denominator": 3}]), 422, "power of two"),

@@ -107,6 +107,30 @@ def test_the_grid_and_monophonic_parts_shape_sampling_itself(model, monkeypatch)
             assert (part[1:, 0] >= np.maximum.accumulate(ends)[:-1]).all()
 
 
+def test_legato_and_no_parallels_reach_the_sampler(model, monkeypatch):
+    import amt.sampling.sampler as sampler
+
+    calls, generate = [], sampler.generate
+
+    def spy(*args, **kwargs):
+        out = generate(*args, **kwargs)
+        calls.append((kwargs, out))
+        return out
+
+    monkeypatch.setattr(sampler, "generate", spy)
+    request = request_from_midi(TEMPO_FILE, task="infill", region=(4, 12), grid=0.5, sampling={
+        "seed": 5, "monophonic": True, "legato": True, "no_parallels": True, "instruments": [65, 66]})
+    plan = plan_request(request, Limits())
+    Engine(model, "tiny").run(plan)
+    (kwargs, (events,)), = calls
+    assert kwargs["options"].legato and kwargs["options"].no_parallels
+    instruments = (events[:, 2] - NOTE_OFFSET) // MAX_PITCH
+    assert len(events)
+    for instrument in set(instruments.tolist()):
+        part = events[instruments == instrument]
+        assert (part[1:, 0] == part[:-1, 0] + part[:-1, 1] - DUR_OFFSET).all()  # legato: no rests
+
+
 def test_tempo_change_mid_region_is_honoured(server):
     # 100 bpm until beat 8, then 150 bpm; the region [4, 12) spans the change.
     request = request_from_midi(TEMPO_FILE, task="infill", region=(4, 12),

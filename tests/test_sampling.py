@@ -12,7 +12,7 @@ import torch
 
 from amt.errors import GenerationError
 from amt.models import create_model, tiny_config
-from amt.sampling import SamplingOptions, attributes, generate
+from amt.sampling import SamplingOptions, attributes, generate, voicing
 from amt.sampling.masks import REST_INDEX, note_filter, note_mask, range_mask, sample
 from amt.tokenization.midi import MidiMeta
 from amt.tokenization.vocab import (
@@ -395,6 +395,116 @@ def test_grid_snaps_onsets_and_note_ends_to_the_steps(model):
     assert not np.isin(onsets(free), MidiMeta().grid_ticks(4, 1000)).all()
 
 
+def parts_of(new: np.ndarray) -> dict[int, np.ndarray]:
+    """(onsets, ends, pitches) rows of each instrument's notes, by onset."""
+    instruments = (new[:, 2] - NOTE_OFFSET) // MAX_PITCH
+    out = {}
+    for instrument in np.unique(instruments):
+        part = new[instruments == instrument]
+        part = part[np.argsort(onsets(part), kind="stable")]
+        out[int(instrument)] = np.stack([onsets(part), onsets(part) + part[:, 1] - DUR_OFFSET,
+                                         (part[:, 2] - NOTE_OFFSET) % MAX_PITCH], axis=1)
+    return out
+
+
+def rests_inside(part: np.ndarray, end: int) -> int:
+    """Gaps between a part's consecutive notes that start before ``end``."""
+    return int((part[1:, 0] > part[:-1, 1]).sum()) if len(part) else 0
+
+
+@pytest.mark.parametrize("density", [None, 0.5])
+def test_legato_parts_sing_without_rests_once_they_enter(model, density):
+    kwargs = dict(history=np.zeros((0, 3), np.int64), controls=melody(0, 1500, step=40) + CONTROL_OFFSET,
+                  start_time=0, end_time=1500, variations=2)
+    options = dict(seed=11, instruments=[65, 66, 67], monophonic=True, density=density)
+    free = generate(model, options=SamplingOptions(**options), **kwargs)
+    legato = generate(model, options=SamplingOptions(**options, legato=True), **kwargs)
+    assert sum(rests_inside(p, 1500) for new in free for p in parts_of(new).values()) > 0
+    for new in legato:
+        parts = parts_of(new)
+        assert parts and sum(map(len, parts.values())) >= 6
+        for part in parts.values():
+            assert (part[1:, 0] == part[:-1, 1]).all()  # each note starts where the previous one ends
+        # Parts sing on to the end of the span (a density target far below that is overruled, not looped on).
+        assert all(part[-1, 1] >= 1500 for part in parts.values())
+
+
+def consecutive_perfect_moves(parts: dict[int, np.ndarray], new: set[int]) -> int:
+    """Parallel fifths and octaves between a new part and any other part, from the sonority just before
+    each note onset to the one at it; a part's line is its latest-onset sounding note."""
+    def line(part, tick):
+        sounding = part[(part[:, 0] <= tick) & (tick < part[:, 1])]
+        if not len(sounding):
+            return None
+        newest = sounding[sounding[:, 0] == sounding[:, 0].max()]
+        return int(newest[0, 2]) if len(newest) == 1 else None
+
+    moves = {(t - 1, t) for part in parts.values() for t in part[:, 0].tolist()}
+    count = 0
+    for a in parts:
+        for b in parts:
+            if a >= b or not {a, b} & new:
+                continue
+            for before, now in moves:
+                pitches = [line(parts[a], before), line(parts[b], before), line(parts[a], now),
+                           line(parts[b], now)]
+                if None in pitches:
+                    continue
+                a0, b0, a1, b1 = pitches
+                similar = np.sign(a1 - a0) == np.sign(b1 - b0) != 0
+                interval = abs(a0 - b0) % 12
+                count += bool(similar and interval in (0, 7) and interval == abs(a1 - b1) % 12)
+    return count
+
+
+def test_parallel_moves_and_lines():
+    # C4 against G4 moving up to A4: D4 (a fifth below A4) or E5 (a fifth above) would be parallel fifths.
+    fifths = np.flatnonzero(voicing.parallel_moves(60, 67, 69))
+    assert {62, 76}.issubset(set(fifths.tolist())) and all(p > 60 and abs(69 - p) % 12 == 7 for p in fifths)
+    octaves = np.flatnonzero(voicing.parallel_moves(60, 72, 71))  # C4/C5 octave, the other part steps down
+    assert 59 in octaves and all(p < 60 and abs(71 - p) % 12 == 0 for p in octaves)
+    assert not voicing.parallel_moves(60, 64, 65).any()  # a third is not a perfect interval
+    assert not voicing.parallel_moves(60, 67, 67).any()  # the other part holds: oblique motion
+    notes = np.array([0, 50, 50, 100]), np.array([51, 100, 100, 150]), np.array([60, 64, 67, 62])
+    assert voicing.line_pitch(*notes, 10) == 60
+    assert voicing.line_pitch(*notes, 50) is None  # a chord starts here: no single line
+    assert voicing.line_pitch(*notes, 100) == 62  # the newest note, not the one still ringing
+    assert voicing.line_pitch(*notes, 150) is None
+
+
+class ShortNotesLM(AdversarialLM):
+    """Any onset and pitch equally likely, every note 30 ticks long, no REST: many chances of parallels."""
+
+    def __init__(self):
+        super().__init__()
+        self.bias = torch.zeros(VOCAB_SIZE)
+        self.bias[DUR_OFFSET + 30] = 30.0
+        self.bias[REST] = -30.0
+
+
+def test_no_parallels_keeps_new_parts_out_of_parallel_fifths_and_octaves():
+    melody_line = events(*[(t, 30, 64, 60 + (0, 7, 12, 5, 9, 7)[(t // 30) % 6]) for t in range(0, 1200, 30)])
+    kwargs = dict(history=np.zeros((0, 3), np.int64), controls=melody_line + CONTROL_OFFSET, start_time=0,
+                  end_time=1200, variations=3,
+                  grid_ticks=MidiMeta(tempos=((0, 100.0),)).grid_ticks(2, 1200 + 2000))
+    options = dict(seed=4, instruments=[65, 66], pitch_range=(53, 67), monophonic=True, legato=True, grid=2,
+                   top_p=1.0)
+
+    def parallels(out):
+        total = 0
+        for new in out:
+            parts = parts_of(new)
+            parts[64] = parts_of(melody_line)[64]
+            total += consecutive_perfect_moves(parts, {65, 66})
+        return total
+
+    free = generate(ShortNotesLM(), options=SamplingOptions(**options), **kwargs)
+    strict = generate(ShortNotesLM(), options=SamplingOptions(**options, no_parallels=True), **kwargs)
+    assert parallels(free) > 0
+    assert all(len(new) > 40 for new in strict)
+    assert parallels(strict) == 0
+
+
 def test_candidates_are_ranked_by_distance_to_targets(model):
     options = SamplingOptions(seed=6, density=1.0, candidates=4)
     out = generate(model, history=melody(0, 300), controls=np.zeros((0, 3), np.int64), start_time=300,
@@ -421,6 +531,8 @@ def test_too_many_controls_is_a_clear_error(model):
     dict(options=SamplingOptions(candidates=3)),
     dict(options=SamplingOptions(grid=0)),
     dict(options=SamplingOptions(grid=25)),
+    dict(options=SamplingOptions(legato=True)),  # legato and no_parallels need monophonic parts
+    dict(options=SamplingOptions(no_parallels=True)),
     dict(variations=0),
     dict(controls=melody(600, 700)),  # events where controls are expected
 ])

@@ -46,6 +46,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         help="target mean number of new notes sounding at once")
     parser.add_argument("--monophonic", action="store_true",
                         help="each new instrument plays one note at a time (choir voices, wind parts)")
+    parser.add_argument("--legato", action="store_true",
+                        help="with --monophonic: a new part sings without rests once it has entered (each "
+                        "note starts where the previous one ends)")
+    parser.add_argument("--no-parallels", action="store_true",
+                        help="with --monophonic: no parallel fifths or octaves between a new part and any "
+                        "other single-line part (between consecutive sonorities)")
     parser.add_argument("--grid", type=int, metavar="STEPS",
                         help="new notes start and end on a grid of STEPS per quarter note of the file's "
                         "tempo (4: sixteenths, 3: eighth triplets)")
@@ -136,7 +142,8 @@ def _run(args: argparse.Namespace) -> int:
     options = SamplingOptions(
         top_p=args.top_p, temperature=args.temperature, seed=args.seed, instruments=args.instruments,
         pitch_range=args.pitch_range, max_instruments=args.max_instruments, density=args.density,
-        polyphony=args.polyphony, monophonic=args.monophonic, grid=args.grid, candidates=args.candidates)
+        polyphony=args.polyphony, monophonic=args.monophonic, legato=args.legato,
+        no_parallels=args.no_parallels, grid=args.grid, candidates=args.candidates)
     options.validate()
     paths = _output_paths(args)
     midi = read_midi(args.input)

@@ -65,15 +65,18 @@ def range_mask(low: torch.Tensor, high: torch.Tensor, size: int) -> torch.Tensor
 
 
 def note_mask(allowed_notes: torch.Tensor, instrument_ok: torch.Tensor, rest_ok: torch.Tensor,
-              note_ok: torch.Tensor) -> torch.Tensor:
+              note_ok: torch.Tensor, notes_ok: torch.Tensor | None = None) -> torch.Tensor:
     """Boolean ``[B, MAX_NOTE + 1]`` over the note block for each row.
 
     ``allowed_notes`` is the request's ``note_filter``; ``instrument_ok`` ``[B, MAX_INSTR]`` the instruments
     each row may still use (the instrument budget); ``rest_ok`` / ``note_ok`` ``[B]`` whether the row may
-    draw REST / a real note here. A row left with nothing falls back to REST, so sampling stays defined.
+    draw REST / a real note here; ``notes_ok`` ``[B, MAX_NOTE]`` (optional) the notes each row may draw
+    here (voice leading). A row left with nothing falls back to REST, so sampling stays defined.
     """
     notes = allowed_notes[None, :MAX_NOTE] & instrument_ok.repeat_interleave(MAX_PITCH, dim=1)
     notes &= note_ok[:, None]
+    if notes_ok is not None:
+        notes &= notes_ok
     mask = torch.cat([notes, rest_ok[:, None]], dim=1)
     mask[:, REST_INDEX] |= ~mask.any(dim=1)
     return mask

@@ -36,6 +36,13 @@ class SamplingOptions:
     - ``grid``: new notes start and end on a grid of this many steps per quarter note of the piece's tempo
       map (4: sixteenths, 3: eighth-note triplets), like a DAW's quantise; None leaves timing free (10 ms).
       Where no grid step lies within reach of the next onset, decoding waits (a REST).
+    - ``legato``: with ``monophonic``, a new part that has entered sings without rests, like a choir voice
+      in a chorale: its next note starts where its previous one ends (the next onset of any part may not
+      pass the end of a part's note until that part has its next note).
+    - ``no_parallels``: with ``monophonic``, no new part moves in parallel fifths or octaves (unisons and
+      compound intervals included) with another single-line part, kept or new: a new note may not move in
+      the same direction as a part that changes note at the same onset, from a perfect fifth (octave) into
+      a perfect fifth (octave). The classical voice-leading rule; parts sounding chords are exempt.
     - ``candidates``: samples per variation, generated in the same batch; the one closest to the density and
       polyphony targets is kept (needs a target).
     """
@@ -50,6 +57,8 @@ class SamplingOptions:
     polyphony: float | None = None
     monophonic: bool = False
     grid: int | None = None
+    legato: bool = False
+    no_parallels: bool = False
     candidates: int = 1
 
     def validate(self) -> None:
@@ -77,6 +86,9 @@ class SamplingOptions:
                 raise GenerationError(f"{name} must be a positive number, got {value}")
         if self.grid is not None and not 1 <= self.grid <= MAX_GRID:
             raise GenerationError(f"grid must be 1..{MAX_GRID} steps per quarter note, got {self.grid}")
+        for name in ("legato", "no_parallels"):
+            if getattr(self, name) and not self.monophonic:
+                raise GenerationError(f"{name} applies to parts that play one note at a time: set monophonic")
         if self.candidates < 1:
             raise GenerationError(f"candidates must be at least 1, got {self.candidates}")
         if self.candidates > 1 and self.density is None and self.polyphony is None:

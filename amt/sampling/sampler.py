@@ -37,6 +37,7 @@ from amt.sampling.masks import (
     sample,
 )
 from amt.sampling.options import SamplingOptions
+from amt.sampling.voicing import PartLines
 from amt.tokenization import ops
 from amt.tokenization.midi import MidiMeta
 from amt.tokenization.vocab import (
@@ -175,6 +176,10 @@ class _Decoder:
         self.used = np.tile(present_instruments, (rows, 1))
         self.note_ends: list[list[int]] = [[] for _ in range(rows)]
         self.free_at = np.zeros((rows, MAX_INSTR), dtype=np.int64)  # end of each instrument's newest note
+        # Every part's line (kept notes and new ones), for the parallel-fifths-and-octaves rule.
+        self.lines = None
+        if options.no_parallels:
+            self.lines = PartLines(np.concatenate([prompt_events, controls - CONTROL_OFFSET]), rows)
         self.generated: list[list[np.ndarray]] = [[] for _ in range(rows)]
         self.finished: dict[int, list[np.ndarray]] = {}
         self.state = None
@@ -253,28 +258,40 @@ class _Decoder:
         return due
 
     def _time_bounds(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Absolute onset range ``[low, high]`` of the next event of each row, and whether the attribute
-        targets ask the row to wait (emit a REST) because no onset in that range meets them."""
+        """Absolute onset range ``[low, high]`` of the next event of each row, and whether the row must wait
+        (emit a REST) because no onset in that range can take a note that meets the constraints."""
         low = np.maximum(self.now, self.start)
         # The training data never leaves more than REST_INTERVAL between onsets (silences are padded with
         # RESTs), so neither does the sampler; an onset at or after `end` means the row is done.
         high = np.minimum(low + REST_INTERVAL, self.base + TIME_LIMIT - 1)
-        soft_low, soft_high = low.copy(), high.copy()
-        density = self.options.density
-        for r in range(len(low)):
-            if density:
-                earliest, latest = attributes.density_bounds(density, int(self.notes[r]), self.start)
-                soft_low[r], soft_high[r] = max(soft_low[r], earliest), min(soft_high[r], latest)
-            if self.poly_cap:
+        if self.options.legato:
+            # Time may not pass the end of a sounding part's note before that part sings again.
+            high = np.maximum(np.minimum(high, self._legato_due()), low)
+        # No note may start before a voice is free: the polyphony cap, and one of the monophonic parts.
+        note_low = low.copy()
+        if self.poly_cap:
+            for r in range(len(low)):
                 earliest = attributes.polyphony_earliest(self.note_ends[r], self.poly_cap)
                 if earliest is not None:
-                    soft_low[r] = max(soft_low[r], earliest)
+                    note_low[r] = max(note_low[r], earliest)
         if self.mono_instruments is not None and len(self.mono_instruments):
-            soft_low = np.maximum(soft_low, self.free_at[:, self.mono_instruments].min(axis=1))
+            note_low = np.maximum(note_low, self.free_at[:, self.mono_instruments].min(axis=1))
+        # The density target only narrows the range, and yields where it cannot be met.
+        soft_low, soft_high = note_low.copy(), high.copy()
+        if self.options.density:
+            for r in range(len(low)):
+                earliest, latest = attributes.density_bounds(self.options.density, int(self.notes[r]),
+                                                             self.start)
+                soft_low[r], soft_high[r] = max(soft_low[r], earliest), min(soft_high[r], latest)
         wait = soft_low > high
-        # A falling-behind bound that cannot be met yields to the hard range.
         ok = soft_low <= soft_high
-        return np.where(ok, soft_low, low), np.where(ok, soft_high, high), wait
+        return np.where(ok, soft_low, np.minimum(note_low, high)), np.where(ok, soft_high, high), wait
+
+    def _legato_due(self) -> np.ndarray:
+        """Per row, the earliest tick at which a part that has entered must sing its next note (the end of
+        its newest note); a large number while no part has entered."""
+        ends = self.free_at[:, self.mono_instruments]
+        return np.where(ends > 0, ends, np.iinfo(np.int64).max).min(axis=1, initial=np.iinfo(np.int64).max)
 
     def _snap(self, mask: torch.Tensor, starts: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         """Restrict ``mask`` ``[rows, size]`` (column j: tick ``starts[row] + j``) to the grid's steps; rows
@@ -314,6 +331,8 @@ class _Decoder:
             setattr(self, name, getattr(self, name)[index])
         for name in ("windows", "note_ends", "generated"):
             setattr(self, name, [getattr(self, name)[i] for i in index])
+        if self.lines is not None:
+            self.lines.select(index)
 
     def run(self) -> list[np.ndarray]:
         """Decode until every row has sampled an onset at or after ``end``; new events per row."""
@@ -332,6 +351,11 @@ class _Decoder:
                 mask, found = self._snap(mask, self.base)
                 wait = wait | ~found
             time_token = self._sample(TIME_POSITION, mask)
+            if wait.any():
+                # A row that must wait writes its REST as late as it may: time passes (as with the REST
+                # padding of the training data), rather than at an onset the model happened to draw.
+                latest = mask.shape[1] - 1 - mask.flip(1).int().argmax(dim=1).cpu().numpy()
+                time_token = np.where(wait, latest + TIME_OFFSET, time_token)
             onset = time_token - TIME_OFFSET + self.base
             done = ~forcing & ((onset >= self.end) | (self.counts >= self.max_events))
             if done.any():
@@ -346,16 +370,20 @@ class _Decoder:
             self._step(time_token)
 
             rows = len(self.row_id)
+            # Legato: a part is due at this onset, so a note (not a REST) comes here.
+            due = onset >= self._legato_due() if self.options.legato else np.zeros(rows, dtype=bool)
             durations = torch.ones(rows, MAX_DUR, dtype=torch.bool, device=self.device)
             if self.on_grid is not None:
                 durations, _ = self._snap(durations, onset)
                 durations[:, 0] = True  # a zero duration marks a REST (see _note_mask)
+            durations[torch.from_numpy(due).to(self.device), 0] = False
             dur_token = self._sample(DURATION_POSITION, durations)
             if forcing.any():
                 dur_token = np.where(forcing, control[:, 1], dur_token)
             self._step(dur_token)
 
-            note_token = self._sample(NOTE_POSITION, self._note_mask(onset, dur_token - DUR_OFFSET, wait))
+            mask = self._note_mask(onset, dur_token - DUR_OFFSET, wait, due)
+            note_token = self._sample(NOTE_POSITION, mask)
             if forcing.any():
                 note_token = np.where(forcing, control[:, 2], note_token)
             self._step(note_token)
@@ -363,7 +391,8 @@ class _Decoder:
         return [np.asarray(self.finished[r], dtype=np.int64).reshape(-1, EVENT_SIZE)
                 for r in sorted(self.finished)]
 
-    def _note_mask(self, onset: np.ndarray, duration: np.ndarray, wait: np.ndarray) -> torch.Tensor:
+    def _note_mask(self, onset: np.ndarray, duration: np.ndarray, wait: np.ndarray,
+                   due: np.ndarray) -> torch.Tensor:
         rows = len(onset)
         room = self.used.sum(axis=1) < self.options.max_instruments
         instrument_ok = self.used | room[:, None]
@@ -376,10 +405,22 @@ class _Decoder:
         if density:
             rest_ok = np.array([not attributes.density_behind(density, int(n), self.start, int(t))
                                 for n, t in zip(self.notes, onset, strict=True)])
+        # A part due here (legato) sings now, whatever the density target says about waiting.
+        rest_ok &= ~due
+        wait = wait & ~due
         # A zero duration only makes sense for REST (that is how the tokenizer pads silences).
         note_ok = (duration > 0) & ~wait
+        pitches_ok = None
+        if self.lines is not None:
+            pitches_ok = np.ones((rows, MAX_INSTR, MAX_PITCH), dtype=bool)
+            for r in range(rows):
+                for instrument in np.flatnonzero(instrument_ok[r, self.mono_instruments]):
+                    instrument = int(self.mono_instruments[instrument])
+                    pitches_ok[r, instrument] = ~self.lines.parallel_pitches(r, instrument, int(onset[r]))
+            pitches_ok = torch.from_numpy(pitches_ok.reshape(rows, -1)).to(self.device)
         return note_mask(self.allowed_notes, torch.from_numpy(instrument_ok).to(self.device),
-                         torch.from_numpy(rest_ok).to(self.device), torch.from_numpy(note_ok).to(self.device))
+                         torch.from_numpy(rest_ok).to(self.device), torch.from_numpy(note_ok).to(self.device),
+                         pitches_ok)
 
     def _record(self, forcing, onset, time_token, dur_token, note_token, control) -> None:
         for r in range(len(self.row_id)):
@@ -397,6 +438,8 @@ class _Decoder:
                     end = int(onset[r]) + int(dur_token[r]) - DUR_OFFSET
                     self.note_ends[r] = [e for e in self.note_ends[r] if e > onset[r]] + [end]
                     self.free_at[r, note // MAX_PITCH] = end
+                    if self.lines is not None:
+                        self.lines.add(r, note // MAX_PITCH, int(onset[r]), end, note % MAX_PITCH)
                     self.generated[r].append(triple)
                     if self.callback is not None:
                         progress = min(max((onset[r] - self.start) / (self.end - self.start), 0.0), 1.0)
