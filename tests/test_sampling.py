@@ -60,14 +60,14 @@ def onsets(e: np.ndarray) -> np.ndarray:
 
 
 class Spy:
-    """Records the token stream of batch row 0 as the model reads it (prefills start a new window)."""
+    """Records the token stream of batch row 0 as the model reads it (each prefill starts a new window)."""
 
     def __init__(self, model):
         self.model, self.windows = model, []
         advance = model.advance
 
         def spy(ids, state):
-            if ids.shape[1] > 1 or state.length == 0:
+            if state.length == 0:  # a fresh state: the prefill of a (new) window
                 self.windows.append([])
             self.windows[-1].extend(ids[0].tolist())
             return advance(ids, state)

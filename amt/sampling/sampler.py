@@ -302,7 +302,8 @@ class _Decoder:
         return torch.where(found[:, None], snapped, mask), found.cpu().numpy()
 
     def _step(self, tokens: np.ndarray) -> None:
-        ids = torch.from_numpy(tokens).to(self.device)[:, None]
+        """Advance every row by one token (``tokens`` ``[rows]``) or several (``[rows, k]``)."""
+        ids = torch.from_numpy(tokens).to(self.device).reshape(len(tokens), -1)
         hidden, self.state = self.model.advance(ids, self.state)
         self.hidden = hidden[:, -1]
 
@@ -342,6 +343,13 @@ class _Decoder:
                 self._refill(None if capacity is None else capacity // 2)
             forcing = self._forcing()
             control = self.controls[np.where(forcing, self.next_control, 0)] if len(self.controls) else None
+            if forcing.all():
+                # Every row is fed a control here: its three tokens go through the model in one call.
+                tokens = control.copy()
+                tokens[:, 0] -= self.base
+                self._step(tokens)
+                self._record(forcing, control)
+                continue
 
             low, high, wait = self._time_bounds()
             mask = range_mask(torch.from_numpy(low - self.base).to(self.device),
@@ -382,12 +390,12 @@ class _Decoder:
                 dur_token = np.where(forcing, control[:, 1], dur_token)
             self._step(dur_token)
 
-            mask = self._note_mask(onset, dur_token - DUR_OFFSET, wait, due)
-            note_token = self._sample(NOTE_POSITION, mask)
+            notes = self._note_mask(onset, dur_token - DUR_OFFSET, wait, due)
+            note_token = self._sample(NOTE_POSITION, notes)
             if forcing.any():
                 note_token = np.where(forcing, control[:, 2], note_token)
             self._step(note_token)
-            self._record(forcing, onset, time_token, dur_token, note_token, control)
+            self._record(forcing, control, onset, dur_token, note_token)
         return [np.asarray(self.finished[r], dtype=np.int64).reshape(-1, EVENT_SIZE)
                 for r in sorted(self.finished)]
 
@@ -413,7 +421,7 @@ class _Decoder:
         pitches_ok = None
         if self.lines is not None:
             pitches_ok = np.ones((rows, MAX_INSTR, MAX_PITCH), dtype=bool)
-            for r in range(rows):
+            for r in np.flatnonzero(note_ok):
                 for instrument in np.flatnonzero(instrument_ok[r, self.mono_instruments]):
                     instrument = int(self.mono_instruments[instrument])
                     pitches_ok[r, instrument] = ~self.lines.parallel_pitches(r, instrument, int(onset[r]))
@@ -422,7 +430,8 @@ class _Decoder:
                          torch.from_numpy(rest_ok).to(self.device), torch.from_numpy(note_ok).to(self.device),
                          pitches_ok)
 
-    def _record(self, forcing, onset, time_token, dur_token, note_token, control) -> None:
+    def _record(self, forcing, control, onset=None, dur_token=None, note_token=None) -> None:
+        """Append each row's new triple to its window: the control it was fed, or the event it sampled."""
         for r in range(len(self.row_id)):
             if forcing[r]:
                 triple = control[r]
