@@ -242,3 +242,30 @@ def test_cli_trains_and_resumes(corpus_dir, tmp_path, capsys):
     # Resuming a finished run trains nothing more and says so.
     assert main([*args, "--resume"]) == 0
     assert "trained to step 1" in capsys.readouterr().out
+
+
+def test_cli_trains_a_second_stage_named_by_then(corpus_dir, tmp_path, capsys):
+    settings = "steps: 1, batch_size: 2, eval_every: 1, save_every: 1, log_every: 1, eval_sequences: 1"
+    second = tmp_path / "second.yaml"
+    second.write_text(f"model: {{model_type: gpt2, n_embd: 64, n_layer: 2, n_head: 2}}\n"
+                      f"train: {{{settings}, seed: 3, out: {tmp_path / 'stage2'}, init: no/such/model}}\n")
+    first = tmp_path / "first.yaml"
+    first.write_text(f"model: {{model_type: gpt2, n_embd: 64, n_layer: 2, n_head: 2}}\n"
+                     f"train: {{{settings}, then: {second}}}\n")
+    assert main(["train", "--config", str(first), "--corpus", str(corpus_dir), "--out",
+                 str(tmp_path / "stage1"), "--no-progress"]) == 0
+    assert capsys.readouterr().out.count("trained to step 1") == 2
+    # The second stage started from the first's best model (its own init is replaced), not from scratch.
+    stage1 = load_model(tmp_path / "stage1" / "best").state_dict()
+    start = load_model(ckpt.step_folder(tmp_path / "stage2", 1)).state_dict()
+    assert all(a.shape == b.shape for a, b in zip(stage1.values(), start.values(), strict=True))
+    drift = max(float((stage1[k] - start[k]).abs().max()) for k in stage1)
+    assert 0 < drift < 1e-3  # one warm-up step of AdamW away (lr 3e-4), far closer than a fresh model
+    # --then none stops after the first config.
+    assert main(["train", "--config", str(first), "--corpus", str(corpus_dir), "--out",
+                 str(tmp_path / "alone"), "--then", "none", "--no-progress"]) == 0
+    assert capsys.readouterr().out.count("trained to step 1") == 1
+    # A chain that comes back to a config it has trained is refused before anything trains.
+    second.write_text(f"train: {{{settings}, then: {first}}}\n")
+    assert main(["train", "--config", str(first), "--corpus", str(corpus_dir), "--no-progress"]) == 2
+    assert "leads back to" in capsys.readouterr().err

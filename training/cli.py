@@ -22,12 +22,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", required=True,
                    help="training config YAML, or the name of a shipped one (tiny, default, amt-small, "
                    "amt-medium, amt-large, finetune)")
-    p.add_argument("--corpus", help="corpus folder (overrides data.corpus of the config)")
-    p.add_argument("--out", help="run folder for checkpoints and logs (overrides train.out)")
+    p.add_argument("--corpus", help="corpus folder (overrides data.corpus of the config and its stages)")
+    p.add_argument("--out", help="run folder for checkpoints and logs (overrides train.out; first stage)")
     p.add_argument("--init", metavar="PATH_OR_HUB_ID", help="start from this model instead of a random one")
     p.add_argument("--resume", action="store_true",
-                   help="continue from the newest checkpoint in the run folder")
-    p.add_argument("--steps", type=int, help="total optimizer steps (overrides train.steps)")
+                   help="continue from the newest checkpoint in the run folder (of each stage)")
+    p.add_argument("--steps", type=int, help="total optimizer steps (overrides train.steps; first stage)")
+    p.add_argument("--then", metavar="CONFIG",
+                   help="config to train next from this run's best model (overrides train.then; none: stop "
+                   "after this config)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (overrides train.device; default auto)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train)
@@ -70,6 +73,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="chorales to harmonise, in file-name order (default 12; 0: all)")
     group.add_argument("--samples", type=int, default=2, help="harmonisations per chorale (default 2)")
     group.add_argument("--midi-out", metavar="DIR", help="also write each harmonisation to a MIDI file here")
+    group.add_argument("--sampling", nargs="+", default=[], metavar="KEY=VALUE",
+                       help="change how the voices are sampled (defaults: amt.training.harmony.SAMPLING), "
+                       "e.g. top_p=0.9 or legato=false no_parallels=false; values are JSON (true, null, 0.8)")
     p.set_defaults(func=run_eval)
 
 
@@ -88,28 +94,49 @@ def _check_corpus(path: str) -> None:
                           f"(make one with `amt prepare MIDI_FOLDER --out {path}`)")
 
 
-def run_train(args: argparse.Namespace) -> int:
-    """``amt train``."""
+def _stages(first: str, then: str | None) -> list:
+    """The config ``first`` and the ones its ``train.then`` chain names (``then`` overrides the first's:
+    "none" ends the chain there), all read before training starts."""
     from amt.errors import ConfigError
     from amt.training.config import load_config
+
+    names, configs = [first], [load_config(first)]
+    if then is not None:
+        configs[0].train.then = None if then.lower() == "none" else then
+    while configs[-1].train.then:
+        name = configs[-1].train.then
+        if name in names:
+            raise ConfigError(f"train.then of {names[-1]} leads back to {name}: the stages would never end")
+        names.append(name)
+        configs.append(load_config(name))
+    return configs
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """``amt train``: the config, then each stage its ``train.then`` names, from the previous best model."""
+    from amt.errors import ConfigError
     from amt.training.train import train
 
-    config = load_config(args.config)
-    if args.corpus:
-        config.data.corpus = args.corpus
+    stages = _stages(args.config, args.then)
     if args.steps is not None:
         if args.steps < 1:
             raise ConfigError("--steps must be >= 1")
-        config.train.steps = args.steps
-    if args.device:
-        config.train.device = args.device
-    _check_corpus(config.data.corpus)
-    summary = train(config, init=args.init, resume=args.resume, out=args.out, progress=not args.no_progress)
-    if int(os.environ.get("RANK", "0")) == 0:
-        best = summary["best_valid_loss"]
-        print(f"trained to step {summary['step']}: last training loss {summary['train_loss']:.4f}, "
-              f"best validation loss {'-' if best is None else f'{best:.4f}'}; "
-              f"best model: {summary['out']}/best")
+        stages[0].train.steps = args.steps
+    for config in stages:
+        if args.corpus:
+            config.data.corpus = args.corpus
+        if args.device:
+            config.train.device = args.device
+        _check_corpus(config.data.corpus)
+    init, out = args.init, args.out
+    for config in stages:
+        summary = train(config, init=init, resume=args.resume, out=out, progress=not args.no_progress)
+        if int(os.environ.get("RANK", "0")) == 0:
+            best = summary["best_valid_loss"]
+            print(f"trained to step {summary['step']}: last training loss {summary['train_loss']:.4f}, "
+                  f"best validation loss {'-' if best is None else f'{best:.4f}'}; "
+                  f"best model: {summary['out']}/best")
+        init, out = f"{summary['out']}/best", None
     return 0
 
 
@@ -128,6 +155,7 @@ def run_eval(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
     if args.limit < 0:
         raise ConfigError("--limit must be >= 0")
+    args.sampling = _sampling_overrides(args.sampling)
     # Inputs are checked before the model loads, so that a typo fails at once.
     corpus = _eval_corpus(args) if args.corpus else None
     chorales = _held_out_chorales(args.harmonize, args.limit, args.split) if args.harmonize else None
@@ -244,6 +272,36 @@ def _held_out_chorales(midi_dir: str, limit: int, split: str) -> list:
     return chorales
 
 
+def _sampling_overrides(items: list[str]) -> dict:
+    """``--sampling KEY=VALUE ...`` as keyword arguments of ``harmonize``, checked before the model loads."""
+    import dataclasses
+
+    from amt.errors import AmtError, ConfigError
+    from amt.sampling import SamplingOptions
+    from amt.training.harmony import SAMPLING
+
+    # The seed and the voices are the evaluation's own; every other sampling knob may change.
+    knobs = {f.name for f in dataclasses.fields(SamplingOptions)} - {"seed", "instruments"}
+    allowed = knobs | set(SAMPLING)
+    overrides = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or key not in allowed:
+            raise ConfigError(f"--sampling {item!r}: expected KEY=VALUE with KEY one of "
+                              f"{', '.join(sorted(allowed))}")
+        try:
+            overrides[key] = json.loads(text)
+        except ValueError:
+            raise ConfigError(f"--sampling {item!r}: {text!r} is not a JSON value (true, false, null, "
+                              "a number)") from None
+    options = {k: v for k, v in {**SAMPLING, **overrides}.items() if k != "voice_density"}
+    try:
+        SamplingOptions(**options).validate()
+    except (AmtError, TypeError) as error:
+        raise ConfigError(f"--sampling: {error}") from None
+    return overrides
+
+
 def _harmonization(args: argparse.Namespace, model, chorales: list) -> dict:
     """Harmonise each chorale's soprano; print the table (model, Bach, random); the JSON entry."""
     import time
@@ -259,7 +317,7 @@ def _harmonization(args: argparse.Namespace, model, chorales: list) -> dict:
     outputs = []
     for i, chorale in enumerate(tqdm(chorales, desc="harmonize", unit="chorale", disable=None)):
         # One piece per call with seed + i: the seeds harmonize() gives piece i of a whole list.
-        outputs.extend(harmonize(model, [chorale], samples=args.samples, seed=args.seed + i))
+        outputs.extend(harmonize(model, [chorale], samples=args.samples, seed=args.seed + i, **args.sampling))
         if args.midi_out:
             for k, sample in enumerate(outputs[-1]):
                 write_midi(Path(args.midi_out) / f"{Path(chorale.source).stem}-{k + 1}.mid", sample.events,
@@ -272,4 +330,4 @@ def _harmonization(args: argparse.Namespace, model, chorales: list) -> dict:
     print(format_harmony_table(report))
     return {"midi_dir": args.harmonize, "split": args.split,
             "chorales": [Path(c.source).name for c in chorales], "samples_per_chorale": args.samples,
-            "sampling": SAMPLING, "seconds": round(seconds, 1), **report}
+            "sampling": {**SAMPLING, **args.sampling}, "seconds": round(seconds, 1), **report}

@@ -115,6 +115,9 @@ class TrainConfig:
     device: str = "auto"
     init: str | None = None
     """Model folder or Hub id to start from (fine-tuning); ``--init`` overrides it. None: a new model."""
+    then: str | None = None
+    """A config (shipped name or path) to train next, from this run's ``best/`` (its own ``init`` is
+    replaced): a second stage, so that one ``amt train`` reproduces a model trained in stages."""
 
     def validate(self) -> None:
         for name in ("steps", "batch_size", "grad_accum", "eval_every", "eval_sequences", "save_every",
