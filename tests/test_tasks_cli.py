@@ -188,6 +188,17 @@ def test_cli_accompany_and_continue(files):
     assert len(read_midi(files / "more.mid").events) > len(read_midi(files / "chorale.mid").events)
 
 
+def test_accompany_starts_with_the_music_not_with_the_silence_before_it(model, chorale):
+    # A pickup bar written late leaves silence before the first note: no new part starts in it.
+    late = chorale.events.copy()
+    late[:, 0] += 300
+    piece = MidiTokens(late, chorale.velocities, chorale.tracks, chorale.meta, chorale.source)
+    out = accompany(model, piece, keep_tracks=["Soprano"], options=SamplingOptions(seed=2, instruments=[65]),
+                    variations=3)
+    news = [new_part(g) for g in out]
+    assert sum(map(len, news)) > 0 and all((onsets(new) >= 300).all() for new in news)
+
+
 def test_cli_accompany_on_the_files_grid_with_monophonic_parts(files):
     out = files / "grid.mid"
     assert main(["accompany", str(files / "chorale.mid"), "--keep-track", "Soprano", "--instruments", "65",

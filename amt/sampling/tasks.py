@@ -107,7 +107,8 @@ def accompany(model: CausalLM, midi: MidiTokens, *, keep_instruments: Sequence[i
               ) -> list[Generation]:
     """Write new parts around the kept ones: the notes of ``keep_instruments`` (General MIDI programs, 128 =
     drums) or ``keep_tracks`` (track names) become controls over the whole piece and come back unchanged;
-    every other note is replaced by new notes over the piece's duration."""
+    every other note is replaced by new notes over the piece's span, from its first note to the end of its
+    last (silence before the first note, such as a pickup bar written late, is not part of the music)."""
     if (keep_instruments is None) == (keep_tracks is None) or not (keep_instruments or keep_tracks):
         raise GenerationError("give the instruments or the tracks to keep (one of the two)")
     if len(midi.events) == 0:
@@ -131,9 +132,9 @@ def accompany(model: CausalLM, midi: MidiTokens, *, keep_instruments: Sequence[i
             raise GenerationError(f"track(s) {missing} have no notes in the file; its tracks with notes are "
                                   f"{present}")
         kept = np.isin(midi.tracks, [t for t, name in with_notes.items() if name in wanted])
-    end = max(_end_tick(midi), 1)
+    start, end = int(_onsets(midi).min()), max(_end_tick(midi), 1)
     new = generate(model, history=np.zeros((0, 3), np.int64), controls=ops.to_controls(midi.events[kept]),
-                   start_time=0, end_time=end, options=options, variations=variations,
+                   start_time=start, end_time=end, options=options, variations=variations,
                    callback=callback, window=window, grid_ticks=_grid_ticks(midi, options, end))
     # New parts are not the kept ones: a new violin line is not "Violin I" even if that track is kept.
     return _assemble(midi, kept, new, join_tracks=False)
