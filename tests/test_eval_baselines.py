@@ -101,8 +101,9 @@ def test_harmonize_prints_model_bach_and_random(model, tmp_path, capsys):
     assert "voice_coverage" not in report["closer_to_bach"] and isinstance(report["all_closer"], bool)
     assert report["pieces"] == 2 and report["random_samples"] == 6
     assert sorted(p.name for p in (tmp_path / "generated").iterdir()) == ["a-1.mid", "b-1.mid"]
-    # The voices are sung: one note at a time each, on the sixteenth-note grid.
-    assert report["sampling"] == {"monophonic": True, "grid": 4, "voice_density": 1.0, "top_p": 0.8}
+    # The voices are sung: one note at a time each, without rests once they enter, on the sixteenth grid.
+    assert report["sampling"] == {"monophonic": True, "legato": True, "no_parallels": True, "grid": 4,
+                                  "voice_density": None, "top_p": 0.8}
     generated = read_midi(tmp_path / "generated" / "a-1.mid")
     steps = generated.meta.grid_ticks(4, 100_000)
     programs = [VOICE_PROGRAMS[v] for v in WRITTEN]
@@ -111,7 +112,7 @@ def test_harmonize_prints_model_bach_and_random(model, tmp_path, capsys):
     for name in WRITTEN:
         voice = written[ops.instrument_of(written[:, 2]) == VOICE_PROGRAMS[name]]
         ends = voice[:, 0] - TIME_OFFSET + voice[:, 1] - DUR_OFFSET
-        assert (voice[1:, 0] - TIME_OFFSET >= np.maximum.accumulate(ends)[:-1]).all()
+        assert (voice[1:, 0] - TIME_OFFSET == ends[:-1]).all()
     # --limit 1 harmonises only the first chorale.
     assert main(["eval", str(model), "--harmonize", str(root), "--samples", "1", "--limit", "1",
                  "--json", str(out)]) == 0
@@ -121,6 +122,17 @@ def test_harmonize_prints_model_bach_and_random(model, tmp_path, capsys):
                  "--json", str(out)]) == 0
     report = json.loads(out.read_text())["harmonization"]
     assert report["chorales"] == ["train.mid"] and report["split"] == "train"
+    # --sampling changes a knob of the harmonisation's sampling, and the JSON says so.
+    assert main(["eval", str(model), "--harmonize", str(root), "--samples", "1", "--limit", "1",
+                 "--sampling", "top_p=0.9", "grid=null", "--json", str(out), "--midi-out",
+                 str(tmp_path / "free")]) == 0
+    report = json.loads(out.read_text())["harmonization"]
+    assert report["sampling"]["top_p"] == 0.9 and report["sampling"]["grid"] is None
+    free = read_midi(tmp_path / "free" / "a-1.mid")
+    free = free.events[np.isin(ops.instrument_of(free.events[:, 2]), programs)]
+    assert not np.isin(free[:, 0] - TIME_OFFSET, steps).all()  # off the sixteenth grid now
+    section = model_card.evaluation_section([json.loads(out.read_text())])
+    assert "1 test-split chorales" in section and "`top_p=0.9`" in section and "`grid=null`" in section
 
 
 def test_bad_input_is_a_clear_error(model, corpus, tmp_path, capsys):
@@ -143,6 +155,11 @@ def test_bad_input_is_a_clear_error(model, corpus, tmp_path, capsys):
     _conversion(root, {"bach_chorales/a.mid": "test"})
     assert "has all four voices" in error("--harmonize", str(root))
     assert "--samples must be >= 1" in error("--harmonize", str(root), "--samples", "0")
+    assert "expected KEY=VALUE" in error("--harmonize", str(root), "--sampling", "top_p")
+    assert "expected KEY=VALUE" in error("--harmonize", str(root), "--sampling", "seed=3")
+    assert "not a JSON value" in error("--harmonize", str(root), "--sampling", "top_p=high")
+    assert "top_p must be in (0, 1]" in error("--harmonize", str(root), "--sampling", "top_p=2")
+    assert "set monophonic" in error("--harmonize", str(root), "--sampling", "monophonic=false")
 
 
 def test_model_card_section_is_replaced_between_markers(tmp_path):

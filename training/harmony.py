@@ -85,12 +85,14 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("notes_per_beat", "notes per beat per voice", "{:.3f}"),
     ("voice_coverage", "voice sounding on beat", "{:.4f}"),
 )
-SAMPLING: dict = {"monophonic": True, "grid": 4, "voice_density": 1.0, "top_p": 0.8}
-"""How ``harmonize`` samples unless told otherwise: each voice sings one note at a time, on a
-sixteenth-note grid of the chorale's tempo, as the voices of a chorale do, and the sampler's density target
-(``SamplingOptions.density``) is ``voice_density`` times the soprano's notes per second for each written
-voice: each voice moves about as often as the melody (None: no target). Nucleus sampling keeps the likeliest
-80% of the mass (chosen on the validation chorales, see MODEL_CARD.md)."""
+SAMPLING: dict = {"monophonic": True, "legato": True, "no_parallels": True, "grid": 4, "voice_density": None,
+                  "top_p": 0.8}
+"""How ``harmonize`` samples unless told otherwise: as the voices of a chorale sing. Each voice sings one note
+at a time and, once it has entered, without rests (``legato``), on a sixteenth-note grid of the chorale's
+tempo, and no voice moves in parallel fifths or octaves with another from one sonority to the next
+(``no_parallels``). ``voice_density``, when set, asks the sampler for that many times the soprano's notes per
+second in each written voice (``SamplingOptions.density``; None: no target). Nucleus sampling keeps the
+likeliest 80% of the mass. All of it was chosen on the validation chorales (see MODEL_CARD.md)."""
 DIAGNOSTIC = frozenset({"voice_coverage"})
 """Rows printed without a verdict (see the module docstring)."""
 

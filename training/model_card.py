@@ -131,13 +131,19 @@ def evaluation_section(reports: Sequence[Mapping], run_dir: str | os.PathLike | 
                       f"Alto, tenor and bass written under the soprano of {h['pieces']} "
                       f"{h.get('split', 'test')}-split chorales ({h['samples_per_chorale']} sample(s) each, "
                       f"seed {report['seed']}), against Bach's "
-                      f"own voices and {h['random_samples']} random harmonisations.", "",
+                      f"own voices and {h['random_samples']} random harmonisations. Sampling: "
+                      f"{_sampling_text(h.get('sampling', {}))}.", "",
                       format_harmony_table(_nan(h)), "",
                       "Model closer to Bach than random on every scored row: "
                       f"{'yes' if h.get('all_closer') else 'no'}.", ""]
     if len(parts) == 3:
         raise AmtError("nothing to write: no training run and no evaluation results")
     return "\n".join([*parts, END])
+
+
+def _sampling_text(sampling: Mapping) -> str:
+    """``harmony.SAMPLING``-style settings as ``key=value`` code spans (JSON values: true, null)."""
+    return ", ".join(f"`{key}={json.dumps(value)}`" for key, value in sampling.items()) or "the defaults"
 
 
 def _nan(value):
