@@ -2,7 +2,9 @@
 
 Times, in one process: loading the packaged default model, then `amt.sampling.accompany` on the held-out demo
 chorale (BWV 153.1, soprano kept as controls, alto/tenor/bass written) clipped to ``--seconds`` of music, for
-``--repeat`` seeds. Prints a table; ``--record`` replaces the "Accompany" section of bench/RESULTS.md.
+``--repeat`` seeds, sampled two ways: freely (any rhythm, top-p 0.95) and as chorale voices (the settings of
+``amt eval --harmonize``, ``harmony.SAMPLING``: monophonic legato voices on a sixteenth grid, no parallel
+fifths or octaves). Prints a table; ``--record`` replaces the "Accompany" section of bench/RESULTS.md.
 
     python bench/accompany.py --seconds 20 --repeat 3 --record
 """
@@ -25,6 +27,7 @@ from amt.sampling import SamplingOptions, accompany
 from amt.tokenization import ops
 from amt.tokenization.midi import MidiTokens, read_midi
 from amt.tokenization.vocab import TIME_OFFSET, TIME_RESOLUTION
+from amt.training import harmony
 
 from results import record_section
 
@@ -54,24 +57,29 @@ def main(argv: list[str] | None = None) -> int:
     piece = clip(read_midi(CHORALE), args.seconds)
     soprano = int(np.sum(ops.instrument_of(piece.events[:, 2]) == SOPRANO))
 
-    times, notes = [], []
-    for seed in range(args.repeat):
+    def free(seed: int) -> MidiTokens:
         options = SamplingOptions(seed=seed, instruments=LOWER_VOICES)
-        start = time.perf_counter()
-        (result,) = accompany(model, piece, keep_instruments=[SOPRANO], options=options)
-        times.append(time.perf_counter() - start)
-        notes.append(int(result.generated.sum()))
+        return accompany(model, piece, keep_instruments=[SOPRANO], options=options)[0].midi
 
-    rows = [
-        "| what | value |",
-        "|---|---:|",
-        f"| load the model ({Path(args.model).name}) | {load_seconds:.2f} s |",
-        f"| accompany, {args.seconds:g} s of music ({soprano} soprano notes kept), median of {args.repeat} "
-        f"| {statistics.median(times):.2f} s |",
-        f"| accompany, fastest / slowest | {min(times):.2f} / {max(times):.2f} s |",
-        f"| new notes per run (median) | {statistics.median(notes):g} |",
-        f"| new notes per second of wall time | {sum(notes) / sum(times):.0f} |",
-    ]
+    def chorale_voices(seed: int) -> MidiTokens:
+        return harmony.harmonize(model, [piece], samples=1, seed=seed)[0][0]
+
+    rows = ["| what | value |", "|---|---:|",
+            f"| load the model ({Path(args.model).name}) | {load_seconds:.2f} s |"]
+    for name, task in (("free sampling", free), ("chorale voices", chorale_voices)):
+        times, notes = [], []
+        for seed in range(args.repeat):
+            start = time.perf_counter()
+            result = task(seed)
+            times.append(time.perf_counter() - start)
+            notes.append(len(result.events) - soprano)
+        rows += [
+            f"| accompany, {name}: {args.seconds:g} s of music ({soprano} soprano notes kept), median of "
+            f"{args.repeat} | {statistics.median(times):.2f} s |",
+            f"| accompany, {name}: fastest / slowest | {min(times):.2f} / {max(times):.2f} s |",
+            f"| accompany, {name}: new notes per run (median) | {statistics.median(notes):g} |",
+            f"| accompany, {name}: new notes per second of wall time | {sum(notes) / sum(times):.0f} |",
+        ]
     table = "\n".join(rows)
     print(table)
     if args.record:
