@@ -160,6 +160,7 @@ def test_bad_input_is_a_clear_error(model, corpus, tmp_path, capsys):
     assert "not a JSON value" in error("--harmonize", str(root), "--sampling", "top_p=high")
     assert "top_p must be in (0, 1]" in error("--harmonize", str(root), "--sampling", "top_p=2")
     assert "set monophonic" in error("--harmonize", str(root), "--sampling", "monophonic=false")
+    assert "voice_density must be" in error("--harmonize", str(root), "--sampling", "voice_density=-1")
 
 
 def test_model_card_section_is_replaced_between_markers(tmp_path):

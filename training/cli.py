@@ -294,7 +294,10 @@ def _sampling_overrides(items: list[str]) -> dict:
         except ValueError:
             raise ConfigError(f"--sampling {item!r}: {text!r} is not a JSON value (true, false, null, "
                               "a number)") from None
-    options = {k: v for k, v in {**SAMPLING, **overrides}.items() if k != "voice_density"}
+    options = {**SAMPLING, **overrides}
+    density = options.pop("voice_density")
+    if density is not None and not (isinstance(density, (int, float)) and density > 0):
+        raise ConfigError(f"--sampling: voice_density must be a positive number or null, got {density!r}")
     try:
         SamplingOptions(**options).validate()
     except (AmtError, TypeError) as error:
