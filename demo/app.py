@@ -224,7 +224,8 @@ class DemoApp:
 
     def generate(self, piece: Piece | None, task, keep, span_start, span_end, span_unit, continue_seconds,
                  variations, top_p, temperature, seed, instruments, density, grid="off", monophonic=False,
-                 legato=False, no_parallels=False, progress=gr.Progress()):  # noqa: B008 (Gradio finds the progress bar by this default)
+                 legato=False, no_parallels=False,
+                 progress=gr.Progress()):  # noqa: B008 (Gradio finds the progress bar by this default)
         """Run the request and fill one slot per variation (the others are hidden)."""
         hidden = [gr.Group(visible=False), gr.Markdown(), gr.Plot(), gr.Audio(), gr.File()]
         try:
