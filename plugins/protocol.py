@@ -124,9 +124,9 @@ class Sampling(_Strict):
     density: float | None = Field(None, gt=0, le=64, description="Target new notes per beat")
     polyphony: float | None = Field(None, gt=0, le=32, description="Target mean new notes sounding at once")
     monophonic: bool = Field(False, description="Each new instrument plays one note at a time (choir voices, "
-                             "wind parts)")
+                             "wind parts): a new note ends the part's previous one")
     legato: bool = Field(False, description="With monophonic: a new part sings without rests once it has "
-                         "entered (each note starts where the previous one ends)")
+                         "entered (each note holds until the part's next one)")
     no_parallels: bool = Field(False, description="With monophonic: no parallel fifths or octaves between a "
                                "new part and any other single-line part (consecutive sonorities)")
     candidates: int = Field(

@@ -413,20 +413,65 @@ def rests_inside(part: np.ndarray, end: int) -> int:
 
 
 @pytest.mark.parametrize("density", [None, 0.5])
-def test_legato_parts_sing_without_rests_once_they_enter(model, density):
+def test_legato_holds_each_note_until_the_parts_next_one(model, density):
     kwargs = dict(history=np.zeros((0, 3), np.int64), controls=melody(0, 1500, step=40) + CONTROL_OFFSET,
                   start_time=0, end_time=1500, variations=2)
     options = dict(seed=11, instruments=[65, 66, 67], monophonic=True, density=density)
     free = generate(model, options=SamplingOptions(**options), **kwargs)
     legato = generate(model, options=SamplingOptions(**options, legato=True), **kwargs)
     assert sum(rests_inside(p, 1500) for new in free for p in parts_of(new).values()) > 0
-    for new in legato:
+    for loose, new in zip(free, legato, strict=True):
+        # The same notes are drawn; only where they end changes.
+        assert sorted(map(tuple, loose[:, [0, 2]].tolist())) == sorted(map(tuple, new[:, [0, 2]].tolist()))
         parts = parts_of(new)
         assert parts and sum(map(len, parts.values())) >= 6
         for part in parts.values():
-            assert (part[1:, 0] == part[:-1, 1]).all()  # each note starts where the previous one ends
-        # Parts sing on to the end of the span (a density target far below that is overruled, not looped on).
-        assert all(part[-1, 1] >= 1500 for part in parts.values())
+            longest = part[:-1, 0] + MAX_DUR - 1  # a note is at most as long as a duration token
+            assert (part[:-1, 1] == np.minimum(part[1:, 0], longest)).all()
+
+
+class ShortNotesLM(AdversarialLM):
+    """Any onset and pitch equally likely, every note 30 ticks long, no REST: many chances of parallels."""
+
+    def __init__(self):
+        super().__init__()
+        self.bias = torch.zeros(VOCAB_SIZE)
+        self.bias[DUR_OFFSET + 30] = 30.0
+        self.bias[REST] = -30.0
+
+
+class ChoirLM(ShortNotesLM):
+    """Short notes at the earliest onset allowed: the parts move together, with the melody, on every step
+    (many chances of parallels)."""
+
+    def __init__(self):
+        super().__init__()
+        self.bias[TIME_OFFSET:TIME_OFFSET + MAX_TIME] = -torch.arange(MAX_TIME, dtype=torch.float32)
+
+
+class LongNotesLM(ShortNotesLM):
+    """Every note 300 ticks long, onsets anywhere within the next second: monophonic parts must cut notes."""
+
+    def __init__(self):
+        super().__init__()
+        self.bias[DUR_OFFSET + 30] = 0.0
+        self.bias[DUR_OFFSET + 300] = 30.0
+
+
+def test_a_monophonic_part_cuts_its_previous_note_and_streams_notes_final():
+    calls = []
+    out = generate(LongNotesLM(), history=np.zeros((0, 3), np.int64), controls=np.zeros((0, 3), np.int64),
+                   start_time=0, end_time=1500, variations=2, callback=lambda v, e, p: calls.append((v, e)),
+                   options=SamplingOptions(seed=3, instruments=[0], monophonic=True, top_p=1.0))
+    for v, new in enumerate(out):
+        part = parts_of(new)[0]
+        # The model's onsets stand (not pushed back to where each 300-tick note would end)...
+        assert len(part) > 1500 // 300 + 3 and (part[1:, 0] > part[:-1, 0]).all()
+        # ...and each note ends where the next begins.
+        assert (part[:-1, 1] == part[1:, 0]).all() and part[-1, 1] - part[-1, 0] == 300
+        # Notes are streamed once final: the callback saw exactly the returned notes.
+        streamed = sorted(tuple(e.tolist()) for w, e in calls if w == v)
+        assert streamed == sorted(map(tuple, new.tolist()))
 
 
 def consecutive_perfect_moves(parts: dict[int, np.ndarray], new: set[int]) -> int:
@@ -470,16 +515,18 @@ def test_parallel_moves_and_lines():
     assert voicing.line_pitch(*notes, 50) is None  # a chord starts here: no single line
     assert voicing.line_pitch(*notes, 100) == 62  # the newest note, not the one still ringing
     assert voicing.line_pitch(*notes, 150) is None
+    assert voicing.last_pitch(notes[0], notes[2], 150) == 62  # where the line was last, across the rest
+    assert voicing.last_pitch(notes[0], notes[2], 60) is None and voicing.last_pitch(*notes[::2], -1) is None
 
 
-class ShortNotesLM(AdversarialLM):
-    """Any onset and pitch equally likely, every note 30 ticks long, no REST: many chances of parallels."""
-
-    def __init__(self):
-        super().__init__()
-        self.bias = torch.zeros(VOCAB_SIZE)
-        self.bias[DUR_OFFSET + 30] = 30.0
-        self.bias[REST] = -30.0
+def test_part_lines_see_across_rests_and_cut_notes():
+    lines = voicing.PartLines(events((0, 50, 64, 67), (100, 50, 64, 69)), rows=1)  # soprano G4, then A4
+    lines.add(0, 65, 0, 40, 60)  # alto C4, then a rest
+    # C4 -> D4 under G4 -> A4 is a pair of parallel fifths, rest or not.
+    assert lines.parallel_pitches(0, 65, 100)[62] and not lines.parallel_pitches(0, 65, 100)[64]
+    lines.add(0, 66, 0, 200, 55)
+    lines.add(0, 66, 20, 30, 57)  # a new note of a part ends its previous one
+    assert lines.pitch_at(0, 66, 25) == 57 and lines.pitch_at(0, 66, 50) is None
 
 
 def test_no_parallels_keeps_new_parts_out_of_parallel_fifths_and_octaves():
@@ -498,8 +545,8 @@ def test_no_parallels_keeps_new_parts_out_of_parallel_fifths_and_octaves():
             total += consecutive_perfect_moves(parts, {65, 66})
         return total
 
-    free = generate(ShortNotesLM(), options=SamplingOptions(**options), **kwargs)
-    strict = generate(ShortNotesLM(), options=SamplingOptions(**options, no_parallels=True), **kwargs)
+    free = generate(ChoirLM(), options=SamplingOptions(**options), **kwargs)
+    strict = generate(ChoirLM(), options=SamplingOptions(**options, no_parallels=True), **kwargs)
     assert parallels(free) > 0
     assert all(len(new) > 40 for new in strict)
     assert parallels(strict) == 0

@@ -45,10 +45,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--polyphony", type=float, metavar="VOICES",
                         help="target mean number of new notes sounding at once")
     parser.add_argument("--monophonic", action="store_true",
-                        help="each new instrument plays one note at a time (choir voices, wind parts)")
+                        help="each new instrument plays one note at a time (choir voices, wind parts): a "
+                        "new note ends the part's previous one")
     parser.add_argument("--legato", action="store_true",
                         help="with --monophonic: a new part sings without rests once it has entered (each "
-                        "note starts where the previous one ends)")
+                        "note holds until the part's next one)")
     parser.add_argument("--no-parallels", action="store_true",
                         help="with --monophonic: no parallel fifths or octaves between a new part and any "
                         "other single-line part (between consecutive sonorities)")

@@ -31,18 +31,19 @@ class SamplingOptions:
     - ``polyphony``: target mean number of new notes sounding at once (the time average). Decoding caps the
       new notes sounding at once at ``ceil(1.5 x polyphony)``: an onset waits until a voice is free.
     - ``monophonic``: each new instrument plays one note at a time, like a choir voice or a wind part: a new
-      note on an instrument may not start before that instrument's previous new note has ended (an onset
-      waits until one of the allowed instruments is free). Drums are exempt.
+      note ends its instrument's previous new note if that one still sounds (as a monophonic synthesizer
+      does), and no two new notes of one instrument start together. Drums are exempt.
     - ``grid``: new notes start and end on a grid of this many steps per quarter note of the piece's tempo
       map (4: sixteenths, 3: eighth-note triplets), like a DAW's quantise; None leaves timing free (10 ms).
       Where no grid step lies within reach of the next onset, decoding waits (a REST).
-    - ``legato``: with ``monophonic``, a new part that has entered sings without rests, like a choir voice
-      in a chorale: its next note starts where its previous one ends (the next onset of any part may not
-      pass the end of a part's note until that part has its next note).
+    - ``legato``: with ``monophonic``, a new part sings without rests once it has entered, like a choir
+      voice in a chorale: each note holds until the part's next note starts (a DAW's legato; a note is at
+      most ``MAX_DUR`` - 1 ticks). The model draws the same notes; only where they end changes.
     - ``no_parallels``: with ``monophonic``, no new part moves in parallel fifths or octaves (unisons and
       compound intervals included) with another single-line part, kept or new: a new note may not move in
       the same direction as a part that changes note at the same onset, from a perfect fifth (octave) into
-      a perfect fifth (octave). The classical voice-leading rule; parts sounding chords are exempt.
+      a perfect fifth (octave); a part's line runs on across its rests. The classical voice-leading rule;
+      parts sounding chords are exempt.
     - ``candidates``: samples per variation, generated in the same batch; the one closest to the density and
       polyphony targets is kept (needs a target).
     """

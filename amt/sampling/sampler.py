@@ -152,7 +152,7 @@ class _Decoder:
         self.allowed_notes = note_filter(options.instruments, options.pitch_range, self.device)
         self.max_events = int(MAX_EVENTS_PER_SECOND * (end - start) / TIME_RESOLUTION) + 64
         self.poly_cap = attributes.polyphony_cap(options.polyphony) if options.polyphony else None
-        # Monophonic parts: the pitched instruments that may get new notes (each waits until it is free).
+        # Monophonic parts: the pitched instruments that may get new notes (see _add_note).
         self.mono_instruments = None
         if options.monophonic:
             pitched = self.allowed_notes[:-1].view(MAX_INSTR, MAX_PITCH).any(dim=1).cpu().numpy()
@@ -175,7 +175,10 @@ class _Decoder:
         self.notes = np.zeros(rows, dtype=np.int64)
         self.used = np.tile(present_instruments, (rows, 1))
         self.note_ends: list[list[int]] = [[] for _ in range(rows)]
-        self.free_at = np.zeros((rows, MAX_INSTR), dtype=np.int64)  # end of each instrument's newest note
+        self.last_onset = np.full((rows, MAX_INSTR), -1, dtype=np.int64)  # onset of each one's newest note
+        # Monophonic parts: per row, instrument -> index in `generated` of its newest note while a later
+        # note of the part could still cut it short; it is reported to the callback once final.
+        self.open_notes: list[dict[int, int]] = [{} for _ in range(rows)]
         # Every part's line (kept notes and new ones), for the parallel-fifths-and-octaves rule.
         self.lines = None
         if options.no_parallels:
@@ -264,9 +267,6 @@ class _Decoder:
         # The training data never leaves more than REST_INTERVAL between onsets (silences are padded with
         # RESTs), so neither does the sampler; an onset at or after `end` means the row is done.
         high = np.minimum(low + REST_INTERVAL, self.base + TIME_LIMIT - 1)
-        if self.options.legato:
-            # Time may not pass the end of a sounding part's note before that part sings again.
-            high = np.maximum(np.minimum(high, self._legato_due()), low)
         # No note may start before a voice is free: the polyphony cap, and one of the monophonic parts.
         note_low = low.copy()
         if self.poly_cap:
@@ -275,7 +275,9 @@ class _Decoder:
                 if earliest is not None:
                     note_low[r] = max(note_low[r], earliest)
         if self.mono_instruments is not None and len(self.mono_instruments):
-            note_low = np.maximum(note_low, self.free_at[:, self.mono_instruments].min(axis=1))
+            # A monophonic part may start a note at any onset but that of its newest one.
+            free = (self.last_onset[:, self.mono_instruments] < note_low[:, None]).any(axis=1)
+            note_low = np.where(free, note_low, note_low + 1)
         # The density target only narrows the range, and yields where it cannot be met.
         soft_low, soft_high = note_low.copy(), high.copy()
         if self.options.density:
@@ -286,12 +288,6 @@ class _Decoder:
         wait = soft_low > high
         ok = soft_low <= soft_high
         return np.where(ok, soft_low, np.minimum(note_low, high)), np.where(ok, soft_high, high), wait
-
-    def _legato_due(self) -> np.ndarray:
-        """Per row, the earliest tick at which a part that has entered must sing its next note (the end of
-        its newest note); a large number while no part has entered."""
-        ends = self.free_at[:, self.mono_instruments]
-        return np.where(ends > 0, ends, np.iinfo(np.int64).max).min(axis=1, initial=np.iinfo(np.int64).max)
 
     def _snap(self, mask: torch.Tensor, starts: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         """Restrict ``mask`` ``[rows, size]`` (column j: tick ``starts[row] + j``) to the grid's steps; rows
@@ -321,6 +317,7 @@ class _Decoder:
 
     def _keep_rows(self, keep: np.ndarray) -> None:
         for r in np.flatnonzero(~keep):
+            self._report_open(r, until=None)
             self.finished[int(self.row_id[r])] = self.generated[r]
         index = np.flatnonzero(keep)
         if not len(index):
@@ -328,9 +325,9 @@ class _Decoder:
             return
         self.state = self.state.select(torch.from_numpy(index).to(self.device))
         self.hidden = self.hidden[torch.from_numpy(index).to(self.hidden.device)]
-        for name in ("row_id", "now", "base", "next_control", "counts", "notes", "used", "free_at"):
+        for name in ("row_id", "now", "base", "next_control", "counts", "notes", "used", "last_onset"):
             setattr(self, name, getattr(self, name)[index])
-        for name in ("windows", "note_ends", "generated"):
+        for name in ("windows", "note_ends", "generated", "open_notes"):
             setattr(self, name, [getattr(self, name)[i] for i in index])
         if self.lines is not None:
             self.lines.select(index)
@@ -378,19 +375,16 @@ class _Decoder:
             self._step(time_token)
 
             rows = len(self.row_id)
-            # Legato: a part is due at this onset, so a note (not a REST) comes here.
-            due = onset >= self._legato_due() if self.options.legato else np.zeros(rows, dtype=bool)
             durations = torch.ones(rows, MAX_DUR, dtype=torch.bool, device=self.device)
             if self.on_grid is not None:
                 durations, _ = self._snap(durations, onset)
                 durations[:, 0] = True  # a zero duration marks a REST (see _note_mask)
-            durations[torch.from_numpy(due).to(self.device), 0] = False
             dur_token = self._sample(DURATION_POSITION, durations)
             if forcing.any():
                 dur_token = np.where(forcing, control[:, 1], dur_token)
             self._step(dur_token)
 
-            notes = self._note_mask(onset, dur_token - DUR_OFFSET, wait, due)
+            notes = self._note_mask(onset, dur_token - DUR_OFFSET, wait)
             note_token = self._sample(NOTE_POSITION, notes)
             if forcing.any():
                 note_token = np.where(forcing, control[:, 2], note_token)
@@ -399,13 +393,12 @@ class _Decoder:
         return [np.asarray(self.finished[r], dtype=np.int64).reshape(-1, EVENT_SIZE)
                 for r in sorted(self.finished)]
 
-    def _note_mask(self, onset: np.ndarray, duration: np.ndarray, wait: np.ndarray,
-                   due: np.ndarray) -> torch.Tensor:
+    def _note_mask(self, onset: np.ndarray, duration: np.ndarray, wait: np.ndarray) -> torch.Tensor:
         rows = len(onset)
         room = self.used.sum(axis=1) < self.options.max_instruments
         instrument_ok = self.used | room[:, None]
         if self.mono_instruments is not None:
-            busy = self.free_at > onset[:, None]
+            busy = self.last_onset == onset[:, None]  # two notes of one part never start together
             busy[:, DRUMS] = False
             instrument_ok &= ~busy
         rest_ok = np.ones(rows, dtype=bool)
@@ -413,9 +406,6 @@ class _Decoder:
         if density:
             rest_ok = np.array([not attributes.density_behind(density, int(n), self.start, int(t))
                                 for n, t in zip(self.notes, onset, strict=True)])
-        # A part due here (legato) sings now, whatever the density target says about waiting.
-        rest_ok &= ~due
-        wait = wait & ~due
         # A zero duration only makes sense for REST (that is how the tokenizer pads silences).
         note_ok = (duration > 0) & ~wait
         pitches_ok = None
@@ -441,19 +431,59 @@ class _Decoder:
                 self.now[r] = onset[r]
                 self.counts[r] += 1
                 if note_token[r] != REST:
-                    note = int(note_token[r]) - NOTE_OFFSET
-                    self.used[r, note // MAX_PITCH] = True
-                    self.notes[r] += 1
-                    end = int(onset[r]) + int(dur_token[r]) - DUR_OFFSET
-                    self.note_ends[r] = [e for e in self.note_ends[r] if e > onset[r]] + [end]
-                    self.free_at[r, note // MAX_PITCH] = end
-                    if self.lines is not None:
-                        self.lines.add(r, note // MAX_PITCH, int(onset[r]), end, note % MAX_PITCH)
-                    self.generated[r].append(triple)
-                    if self.callback is not None:
-                        progress = min(max((onset[r] - self.start) / (self.end - self.start), 0.0), 1.0)
-                        self.callback(int(self.row_id[r]), triple.copy(), float(progress))
+                    self._add_note(r, triple)
+                self._report_open(r, until=int(self.now[r]))
             self.windows[r] = np.vstack([self.windows[r], triple[None]])
+
+    def _add_note(self, r: int, triple: np.ndarray) -> None:
+        """Book a new note of row ``r``. A note of a monophonic part ends the part's previous note if that one
+        still sounds, as on a monophonic synthesizer: the model chose to move the part on, and the earlier
+        duration was drawn before the model said which part the note was for. With ``legato`` the previous
+        note also holds over a rest until this one starts. The model's window keeps the durations it drew;
+        the output and every later constraint see the notes as they will sound."""
+        onset = int(triple[0]) - TIME_OFFSET
+        end = onset + int(triple[1]) - DUR_OFFSET
+        instrument = (int(triple[2]) - NOTE_OFFSET) // MAX_PITCH
+        self.used[r, instrument] = True
+        self.notes[r] += 1
+        ends = [e for e in self.note_ends[r] if e > onset]
+        monophonic = self.mono_instruments is not None and instrument in self.mono_instruments
+        if monophonic and instrument in self.open_notes[r]:
+            previous = self.generated[r][self.open_notes[r].pop(instrument)]
+            previous_onset = int(previous[0]) - TIME_OFFSET
+            previous_end = previous_onset + int(previous[1]) - DUR_OFFSET
+            if previous_end > onset or self.options.legato:
+                previous[1] = DUR_OFFSET + min(onset - previous_onset, MAX_DUR - 1)
+                if previous_end in ends:
+                    ends.remove(previous_end)
+            self._report(r, previous)
+        self.note_ends[r] = [*ends, end]
+        self.last_onset[r, instrument] = onset
+        if self.lines is not None:
+            # A legato note lasts until the part's next one: the voice-leading rule must see it held.
+            line_end = np.iinfo(np.int64).max if self.options.legato and monophonic else end
+            self.lines.add(r, instrument, onset, line_end, (int(triple[2]) - NOTE_OFFSET) % MAX_PITCH)
+        self.generated[r].append(triple)
+        if monophonic:
+            self.open_notes[r][instrument] = len(self.generated[r]) - 1
+        else:
+            self._report(r, triple)
+
+    def _report_open(self, r: int, until: int | None) -> None:
+        """Report row ``r``'s open monophonic notes that no later note can change any more: those that ended
+        by tick ``until`` (unless legato may still hold them), or all of them when the row is done (None)."""
+        for instrument, index in list(self.open_notes[r].items()):
+            triple = self.generated[r][index]
+            ended = int(triple[0]) - TIME_OFFSET + int(triple[1]) - DUR_OFFSET <= (until or 0)
+            if until is None or (ended and not self.options.legato):
+                del self.open_notes[r][instrument]
+                self._report(r, triple)
+
+    def _report(self, r: int, triple: np.ndarray) -> None:
+        if self.callback is not None:
+            onset = int(triple[0]) - TIME_OFFSET
+            progress = min(max((onset - self.start) / (self.end - self.start), 0.0), 1.0)
+            self.callback(int(self.row_id[r]), triple.copy(), float(progress))
 
 
 def generate(model: CausalLM, *, history: np.ndarray, controls: np.ndarray, start_time: int, end_time: int,

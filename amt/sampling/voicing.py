@@ -28,6 +28,16 @@ def line_pitch(onsets: np.ndarray, ends: np.ndarray, pitches: np.ndarray, tick: 
     return int(pitches[newest][0]) if newest.sum() == 1 else None
 
 
+def last_pitch(onsets: np.ndarray, pitches: np.ndarray, tick: int) -> int | None:
+    """Pitch of a part's latest note starting at or before ``tick``, sounding or not: where its line was
+    last, across a rest. None before its first note or when that latest onset is a chord."""
+    started = onsets <= tick
+    if not started.any():
+        return None
+    newest = started & (onsets == onsets[started].max())
+    return int(pitches[newest][0]) if newest.sum() == 1 else None
+
+
 def parallel_moves(before: int, others_before: int, others_now: int) -> np.ndarray:
     """Boolean ``[MAX_PITCH]``: the pitches a part at ``before`` may not move to while another part moves
     from ``others_before`` to ``others_now``: same direction, from a perfect interval (fifth, or unison/
@@ -57,8 +67,12 @@ class PartLines:
         self.new: list[dict[int, list[tuple[int, int, int]]]] = [{} for _ in range(rows)]
 
     def add(self, row: int, instrument: int, onset: int, end: int, pitch: int) -> None:
-        """Record a new note of ``row``."""
+        """Record a new note of ``row``; it ends the part's previous new note if that one still sounds (the
+        sampler's monophonic parts work that way)."""
         notes = self.new[row].setdefault(instrument, [])
+        if notes:
+            before_onset, before_end, before_pitch = notes[-1]
+            notes[-1] = (before_onset, min(before_end, onset), before_pitch)
         notes.append((onset, end, pitch))
         del notes[:-2]
 
@@ -66,15 +80,24 @@ class PartLines:
         """Keep the rows in ``index`` (rows that finished leave the batch)."""
         self.new = [self.new[i] for i in index]
 
-    def pitch_at(self, row: int, instrument: int, tick: int) -> int | None:
-        """Pitch of the part's line at ``tick`` (see ``line_pitch``), from its kept and new notes."""
+    def _notes(self, row: int, instrument: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(onsets, ends, pitches) of a part: its kept notes and the row's new ones."""
         onsets, ends, pitches = self.kept.get(instrument, (np.zeros(0, np.int64),) * 3)
         new = self.new[row].get(instrument)
         if new:
             onsets = np.concatenate([onsets, [n[0] for n in new]])
             ends = np.concatenate([ends, [n[1] for n in new]])
             pitches = np.concatenate([pitches, [n[2] for n in new]])
-        return line_pitch(onsets, ends, pitches, tick)
+        return onsets, ends, pitches
+
+    def pitch_at(self, row: int, instrument: int, tick: int) -> int | None:
+        """Pitch of the part's line at ``tick`` (see ``line_pitch``)."""
+        return line_pitch(*self._notes(row, instrument), tick)
+
+    def pitch_before(self, row: int, instrument: int, tick: int) -> int | None:
+        """Where the part's line was last before ``tick``, across a rest (see ``last_pitch``)."""
+        onsets, _, pitches = self._notes(row, instrument)
+        return last_pitch(onsets, pitches, tick - 1)
 
     def parallel_pitches(self, row: int, instrument: int, onset: int) -> np.ndarray:
         """Boolean ``[MAX_PITCH]``: the pitches a new note of ``instrument`` at ``onset`` may not take
@@ -87,11 +110,11 @@ class PartLines:
         is checked when it is, against this note.
         """
         forbidden = np.zeros(MAX_PITCH, dtype=bool)
-        before = self.pitch_at(row, instrument, onset - 1)
-        if before is None:  # the part enters after a rest: nothing to move from
+        before = self.pitch_before(row, instrument, onset)
+        if before is None:  # the part's first note: nothing to move from
             return forbidden
         for other in (set(self.kept) | set(self.new[row])) - {instrument, DRUMS}:
-            now, others_before = self.pitch_at(row, other, onset), self.pitch_at(row, other, onset - 1)
+            now, others_before = self.pitch_at(row, other, onset), self.pitch_before(row, other, onset)
             if now is not None and others_before is not None:
                 forbidden |= parallel_moves(before, others_before, now)
         return forbidden
