@@ -101,9 +101,9 @@ def test_harmonize_prints_model_bach_and_random(model, tmp_path, capsys):
     assert "voice_coverage" not in report["closer_to_bach"] and isinstance(report["all_closer"], bool)
     assert report["pieces"] == 2 and report["random_samples"] == 6
     assert sorted(p.name for p in (tmp_path / "generated").iterdir()) == ["a-1.mid", "b-1.mid"]
-    # The voices are sung: one note at a time each, without rests once they enter, on the sixteenth grid.
+    # The voices are sung: one note at a time each, each note held until the next, on the sixteenth grid.
     assert report["sampling"] == {"monophonic": True, "legato": True, "no_parallels": True, "grid": 4,
-                                  "voice_density": None, "top_p": 0.8}
+                                  "voice_density": None, "top_p": 0.6}
     generated = read_midi(tmp_path / "generated" / "a-1.mid")
     steps = generated.meta.grid_ticks(4, 100_000)
     programs = [VOICE_PROGRAMS[v] for v in WRITTEN]
