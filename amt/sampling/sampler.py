@@ -496,7 +496,8 @@ def generate(model: CausalLM, *, history: np.ndarray, controls: np.ndarray, star
     variation, the new notes as an ``(N, 3)`` event array in absolute ticks (ordered by onset; the RESTs the
     model uses to mark silence are dropped). ``variations`` are one batched run (``options.candidates``
     samples each, the closest to the attribute targets kept). ``callback(variation, event, progress)`` is
-    called for every new note as it is sampled (with candidates, once the winners are known). ``window``
+    called for every new note as it is sampled (with candidates, once the winners are known; a monophonic
+    part's note once its length is settled, by the part's next note or the passing of its end). ``window``
     caps the tokens of context (default: the model's ``max_positions``). ``grid_ticks``: absolute ticks of
     the steps new notes start and end on, up to ``end_time + GRID_REACH`` (the front end knows the tempo map;
     default: ``options.grid`` at 120 bpm from tick 0, or free timing).
