@@ -109,6 +109,12 @@ def _check_events(events: np.ndarray, name: str, *, control: bool) -> np.ndarray
     return events[order]
 
 
+def _span(event: np.ndarray) -> tuple[int, int]:
+    """(onset, end) ticks of one event triple."""
+    onset = int(event[0]) - TIME_OFFSET
+    return onset, onset + int(event[1]) - DUR_OFFSET
+
+
 def _triple_times(triples: np.ndarray) -> np.ndarray:
     """Absolute onset ticks of event and control triples."""
     is_control = triples[:, 2] >= CONTROL_OFFSET
@@ -441,8 +447,7 @@ class _Decoder:
         duration was drawn before the model said which part the note was for. With ``legato`` the previous
         note also holds over a rest until this one starts. The model's window keeps the durations it drew;
         the output and every later constraint see the notes as they will sound."""
-        onset = int(triple[0]) - TIME_OFFSET
-        end = onset + int(triple[1]) - DUR_OFFSET
+        onset, end = _span(triple)
         instrument = (int(triple[2]) - NOTE_OFFSET) // MAX_PITCH
         self.used[r, instrument] = True
         self.notes[r] += 1
@@ -450,8 +455,7 @@ class _Decoder:
         monophonic = self.mono_instruments is not None and instrument in self.mono_instruments
         if monophonic and instrument in self.open_notes[r]:
             previous = self.generated[r][self.open_notes[r].pop(instrument)]
-            previous_onset = int(previous[0]) - TIME_OFFSET
-            previous_end = previous_onset + int(previous[1]) - DUR_OFFSET
+            previous_onset, previous_end = _span(previous)
             if previous_end > onset or self.options.legato:
                 previous[1] = DUR_OFFSET + min(onset - previous_onset, MAX_DUR - 1)
                 if previous_end in ends:
@@ -474,14 +478,14 @@ class _Decoder:
         by tick ``until`` (unless legato may still hold them), or all of them when the row is done (None)."""
         for instrument, index in list(self.open_notes[r].items()):
             triple = self.generated[r][index]
-            ended = int(triple[0]) - TIME_OFFSET + int(triple[1]) - DUR_OFFSET <= (until or 0)
-            if until is None or (ended and not self.options.legato):
-                del self.open_notes[r][instrument]
-                self._report(r, triple)
+            if until is not None and (self.options.legato or _span(triple)[1] > until):
+                continue
+            del self.open_notes[r][instrument]
+            self._report(r, triple)
 
     def _report(self, r: int, triple: np.ndarray) -> None:
         if self.callback is not None:
-            onset = int(triple[0]) - TIME_OFFSET
+            onset, _ = _span(triple)
             progress = min(max((onset - self.start) / (self.end - self.start), 0.0), 1.0)
             self.callback(int(self.row_id[r]), triple.copy(), float(progress))
 
