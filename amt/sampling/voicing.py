@@ -21,11 +21,8 @@ _PITCHES = np.arange(MAX_PITCH)
 def line_pitch(onsets: np.ndarray, ends: np.ndarray, pitches: np.ndarray, tick: int) -> int | None:
     """Pitch of a part's line at ``tick``: the note sounding there that started last. None when nothing
     sounds or when several notes share that latest onset (a chord, not a line)."""
-    sounding = (onsets <= tick) & (tick < ends)
-    if not sounding.any():
-        return None
-    newest = sounding & (onsets == onsets[sounding].max())
-    return int(pitches[newest][0]) if newest.sum() == 1 else None
+    sounding = tick < ends
+    return last_pitch(onsets[sounding], pitches[sounding], tick)
 
 
 def last_pitch(onsets: np.ndarray, pitches: np.ndarray, tick: int) -> int | None:
