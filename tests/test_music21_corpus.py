@@ -38,6 +38,8 @@ def test_voice_and_instrument_names():
     assert _role_from_name("Bass\rContinuo", vocal=True) == ("bass", 67)
     assert _role_from_name("Basso continuo", vocal=True) == ("instrument", 19)
     assert _role_from_name("Horn 1", vocal=True) == ("instrument", 60)
+    assert _role_from_name("Recorder 1", vocal=True) == ("instrument", 74)
+    assert _role_from_name("Cornet 2", vocal=True) == ("instrument", 56)
     assert _role_from_name("Quinto", vocal=True) is None
     assert _role_from_name("Alto", vocal=False) is None  # instrumental music: no voices
 

@@ -110,6 +110,10 @@ NAME_PROGRAMS: tuple[tuple[re.Pattern[str], int], ...] = (
     (re.compile(r"corno|horn", re.I), 60),
     (re.compile(r"tromba|trumpet|clarin", re.I), 56),
     (re.compile(r"timpani|timp", re.I), 47),
+    # Recorders and cornetts double or descant over the voices in chorales (BWV 112.5, 161.6, 175.7, 251);
+    # classed by register, they would take the soprano's program. Recorder before flute ("flauto dolce").
+    (re.compile(r"recorder|blockfl|flauto dolce", re.I), 74),
+    (re.compile(r"cornet|cornett|zink", re.I), 56),
     (re.compile(r"flaut|flute|traverso", re.I), 73),
     (re.compile(r"fagott|bassoon", re.I), 70),
     (re.compile(r"piano|klavier|pianoforte|cembalo|harpsichord", re.I), 0),
