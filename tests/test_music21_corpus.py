@@ -57,6 +57,11 @@ def test_programs_are_distinct_and_musical():
     assert _assign_programs(quartet) == [40, 110, 41, 42]
     six = [("soprano", 64), ("alto", 65), ("tenor", 66), ("tenor", 66), ("baritone", 57), ("bass", 67)]
     assert len(set(_assign_programs(six))) == 6
+    # A part classed as a voice by register alone yields the voice's program to the part named for it:
+    # Canto, Quinto (an alto by register), Alto, Tenor, Basso.
+    madrigal = [("soprano", 64), ("alto", 65), ("alto", 65), ("tenor", 66), ("bass", 67)]
+    assert _assign_programs(madrigal, named=[True, False, True, True, True]) == [64, 60, 65, 66, 67]
+    assert _assign_programs(madrigal) == [64, 65, 60, 66, 67]  # by score order when nothing is named
 
 
 def test_melody_key_is_transposition_invariant():

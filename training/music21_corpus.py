@@ -391,20 +391,27 @@ def _candidates(role: str, preferred: int) -> list[int]:
     return list(dict.fromkeys([*first, *range(128)]))
 
 
-def _assign_programs(roles: Sequence[tuple[str, int]]) -> list[int]:
+def _assign_programs(roles: Sequence[tuple[str, int]], named: Sequence[bool] | None = None) -> list[int]:
     """One distinct program per part.
 
     Parts whose first choice is free keep it; the others (a second violin, a second tenor) then take their
     next candidate that no part wanted first, so that a second violin cannot push the viola off its program.
+    Parts ``named`` for their role choose before the others (score order within each kind): a part classed
+    without its name (by register, like a "Quinto" or an instrument whose name we do not know, or by default)
+    must not take the program of the voice or instrument that another part is named for.
     """
+    order = sorted(range(len(roles)), key=lambda i: not named[i]) if named is not None else range(len(roles))
     wanted = {preferred for _, preferred in roles}
     taken: set[int] = set()
-    programs: list[int | None] = []
-    for _, preferred in roles:
-        programs.append(None if preferred in taken else preferred)
+    programs: list[int | None] = [None] * len(roles)
+    for i in order:
+        preferred = roles[i][1]
+        if preferred not in taken:
+            programs[i] = preferred
         taken.add(preferred)
-    for i, (role, preferred) in enumerate(roles):
+    for i in order:
         if programs[i] is None:
+            role, preferred = roles[i]
             program = next(p for p in _candidates(role, preferred) if p not in taken and p not in wanted)
             programs[i] = program
             taken.add(program)
@@ -429,7 +436,8 @@ def score_parts(score, source: Source) -> list[Part]:
         if notes:
             raw.append((name, part, notes))
     roles = [_role(part, name, source, notes) for name, part, notes in raw]
-    programs = _assign_programs(roles)
+    named = [_role_from_name(name, source.vocal) is not None for name, _, _ in raw]
+    programs = _assign_programs(roles, named)
     return [
         Part(name, role, program, notes)
         for (name, _, notes), (role, _), program in zip(raw, roles, programs, strict=True)
@@ -468,8 +476,9 @@ def melody_key(pitches: Sequence[int], length: int = MELODY_KEY_NOTES) -> str:
 
 
 def _melody_pitches(parts: Sequence[Part]) -> list[int]:
-    """The tune: the soprano's notes, else the highest part's (one pitch per onset, the top one)."""
-    melody = next((p for p in parts if p.role == "soprano"), None)
+    """The tune: the notes of the part with the soprano's program, else the highest part's (one pitch per
+    onset, the top one)."""
+    melody = next((p for p in parts if p.program == VOICE_PROGRAMS["soprano"][0]), None)
     if melody is None:
         melody = max(parts, key=lambda p: statistics.median(n[2] for n in p.notes))
     top: dict[int, int] = {}
