@@ -290,6 +290,7 @@ class Engine:
             monophonic=sampling.monophonic,
             legato=sampling.legato,
             no_parallels=sampling.no_parallels,
+            beat_parallels=sampling.beat_parallels,
             candidates=sampling.candidates,
         )
 
@@ -314,6 +315,7 @@ class Engine:
             variations=sampling.variations,
             callback=callback,
             grid_ticks=_grid_ticks(plan, request.grid) if request.grid else None,
+            beat_ticks=_grid_ticks(plan, 1.0) if options.no_parallels else None,
         )
         seconds = time.perf_counter() - began
         variations = []

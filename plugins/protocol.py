@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from amt.errors import AmtError
+from amt.sampling.options import BEAT_PARALLELS
 
 PROTOCOL_VERSION = 1
 
@@ -129,6 +130,10 @@ class Sampling(_Strict):
                          "entered (each note holds until the part's next one)")
     no_parallels: bool = Field(False, description="With monophonic: no parallel fifths or octaves between a "
                                "new part and any other single-line part (consecutive sonorities)")
+    beat_parallels: float = Field(
+        BEAT_PARALLELS, ge=0, le=1, description="With no_parallels: the weight of a new note that would make "
+        "parallel fifths or octaves from the previous beat to this one through passing notes (0 forbids "
+        "them, 1 leaves them to the model)")
     candidates: int = Field(
         1, ge=1, le=8, description="Samples per variation; the one nearest the attribute targets is kept"
     )

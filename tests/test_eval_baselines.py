@@ -12,6 +12,7 @@ import torch
 
 from amt.cli import main
 from amt.models import create_model, tiny_config
+from amt.sampling.options import BEAT_PARALLELS
 from amt.tokenization import ops
 from amt.tokenization.corpus import prepare_corpus
 from amt.tokenization.midi import read_midi
@@ -102,8 +103,9 @@ def test_harmonize_prints_model_bach_and_random(model, tmp_path, capsys):
     assert report["pieces"] == 2 and report["random_samples"] == 6
     assert sorted(p.name for p in (tmp_path / "generated").iterdir()) == ["a-1.mid", "b-1.mid"]
     # The voices are sung: one note at a time each, each note held until the next, on the sixteenth grid.
-    assert report["sampling"] == {"monophonic": True, "legato": True, "no_parallels": True, "grid": 4,
-                                  "voice_density": None, "top_p": 0.6}
+    assert report["sampling"] == {"monophonic": True, "legato": True, "no_parallels": True,
+                                  "beat_parallels": BEAT_PARALLELS, "grid": 4, "voice_density": None,
+                                  "top_p": 0.6}
     generated = read_midi(tmp_path / "generated" / "a-1.mid")
     steps = generated.meta.grid_ticks(4, 100_000)
     programs = [VOICE_PROGRAMS[v] for v in WRITTEN]

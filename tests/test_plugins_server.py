@@ -119,11 +119,17 @@ def test_legato_and_no_parallels_reach_the_sampler(model, monkeypatch):
 
     monkeypatch.setattr(sampler, "generate", spy)
     request = request_from_midi(TEMPO_FILE, task="infill", region=(4, 12), grid=0.5, sampling={
-        "seed": 5, "monophonic": True, "legato": True, "no_parallels": True, "instruments": [65, 66]})
+        "seed": 5, "monophonic": True, "legato": True, "no_parallels": True, "beat_parallels": 0.25,
+        "instruments": [65, 66]})
     plan = plan_request(request, Limits())
     Engine(model, "tiny").run(plan)
     (kwargs, (events,)), = calls
-    assert kwargs["options"].legato and kwargs["options"].no_parallels
+    options = kwargs["options"]
+    assert options.legato and options.no_parallels and options.beat_parallels == 0.25
+    # The beats come from the project's tempo map (100 bpm up to beat 8: 60 ticks apart), as the grid does.
+    beats = kwargs["beat_ticks"]
+    assert np.array_equal(beats[1:] - beats[:-1], kwargs["grid_ticks"][2::2] - kwargs["grid_ticks"][:-2:2])
+    assert 60 in (beats[1:] - beats[:-1]).tolist()
     instruments = (events[:, 2] - NOTE_OFFSET) // MAX_PITCH
     assert len(events)
     for instrument in set(instruments.tolist()):

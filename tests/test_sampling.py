@@ -138,6 +138,14 @@ def test_sample_respects_mask_and_nucleus():
     assert set(drawn.tolist()) >= {0, 1}
     # Token 0 holds 73% of the mass: a 0.5 nucleus is token 0 alone.
     assert set(sample(logits, mask, temperature=1.0, top_p=0.5, generator=generator).tolist()) == {0}
+    # A weight multiplies a token's probability, and acts before the nucleus: 5.0 x 1/e^2 falls below 4.0.
+    weights = torch.tensor([[-2.0, 0.0, 0.0, 0.0]]).repeat(200, 1)
+    drawn = sample(logits, mask, temperature=1.0, top_p=0.5, generator=generator, log_weights=weights)
+    assert set(drawn.tolist()) == {1}
+    even = torch.zeros(4000, 2)
+    drawn = sample(even, torch.ones(4000, 2, dtype=torch.bool), temperature=2.0, top_p=1.0,
+                   generator=generator, log_weights=torch.tensor([[np.log(0.25), 0.0]]).repeat(4000, 1))
+    assert 0.15 < (drawn == 0).float().mean() < 0.25  # 0.25 / 1.25 = 0.2, whatever the temperature
     low = torch.tensor([3, 3])
     mask = range_mask(low, torch.tensor([5, 3]), 8)
     assert mask.tolist() == [[False] * 3 + [True] * 3 + [False] * 2, [False] * 3 + [True] + [False] * 4]
@@ -529,6 +537,68 @@ def test_part_lines_see_across_rests_and_cut_notes():
     assert lines.pitch_at(0, 66, 25) == 57 and lines.pitch_at(0, 66, 50) is None
 
 
+def test_part_lines_compare_beats_across_passing_notes():
+    lines = voicing.PartLines(events((0, 50, 48, 48), (50, 50, 48, 52)), rows=1)  # bass C3 then E3 on beats
+    lines.add(0, 66, 0, 25, 55)  # tenor G3 on the beat, then a passing A3
+    lines.add(0, 66, 25, 50, 57)
+    # A3 -> B3 against C3 -> E3 is no parallel from note to note (a sixth before), but G3 -> B3 from beat to
+    # beat is a fifth moving to a fifth.
+    assert not lines.parallel_pitches(0, 66, 50)[59]
+    from_beat = lines.parallel_pitches(0, 66, 50, since=0)
+    assert from_beat[59] and not from_beat[60]
+    assert not lines.parallel_pitches(0, 66, 50, since=30).any()  # at tick 30 the tenor's A3: no fifth
+
+
+def beat_parallels(new: np.ndarray, melody_line: np.ndarray, beats: np.ndarray) -> int:
+    """Parallel fifths and octaves from one beat to the next between a new part that starts a note on the
+    later beat and any other part."""
+    parts = parts_of(new)
+    parts[64] = parts_of(melody_line)[64]
+
+    def line(part, tick):
+        sounding = part[(part[:, 0] <= tick) & (tick < part[:, 1])]
+        return int(sounding[-1, 2]) if len(sounding) else None
+
+    count = 0
+    for before, now in zip(beats[:-1].tolist(), beats[1:].tolist(), strict=True):
+        for a in parts:
+            if a == 64 or now not in parts[a][:, 0]:
+                continue
+            for b in set(parts) - {a}:
+                pitches = [line(parts[a], before), line(parts[b], before), line(parts[a], now),
+                           line(parts[b], now)]
+                if None in pitches:
+                    continue
+                a0, b0, a1, b1 = pitches
+                similar = np.sign(a1 - a0) == np.sign(b1 - b0) != 0
+                interval = abs(a0 - b0) % 12
+                count += bool(similar and interval in (0, 7) and interval == abs(a1 - b1) % 12)
+    return count
+
+
+def test_beat_parallels_weighs_down_parallels_from_beat_to_beat():
+    # A melody in eighths (grid 2) at 100 bpm; the new parts move on every eighth, so most beat-to-beat
+    # moves have a passing note between, where the note-to-note rule does not look.
+    meta = MidiMeta(tempos=((0, 100.0),))
+    tune = (0, 7, 12, 5, 9, 7, 2)
+    melody_line = events(*[(t, 30, 64, 60 + tune[(t // 30) % 7]) for t in range(0, 1200, 30)])
+    beats = meta.grid_ticks(1, 1200)
+    kwargs = dict(history=np.zeros((0, 3), np.int64), controls=melody_line + CONTROL_OFFSET, start_time=0,
+                  end_time=1200, variations=4, grid_ticks=meta.grid_ticks(2, 1200 + 2000),
+                  beat_ticks=meta.grid_ticks(1, 1200 + 2000))
+    options = dict(seed=4, instruments=[65, 66], pitch_range=(53, 67), monophonic=True, legato=True, grid=2,
+                   top_p=1.0, no_parallels=True)
+
+    def count(weight):
+        out = generate(ChoirLM(), options=SamplingOptions(**options, beat_parallels=weight), **kwargs)
+        assert all(len(new) > 40 for new in out)
+        return sum(beat_parallels(new, melody_line, beats) for new in out)
+
+    free, weighed, strict = count(1.0), count(0.2), count(0.0)
+    assert free > 4 and weighed < free
+    assert strict == 0
+
+
 def test_no_parallels_keeps_new_parts_out_of_parallel_fifths_and_octaves():
     melody_line = events(*[(t, 30, 64, 60 + (0, 7, 12, 5, 9, 7)[(t // 30) % 6]) for t in range(0, 1200, 30)])
     kwargs = dict(history=np.zeros((0, 3), np.int64), controls=melody_line + CONTROL_OFFSET, start_time=0,
@@ -580,6 +650,8 @@ def test_too_many_controls_is_a_clear_error(model):
     dict(options=SamplingOptions(grid=25)),
     dict(options=SamplingOptions(legato=True)),  # legato and no_parallels need monophonic parts
     dict(options=SamplingOptions(no_parallels=True)),
+    dict(options=SamplingOptions(monophonic=True, no_parallels=True, beat_parallels=1.5)),
+    dict(options=SamplingOptions(monophonic=True, no_parallels=True, beat_parallels=float("nan"))),
     dict(variations=0),
     dict(controls=melody(600, 700)),  # events where controls are expected
 ])

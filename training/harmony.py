@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from amt.errors import AmtError
+from amt.sampling.options import BEAT_PARALLELS
 from amt.tokenization import ops
 from amt.tokenization.midi import MidiMeta, MidiTokens, midi_tokens_from_notes
 from amt.tokenization.vocab import DUR_OFFSET, TIME_OFFSET, TIME_RESOLUTION
@@ -85,15 +86,16 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("notes_per_beat", "notes per beat per voice", "{:.3f}"),
     ("voice_coverage", "voice sounding on beat", "{:.4f}"),
 )
-SAMPLING: dict = {"monophonic": True, "legato": True, "no_parallels": True, "grid": 4, "voice_density": None,
-                  "top_p": 0.6}
+SAMPLING: dict = {"monophonic": True, "legato": True, "no_parallels": True, "beat_parallels": BEAT_PARALLELS,
+                  "grid": 4, "voice_density": None, "top_p": 0.6}
 """How ``harmonize`` samples unless told otherwise: as the voices of a chorale sing. Each voice sings one note
 at a time and, once it has entered, without rests (``legato``: each note holds until the voice's next one),
-on a sixteenth-note grid of the chorale's tempo, and no voice moves in parallel fifths or octaves with another
-from one sonority to the next (``no_parallels``). ``voice_density``, when set, asks the sampler for that many
-times the soprano's notes per second in each written voice (``SamplingOptions.density``; None: no target).
-Nucleus sampling keeps the likeliest 60% of the mass. All of it was chosen on the validation chorales (see
-MODEL_CARD.md)."""
+on a sixteenth-note grid of the chorale's tempo; no voice moves in parallel fifths or octaves with another
+from one sonority to the next (``no_parallels``), and such moves from one beat to the next through passing
+notes keep ``beat_parallels`` of their probability. ``voice_density``, when set, asks the sampler for that
+many times the soprano's notes per second in each written voice (``SamplingOptions.density``; None: no
+target). Nucleus sampling keeps the likeliest 60% of the mass. All of it was chosen on the validation
+chorales (see MODEL_CARD.md)."""
 DIAGNOSTIC = frozenset({"voice_coverage"})
 """Rows printed without a verdict (see the module docstring)."""
 

@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from amt.errors import GenerationError
+from amt.sampling.options import BEAT_PARALLELS
 
 TASK_SUFFIX = {"accompany": "accompanied", "infill": "infilled", "continue": "continued"}
 
@@ -53,6 +54,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-parallels", action="store_true",
                         help="with --monophonic: no parallel fifths or octaves between a new part and any "
                         "other single-line part (between consecutive sonorities)")
+    parser.add_argument("--beat-parallels", type=float, default=BEAT_PARALLELS, metavar="W",
+                        help="with --no-parallels: the weight (0-1) of a new note that would make parallel "
+                        "fifths or octaves from the previous beat to this one through passing notes; 0 "
+                        f"forbids them, 1 leaves them to the model (default {BEAT_PARALLELS}: about Bach's "
+                        "rate with the built-in model)")
     parser.add_argument("--grid", type=int, metavar="STEPS",
                         help="new notes start and end on a grid of STEPS per quarter note of the file's "
                         "tempo (4: sixteenths, 3: eighth triplets)")
@@ -144,7 +150,8 @@ def _run(args: argparse.Namespace) -> int:
         top_p=args.top_p, temperature=args.temperature, seed=args.seed, instruments=args.instruments,
         pitch_range=args.pitch_range, max_instruments=args.max_instruments, density=args.density,
         polyphony=args.polyphony, monophonic=args.monophonic, legato=args.legato,
-        no_parallels=args.no_parallels, grid=args.grid, candidates=args.candidates)
+        no_parallels=args.no_parallels, beat_parallels=args.beat_parallels, grid=args.grid,
+        candidates=args.candidates)
     options.validate()
     paths = _output_paths(args)
     midi = read_midi(args.input)

@@ -83,10 +83,15 @@ def note_mask(allowed_notes: torch.Tensor, instrument_ok: torch.Tensor, rest_ok:
 
 
 def sample(logits: torch.Tensor, mask: torch.Tensor, *, temperature: float, top_p: float,
-           generator: torch.Generator | None) -> torch.Tensor:
+           generator: torch.Generator | None, log_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Draw one index per row from ``logits`` ``[B, N]`` restricted to ``mask``, with temperature and
-    nucleus (top-p) truncation: the smallest set of most likely tokens whose mass reaches ``top_p``."""
-    scores = (logits.float() / temperature).masked_fill(~mask, float("-inf"))
+    nucleus (top-p) truncation: the smallest set of most likely tokens whose mass reaches ``top_p``.
+    ``log_weights`` ``[B, N]`` (optional) are added after the temperature, so each token's probability is
+    multiplied by its weight before the truncation."""
+    scores = logits.float() / temperature
+    if log_weights is not None:
+        scores = scores + log_weights
+    scores = scores.masked_fill(~mask, float("-inf"))
     probs = torch.softmax(scores, dim=-1)
     if top_p < 1.0:
         probs, order = probs.sort(dim=-1, descending=True)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from amt.errors import GenerationError
 from amt.tokenization.vocab import DRUMS, MAX_INSTR, MAX_PITCH
 
+BEAT_PARALLELS = 0.8
+"""Default ``SamplingOptions.beat_parallels``: chosen on the validation chorales (MODEL_CARD.md)."""
 MAX_GRID = 24
 """Finest grid, in steps per quarter note: at 120 bpm a step of 24 is about two 10 ms ticks."""
 
@@ -44,6 +46,12 @@ class SamplingOptions:
       the same direction as a part that changes note at the same onset, from a perfect fifth (octave) into
       a perfect fifth (octave); a part's line runs on across its rests. The classical voice-leading rule;
       parts sounding chords are exempt.
+    - ``beat_parallels``: with ``no_parallels``, how much a new note that starts on a beat (a quarter note of
+      the piece's tempo map) keeps of the model's probability when it would make parallel fifths or octaves
+      with another part from the previous beat to this one, passing notes between them notwithstanding (the
+      weight multiplies the probability before nucleus truncation). 0 forbids such moves, as strict
+      counterpoint does; 1 leaves them to the model. The default is where the built-in model writes them
+      about as often as Bach does in his chorales (see MODEL_CARD.md).
     - ``candidates``: samples per variation, generated in the same batch; the one closest to the density and
       polyphony targets is kept (needs a target).
     """
@@ -60,6 +68,7 @@ class SamplingOptions:
     grid: int | None = None
     legato: bool = False
     no_parallels: bool = False
+    beat_parallels: float = BEAT_PARALLELS
     candidates: int = 1
 
     def validate(self) -> None:
@@ -90,6 +99,8 @@ class SamplingOptions:
         for name in ("legato", "no_parallels"):
             if getattr(self, name) and not self.monophonic:
                 raise GenerationError(f"{name} applies to parts that play one note at a time: set monophonic")
+        if not 0.0 <= self.beat_parallels <= 1.0:
+            raise GenerationError(f"beat_parallels must be in [0, 1], got {self.beat_parallels}")
         if self.candidates < 1:
             raise GenerationError(f"candidates must be at least 1, got {self.candidates}")
         if self.candidates > 1 and self.density is None and self.polyphony is None:

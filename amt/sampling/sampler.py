@@ -143,7 +143,8 @@ class _Decoder:
 
     def __init__(self, model: CausalLM, *, prompt: np.ndarray, controls: np.ndarray, fed: int, start: int,
                  end: int, options: SamplingOptions, rows: int, callback: Callback | None, window: int | None,
-                 present_instruments: np.ndarray, grid_ticks: np.ndarray | None):
+                 present_instruments: np.ndarray, grid_ticks: np.ndarray | None,
+                 beat_ticks: np.ndarray | None):
         self.model, self.options, self.start, self.end = model, options, start, end
         self.window, self.callback = window, callback
         self.device = next(model.parameters()).device
@@ -187,8 +188,11 @@ class _Decoder:
         self.open_notes: list[dict[int, int]] = [{} for _ in range(rows)]
         # Every part's line (kept notes and new ones), for the parallel-fifths-and-octaves rule.
         self.lines = None
+        self.beats = None  # [beats] ascending ticks, where beat_parallels weighs moves from the previous beat
         if options.no_parallels:
             self.lines = PartLines(np.concatenate([prompt_events, controls - CONTROL_OFFSET]), rows)
+            if options.beat_parallels < 1.0 and beat_ticks is not None:
+                self.beats = np.unique(np.asarray(beat_ticks, dtype=np.int64))
         self.generated: list[list[np.ndarray]] = [[] for _ in range(rows)]
         self.finished: dict[int, list[np.ndarray]] = {}
         self.state = None
@@ -309,8 +313,10 @@ class _Decoder:
         hidden, self.state = self.model.advance(ids, self.state)
         self.hidden = hidden[:, -1]
 
-    def _sample(self, position: int, mask: torch.Tensor) -> np.ndarray:
-        """Draw a token of the block at ``position`` per row, among those ``mask`` ``[rows, size]`` allows.
+    def _sample(self, position: int, mask: torch.Tensor, log_weights: torch.Tensor | None = None
+                ) -> np.ndarray:
+        """Draw a token of the block at ``position`` per row, among those ``mask`` ``[rows, size]`` allows,
+        each token's probability multiplied by ``exp(log_weights)`` where given.
 
         Only the output rows some row may draw are computed (the onsets within a second, the notes of the
         allowed instruments): the full 55,028-token output layer would cost more than the whole network."""
@@ -318,7 +324,8 @@ class _Decoder:
         columns = mask.any(dim=0).nonzero().squeeze(1)
         logits = self.hidden @ self.model.output_weight()[first + columns].T
         drawn = sample(logits, mask[:, columns], temperature=self.options.temperature,
-                       top_p=self.options.top_p, generator=self.generator)
+                       top_p=self.options.top_p, generator=self.generator,
+                       log_weights=None if log_weights is None else log_weights[:, columns])
         return columns[drawn].cpu().numpy() + first
 
     def _keep_rows(self, keep: np.ndarray) -> None:
@@ -390,8 +397,8 @@ class _Decoder:
                 dur_token = np.where(forcing, control[:, 1], dur_token)
             self._step(dur_token)
 
-            notes = self._note_mask(onset, dur_token - DUR_OFFSET, wait)
-            note_token = self._sample(NOTE_POSITION, notes)
+            notes, log_weights = self._note_mask(onset, dur_token - DUR_OFFSET, wait)
+            note_token = self._sample(NOTE_POSITION, notes, log_weights)
             if forcing.any():
                 note_token = np.where(forcing, control[:, 2], note_token)
             self._step(note_token)
@@ -399,7 +406,9 @@ class _Decoder:
         return [np.asarray(self.finished[r], dtype=np.int64).reshape(-1, EVENT_SIZE)
                 for r in sorted(self.finished)]
 
-    def _note_mask(self, onset: np.ndarray, duration: np.ndarray, wait: np.ndarray) -> torch.Tensor:
+    def _note_mask(self, onset: np.ndarray, duration: np.ndarray, wait: np.ndarray
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The note block's mask per row, and the log-weights of ``beat_parallels`` (None when unused)."""
         rows = len(onset)
         room = self.used.sum(axis=1) < self.options.max_instruments
         instrument_ok = self.used | room[:, None]
@@ -414,17 +423,38 @@ class _Decoder:
                                 for n, t in zip(self.notes, onset, strict=True)])
         # A zero duration only makes sense for REST (that is how the tokenizer pads silences).
         note_ok = (duration > 0) & ~wait
-        pitches_ok = None
+        pitches_ok = log_weights = None
         if self.lines is not None:
             pitches_ok = np.ones((rows, MAX_INSTR, MAX_PITCH), dtype=bool)
+            weighed = np.zeros((rows, MAX_INSTR, MAX_PITCH), dtype=bool)
             for r in np.flatnonzero(note_ok):
+                since = self._previous_beat(int(onset[r]))
+                tick = int(onset[r])
                 for instrument in np.flatnonzero(instrument_ok[r, self.mono_instruments]):
                     instrument = int(self.mono_instruments[instrument])
-                    pitches_ok[r, instrument] = ~self.lines.parallel_pitches(r, instrument, int(onset[r]))
+                    pitches_ok[r, instrument] = ~self.lines.parallel_pitches(r, instrument, tick)
+                    if since is not None:
+                        weighed[r, instrument] = self.lines.parallel_pitches(r, instrument, tick, since)
+            if self.options.beat_parallels == 0.0:
+                pitches_ok &= ~weighed
+            elif weighed.any():
+                weights = np.where(weighed, np.log(self.options.beat_parallels), 0.0).reshape(rows, -1)
+                weights = np.concatenate([weights, np.zeros((rows, 1))], axis=1)  # REST
+                log_weights = torch.from_numpy(weights).float().to(self.device)
             pitches_ok = torch.from_numpy(pitches_ok.reshape(rows, -1)).to(self.device)
-        return note_mask(self.allowed_notes, torch.from_numpy(instrument_ok).to(self.device),
+        mask = note_mask(self.allowed_notes, torch.from_numpy(instrument_ok).to(self.device),
                          torch.from_numpy(rest_ok).to(self.device), torch.from_numpy(note_ok).to(self.device),
                          pitches_ok)
+        return mask, log_weights
+
+    def _previous_beat(self, onset: int) -> int | None:
+        """The beat before ``onset`` when ``onset`` is itself a beat and ``beat_parallels`` applies."""
+        if self.beats is None:
+            return None
+        i = int(np.searchsorted(self.beats, onset))
+        if i == 0 or i == len(self.beats) or self.beats[i] != onset:
+            return None
+        return int(self.beats[i - 1])
 
     def _record(self, forcing, control, onset=None, dur_token=None, note_token=None) -> None:
         """Append each row's new triple to its window: the control it was fed, or the event it sampled."""
@@ -492,7 +522,8 @@ class _Decoder:
 
 def generate(model: CausalLM, *, history: np.ndarray, controls: np.ndarray, start_time: int, end_time: int,
              options: SamplingOptions | None = None, variations: int = 1, callback: Callback | None = None,
-             window: int | None = None, grid_ticks: np.ndarray | None = None) -> list[np.ndarray]:
+             window: int | None = None, grid_ticks: np.ndarray | None = None,
+             beat_ticks: np.ndarray | None = None) -> list[np.ndarray]:
     """Sample new notes in ``[start_time, end_time)`` (ticks) given a prompt and anticipated controls.
 
     ``history``: event tokens (absolute ticks) before ``start_time``, the prompt. ``controls``: control tokens
@@ -504,7 +535,8 @@ def generate(model: CausalLM, *, history: np.ndarray, controls: np.ndarray, star
     part's note once its length is settled, by the part's next note or the passing of its end). ``window``
     caps the tokens of context (default: the model's ``max_positions``). ``grid_ticks``: absolute ticks of
     the steps new notes start and end on, up to ``end_time + GRID_REACH`` (the front end knows the tempo map;
-    default: ``options.grid`` at 120 bpm from tick 0, or free timing).
+    default: ``options.grid`` at 120 bpm from tick 0, or free timing). ``beat_ticks``: absolute ticks of the
+    beats (quarter notes) over the same span, for ``options.beat_parallels`` (default: 120 bpm from tick 0).
     """
     options = options or SamplingOptions()
     options.validate()
@@ -540,12 +572,15 @@ def generate(model: CausalLM, *, history: np.ndarray, controls: np.ndarray, star
 
     if grid_ticks is None and options.grid:
         grid_ticks = MidiMeta().grid_ticks(options.grid, end_time + GRID_REACH)
+    if beat_ticks is None and options.no_parallels and options.beat_parallels < 1.0:
+        beat_ticks = MidiMeta().grid_ticks(1, end_time + GRID_REACH)
 
     candidates = options.candidates
     live = callback if candidates == 1 else None
     decoder = _Decoder(model, prompt=sequence, controls=controls, fed=len(controls) - len(pending),
                        start=start_time, end=end_time, options=options, rows=variations * candidates,
-                       callback=live, window=window, present_instruments=present, grid_ticks=grid_ticks)
+                       callback=live, window=window, present_instruments=present, grid_ticks=grid_ticks,
+                       beat_ticks=beat_ticks)
     was_training = model.training
     model.eval()
     try:

@@ -94,11 +94,13 @@ def _onsets(midi: MidiTokens) -> np.ndarray:
     return midi.events[:, 0] - TIME_OFFSET
 
 
-def _grid_ticks(midi: MidiTokens, options: SamplingOptions | None, end: int) -> np.ndarray | None:
-    """The steps of ``options.grid`` through the input's tempo map, as far as decoding can reach."""
-    if options is None or not options.grid:
-        return None
-    return midi.meta.grid_ticks(options.grid, end + GRID_REACH)
+def _timing(midi: MidiTokens, options: SamplingOptions | None, end: int) -> dict[str, np.ndarray | None]:
+    """``generate``'s grid and beats through the input's tempo map, as far as decoding can reach: the steps
+    of ``options.grid``, and the quarter notes where ``options.beat_parallels`` needs them."""
+    grid = options is not None and options.grid
+    beats = options is not None and options.no_parallels and options.beat_parallels < 1.0
+    return {"grid_ticks": midi.meta.grid_ticks(options.grid, end + GRID_REACH) if grid else None,
+            "beat_ticks": midi.meta.grid_ticks(1, end + GRID_REACH) if beats else None}
 
 
 def accompany(model: CausalLM, midi: MidiTokens, *, keep_instruments: Sequence[int] | None = None,
@@ -135,7 +137,7 @@ def accompany(model: CausalLM, midi: MidiTokens, *, keep_instruments: Sequence[i
     start, end = int(_onsets(midi).min()), max(_end_tick(midi), 1)
     new = generate(model, history=np.zeros((0, 3), np.int64), controls=ops.to_controls(midi.events[kept]),
                    start_time=start, end_time=end, options=options, variations=variations,
-                   callback=callback, window=window, grid_ticks=_grid_ticks(midi, options, end))
+                   callback=callback, window=window, **_timing(midi, options, end))
     # New parts are not the kept ones: a new violin line is not "Violin I" even if that track is kept.
     return _assemble(midi, kept, new, join_tracks=False)
 
@@ -155,7 +157,7 @@ def infill(model: CausalLM, midi: MidiTokens, *, start: float, end: float,
     before, after = onsets < first, onsets >= last
     new = generate(model, history=midi.events[before], controls=ops.to_controls(midi.events[after]),
                    start_time=first, end_time=last, options=options, variations=variations,
-                   callback=callback, window=window, grid_ticks=_grid_ticks(midi, options, last))
+                   callback=callback, window=window, **_timing(midi, options, last))
     return _assemble(midi, before | after, new, join_tracks=True)
 
 
@@ -169,5 +171,5 @@ def continue_piece(model: CausalLM, midi: MidiTokens, *, seconds: float,
     last = first + round(seconds * TIME_RESOLUTION)
     new = generate(model, history=midi.events, controls=np.zeros((0, 3), np.int64), start_time=first,
                    end_time=last, options=options, variations=variations,
-                   callback=callback, window=window, grid_ticks=_grid_ticks(midi, options, last))
+                   callback=callback, window=window, **_timing(midi, options, last))
     return _assemble(midi, np.ones(len(midi.events), bool), new, join_tracks=True)

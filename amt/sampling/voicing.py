@@ -46,10 +46,15 @@ def parallel_moves(before: int, others_before: int, others_now: int) -> np.ndarr
     return (np.sign(_PITCHES - before) == direction) & (np.abs(_PITCHES - others_now) % 12 == interval)
 
 
+NEW_NOTES_KEPT = 16
+"""New notes remembered per part and row: enough to find where a monophonic line was a beat ago, through
+the passing notes of even a fast tempo."""
+
+
 class PartLines:
     """The notes of every part that the sampler's rows can see, for the no-parallels rule: the kept notes
-    (prompt and controls, the same for every row) and each row's new notes (the last two per part: enough
-    for a monophonic line)."""
+    (prompt and controls, the same for every row) and each row's newest notes (``NEW_NOTES_KEPT`` per
+    part)."""
 
     def __init__(self, kept_events: np.ndarray, rows: int):
         kept_events = kept_events[~ops.is_rest(kept_events)]
@@ -71,7 +76,7 @@ class PartLines:
             before_onset, before_end, before_pitch = notes[-1]
             notes[-1] = (before_onset, min(before_end, onset), before_pitch)
         notes.append((onset, end, pitch))
-        del notes[:-2]
+        del notes[:-NEW_NOTES_KEPT]
 
     def select(self, index: np.ndarray) -> None:
         """Keep the rows in ``index`` (rows that finished leave the batch)."""
@@ -96,22 +101,31 @@ class PartLines:
         onsets, _, pitches = self._notes(row, instrument)
         return last_pitch(onsets, pitches, tick - 1)
 
-    def parallel_pitches(self, row: int, instrument: int, onset: int) -> np.ndarray:
-        """Boolean ``[MAX_PITCH]``: the pitches a new note of ``instrument`` at ``onset`` may not take
-        because, from the sonority just before ``onset`` to the one at it, they make parallel fifths or
-        octaves with another part (``parallel_moves``).
+    def parallel_pitches(self, row: int, instrument: int, onset: int, since: int | None = None) -> np.ndarray:
+        """Boolean ``[MAX_PITCH]``: the pitches with which a new note of ``instrument`` at ``onset`` would
+        make parallel fifths or octaves with another part (``parallel_moves``): from the
+        sonority just before ``onset`` to the one at it, or, with ``since``, from the sonority sounding at
+        tick ``since`` (the previous beat) to the one at ``onset``, whatever passing notes lie between.
 
-        Consecutive sonorities are what the rule books forbid. Parallels between successive beats with
-        passing notes between them are allowed: Bach's chorales have them (412 of the 656 fifths and octaves
-        from beat to beat in the music21 chorales). A part with a note at this onset that is not drawn yet
-        is checked when it is, against this note.
+        Consecutive sonorities are what the rule books forbid outright. Parallels between successive beats
+        with passing notes between them are rarer in Bach's chorales but not absent (412 of the 656 fifths and
+        octaves from beat to beat in the music21 chorales have them), so the sampler weighs those down
+        rather than forbidding them (``SamplingOptions.beat_parallels``). A part with a note at this onset
+        that is not drawn yet is checked when it is, against this note.
         """
-        forbidden = np.zeros(MAX_PITCH, dtype=bool)
-        before = self.pitch_before(row, instrument, onset)
-        if before is None:  # the part's first note: nothing to move from
-            return forbidden
+        parallel = np.zeros(MAX_PITCH, dtype=bool)
+        if since is None:
+            before = self.pitch_before(row, instrument, onset)
+        else:
+            before = self.pitch_at(row, instrument, since)
+        if before is None:  # nothing to move from: the part's first note, or silent on the previous beat
+            return parallel
         for other in (set(self.kept) | set(self.new[row])) - {instrument, DRUMS}:
-            now, others_before = self.pitch_at(row, other, onset), self.pitch_before(row, other, onset)
+            now = self.pitch_at(row, other, onset)
+            if since is None:
+                others_before = self.pitch_before(row, other, onset)
+            else:
+                others_before = self.pitch_at(row, other, since)
             if now is not None and others_before is not None:
-                forbidden |= parallel_moves(before, others_before, now)
-        return forbidden
+                parallel |= parallel_moves(before, others_before, now)
+        return parallel
