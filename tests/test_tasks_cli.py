@@ -219,8 +219,8 @@ def test_cli_accompany_on_the_files_grid_with_monophonic_parts(files):
 def test_cli_accompany_with_legato_parts_on_the_grid(files):
     out = files / "legato.mid"
     assert main(["accompany", str(files / "chorale.mid"), "--keep-track", "Soprano", "--instruments", "65",
-                 "66", "67", "--monophonic", "--legato", "--no-parallels", "--grid", "4", "--model",
-                 str(files / "model"), "--seed", "7", "--out", str(out)]) == 0
+                 "66", "67", "--monophonic", "--legato", "--no-parallels", "--beat-parallels", "0",
+                 "--grid", "4", "--model", str(files / "model"), "--seed", "7", "--out", str(out)]) == 0
     written = read_midi(out)
     new = written.events[(written.events[:, 2] - NOTE_OFFSET) // MAX_PITCH != 0]
     assert len(new)
@@ -252,6 +252,9 @@ def test_cli_accompany_keeps_the_kept_track_and_its_name(files):
     ["continue", "{dir}/missing.mid", "--seconds", "2"],
     ["continue", "{dir}/chorale.mid", "--seconds", "2", "--top-p", "1.5"],
     ["continue", "{dir}/chorale.mid", "--seconds", "2", "--legato"],  # legato needs --monophonic
+    ["continue", "{dir}/chorale.mid", "--seconds", "2", "--monophonic", "--beat-parallels", "0"],  # alone
+    ["continue", "{dir}/chorale.mid", "--seconds", "2", "--monophonic", "--no-parallels", "--beat-parallels",
+     "2"],
     ["continue", "{dir}/chorale.mid", "--seconds", "2", "--out", "{dir}/no/such/folder/x.mid"],
 ])
 def test_cli_bad_input_is_an_error_and_writes_nothing(files, capsys, args):

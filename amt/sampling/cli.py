@@ -54,7 +54,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-parallels", action="store_true",
                         help="with --monophonic: no parallel fifths or octaves between a new part and any "
                         "other single-line part (between consecutive sonorities)")
-    parser.add_argument("--beat-parallels", type=float, default=BEAT_PARALLELS, metavar="W",
+    parser.add_argument("--beat-parallels", type=float, metavar="W",
                         help="with --no-parallels: the weight (0-1) of a new note that would make parallel "
                         "fifths or octaves from the previous beat to this one through passing notes; 0 "
                         f"forbids them, 1 leaves them to the model (default {BEAT_PARALLELS}: about Bach's "
@@ -146,11 +146,15 @@ def _run(args: argparse.Namespace) -> int:
     from amt.sampling.tasks import accompany, continue_piece, infill
     from amt.tokenization.midi import read_midi
 
+    if args.beat_parallels is not None and not args.no_parallels:
+        raise GenerationError("--beat-parallels weighs the moves that --no-parallels lets through: add "
+                              "--no-parallels")
+    beat_parallels = BEAT_PARALLELS if args.beat_parallels is None else args.beat_parallels
     options = SamplingOptions(
         top_p=args.top_p, temperature=args.temperature, seed=args.seed, instruments=args.instruments,
         pitch_range=args.pitch_range, max_instruments=args.max_instruments, density=args.density,
         polyphony=args.polyphony, monophonic=args.monophonic, legato=args.legato,
-        no_parallels=args.no_parallels, beat_parallels=args.beat_parallels, grid=args.grid,
+        no_parallels=args.no_parallels, beat_parallels=beat_parallels, grid=args.grid,
         candidates=args.candidates)
     options.validate()
     paths = _output_paths(args)
