@@ -117,6 +117,17 @@ def test_beat_grid_follows_tempo_map():
     assert grid[:, 0].tolist() == [72, -1, 74] and grid[:, 3].tolist() == [48, 50, -1]
 
 
+def test_a_voice_is_where_its_newest_note_is():
+    # Soprano C5 then B4, the C5's end rounded one tick past the B4's onset: at beat 2 the soprano sings B4.
+    # Bass C3 and E3 starting together (divided): the lower is the bass's pitch.
+    empty = (np.zeros(0, np.int64),) * 3
+    voices = Voices({"soprano": (np.array([0, 100]), np.array([101, 200]), np.array([72, 71])),
+                     "alto": empty, "tenor": empty,
+                     "bass": (np.array([0, 0]), np.array([200, 200]), np.array([52, 48]))}, META)
+    grid = beat_pitches(voices, np.array([0, 100]))
+    assert grid[:, 0].tolist() == [72, 71] and grid[:, 3].tolist() == [48, 48]
+
+
 def test_key_estimation():
     c_major = np.array([60, 62, 64, 65, 67, 69, 71, 72, 67, 64, 60])
     assert estimate_key(c_major) == (0, "major")

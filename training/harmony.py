@@ -7,8 +7,8 @@ told apart by instrument: the music21 chorales carry Soprano 64, Alto 65, Tenor 
 
 Everything is measured on a beat grid: the quarter notes of the piece's tempo map (``MidiMeta``), which a
 generation inherits from its input. At each beat, a voice's pitch is the note sounding at the beat's onset
-(the highest if a voice plays several; the lowest for the bass), or none. Metrics (pooled over all pieces
-and samples, so long chorales weigh more):
+that started last (of several starting together, the highest; the lowest for the bass), or none. Metrics
+(pooled over all pieces and samples, so long chorales weigh more):
 
 - ``parallel_fifths`` / ``parallel_octaves``: share of (voice pair, consecutive beats) moves, over the six
   pairs, where both voices move in the same direction from a perfect fifth to a perfect fifth (octaves:
@@ -135,11 +135,18 @@ def beat_ticks(meta: MidiMeta, end: int) -> np.ndarray:
 
 
 def beat_pitches(voices: Voices, beats: np.ndarray) -> np.ndarray:
-    """``[beats, 4]`` sounding pitch of each voice at each beat onset, -1 where the voice is silent."""
+    """``[beats, 4]`` sounding pitch of each voice at each beat onset, -1 where the voice is silent: of the
+    notes sounding there, the one that started last (among notes starting together, the highest; the lowest
+    for the bass)."""
     grid = np.full((len(beats), len(VOICES)), -1, dtype=np.int64)
     for v, voice in enumerate(VOICES):
         onsets, ends, pitches = voices.notes[voice]
         sounding = (onsets[None, :] <= beats[:, None]) & (beats[:, None] < ends[None, :])
+        # A note whose end was rounded a tick past the next note's onset still "sounds" at that onset; the
+        # voice has moved on all the same (the chorales at 90 bpm have such overlaps on many beats).
+        never = np.iinfo(np.int64).min
+        latest = np.where(sounding, onsets[None, :], never).max(axis=1, initial=never)
+        sounding &= onsets[None, :] == latest[:, None]
         if voice == "bass":
             chosen = np.where(sounding, pitches[None, :], 1000).min(axis=1, initial=1000)
             grid[:, v] = np.where(chosen < 1000, chosen, -1)

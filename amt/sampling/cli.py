@@ -57,8 +57,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beat-parallels", type=float, metavar="W",
                         help="with --no-parallels: the weight (0-1) of a new note that would make parallel "
                         "fifths or octaves from the previous beat to this one through passing notes; 0 "
-                        f"forbids them, 1 leaves them to the model (default {BEAT_PARALLELS}: about Bach's "
-                        "rate with the built-in model)")
+                        f"forbids them, 1 leaves them to the model (default {BEAT_PARALLELS}: the built-in "
+                        "model's nearest to Bach's rate)")
     parser.add_argument("--grid", type=int, metavar="STEPS",
                         help="new notes start and end on a grid of STEPS per quarter note of the file's "
                         "tempo (4: sixteenths, 3: eighth triplets)")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from amt.errors import GenerationError
 from amt.tokenization.vocab import DRUMS, MAX_INSTR, MAX_PITCH
 
-BEAT_PARALLELS = 0.8
+BEAT_PARALLELS = 0.6
 """Default ``SamplingOptions.beat_parallels``: chosen on the validation chorales (MODEL_CARD.md)."""
 MAX_GRID = 24
 """Finest grid, in steps per quarter note: at 120 bpm a step of 24 is about two 10 ms ticks."""
@@ -50,8 +50,8 @@ class SamplingOptions:
       the piece's tempo map) keeps of the model's probability when it would make parallel fifths or octaves
       with another part from the previous beat to this one, passing notes between them notwithstanding (the
       weight multiplies the probability before nucleus truncation). 0 forbids such moves, as strict
-      counterpoint does; 1 leaves them to the model. The default is where the built-in model writes them
-      about as often as Bach does in his chorales (see MODEL_CARD.md).
+      counterpoint does; 1 leaves them to the model. The default is where the built-in model came nearest
+      Bach's rate of them on the validation chorales (see MODEL_CARD.md).
     - ``candidates``: samples per variation, generated in the same batch; the one closest to the density and
       polyphony targets is kept (needs a target).
     """

@@ -108,8 +108,8 @@ class PartLines:
         tick ``since`` (the previous beat) to the one at ``onset``, whatever passing notes lie between.
 
         Consecutive sonorities are what the rule books forbid outright. Parallels between successive beats
-        with passing notes between them are rarer in Bach's chorales but not absent (412 of the 656 fifths and
-        octaves from beat to beat in the music21 chorales have them), so the sampler weighs those down
+        with passing notes between them are rare in Bach's chorales but not absent (374 of the 412 fifths and
+        octaves from beat to beat in the 409 music21 chorales have them), so the sampler weighs those down
         rather than forbidding them (``SamplingOptions.beat_parallels``). A part with a note at this onset
         that is not drawn yet is checked when it is, against this note.
         """
