@@ -6,6 +6,8 @@ whatever the weights are. A spy on ``model.advance`` checks the exact sequences 
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -482,32 +484,39 @@ def test_a_monophonic_part_cuts_its_previous_note_and_streams_notes_final():
         assert streamed == sorted(map(tuple, new.tolist()))
 
 
+def line_at(part: np.ndarray, tick: int) -> int | None:
+    """A part's line at ``tick``: its latest-onset sounding note (None in silence or on a chord)."""
+    sounding = part[(part[:, 0] <= tick) & (tick < part[:, 1])]
+    if not len(sounding):
+        return None
+    newest = sounding[sounding[:, 0] == sounding[:, 0].max()]
+    return int(newest[0, 2]) if len(newest) == 1 else None
+
+
+def perfect_parallels(parts: dict[int, np.ndarray], moves, counted) -> int:
+    """Parallel fifths and octaves over ``moves`` ((before, now) ticks) between the pairs of parts (a, b)
+    for which ``counted(a, b, now)`` holds."""
+    count = 0
+    for a, b in itertools.combinations(sorted(parts), 2):
+        for before, now in moves:
+            if not counted(a, b, now):
+                continue
+            pitches = [line_at(parts[a], before), line_at(parts[b], before), line_at(parts[a], now),
+                       line_at(parts[b], now)]
+            if None in pitches:
+                continue
+            a0, b0, a1, b1 = pitches
+            similar = np.sign(a1 - a0) == np.sign(b1 - b0) != 0
+            interval = abs(a0 - b0) % 12
+            count += bool(similar and interval in (0, 7) and interval == abs(a1 - b1) % 12)
+    return count
+
+
 def consecutive_perfect_moves(parts: dict[int, np.ndarray], new: set[int]) -> int:
     """Parallel fifths and octaves between a new part and any other part, from the sonority just before
-    each note onset to the one at it; a part's line is its latest-onset sounding note."""
-    def line(part, tick):
-        sounding = part[(part[:, 0] <= tick) & (tick < part[:, 1])]
-        if not len(sounding):
-            return None
-        newest = sounding[sounding[:, 0] == sounding[:, 0].max()]
-        return int(newest[0, 2]) if len(newest) == 1 else None
-
-    moves = {(t - 1, t) for part in parts.values() for t in part[:, 0].tolist()}
-    count = 0
-    for a in parts:
-        for b in parts:
-            if a >= b or not {a, b} & new:
-                continue
-            for before, now in moves:
-                pitches = [line(parts[a], before), line(parts[b], before), line(parts[a], now),
-                           line(parts[b], now)]
-                if None in pitches:
-                    continue
-                a0, b0, a1, b1 = pitches
-                similar = np.sign(a1 - a0) == np.sign(b1 - b0) != 0
-                interval = abs(a0 - b0) % 12
-                count += bool(similar and interval in (0, 7) and interval == abs(a1 - b1) % 12)
-    return count
+    each note onset to the one at it."""
+    moves = sorted({(t - 1, t) for part in parts.values() for t in part[:, 0].tolist()})
+    return perfect_parallels(parts, moves, lambda a, b, now: bool({a, b} & new))
 
 
 def test_parallel_moves_and_lines():
@@ -555,25 +564,11 @@ def beat_parallels(new: np.ndarray, melody_line: np.ndarray, beats: np.ndarray) 
     parts = parts_of(new)
     parts[64] = parts_of(melody_line)[64]
 
-    def line(part, tick):
-        sounding = part[(part[:, 0] <= tick) & (tick < part[:, 1])]
-        return int(sounding[-1, 2]) if len(sounding) else None
+    def starts(part: int, now: int) -> bool:
+        return part != 64 and now in parts[part][:, 0]
 
-    count = 0
-    for before, now in zip(beats[:-1].tolist(), beats[1:].tolist(), strict=True):
-        for a in parts:
-            if a == 64 or now not in parts[a][:, 0]:
-                continue
-            for b in set(parts) - {a}:
-                pitches = [line(parts[a], before), line(parts[b], before), line(parts[a], now),
-                           line(parts[b], now)]
-                if None in pitches:
-                    continue
-                a0, b0, a1, b1 = pitches
-                similar = np.sign(a1 - a0) == np.sign(b1 - b0) != 0
-                interval = abs(a0 - b0) % 12
-                count += bool(similar and interval in (0, 7) and interval == abs(a1 - b1) % 12)
-    return count
+    moves = list(zip(beats[:-1].tolist(), beats[1:].tolist(), strict=True))
+    return perfect_parallels(parts, moves, lambda a, b, now: starts(a, now) or starts(b, now))
 
 
 def test_beat_parallels_weighs_down_parallels_from_beat_to_beat():
