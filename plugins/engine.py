@@ -315,7 +315,7 @@ class Engine:
             variations=sampling.variations,
             callback=callback,
             grid_ticks=_grid_ticks(plan, request.grid) if request.grid else None,
-            beat_ticks=_grid_ticks(plan, 1.0) if options.no_parallels else None,
+            beat_ticks=_grid_ticks(plan, 1.0) if options.weighs_beats else None,
         )
         seconds = time.perf_counter() - began
         variations = []

@@ -71,6 +71,11 @@ class SamplingOptions:
     beat_parallels: float = BEAT_PARALLELS
     candidates: int = 1
 
+    @property
+    def weighs_beats(self) -> bool:
+        """Whether decoding needs the beats: ``beat_parallels`` below 1 under ``no_parallels``."""
+        return self.no_parallels and self.beat_parallels < 1.0
+
     def validate(self) -> None:
         """Raise GenerationError naming the first option out of range."""
         if not 0.0 < self.top_p <= 1.0:

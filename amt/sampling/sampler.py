@@ -191,7 +191,7 @@ class _Decoder:
         self.beats = None  # [beats] ascending ticks, where beat_parallels weighs moves from the previous beat
         if options.no_parallels:
             self.lines = PartLines(np.concatenate([prompt_events, controls - CONTROL_OFFSET]), rows)
-            if options.beat_parallels < 1.0 and beat_ticks is not None:
+            if options.weighs_beats and beat_ticks is not None:
                 self.beats = np.unique(np.asarray(beat_ticks, dtype=np.int64))
         self.generated: list[list[np.ndarray]] = [[] for _ in range(rows)]
         self.finished: dict[int, list[np.ndarray]] = {}
@@ -426,7 +426,7 @@ class _Decoder:
         pitches_ok = log_weights = None
         if self.lines is not None:
             pitches_ok = np.ones((rows, MAX_INSTR, MAX_PITCH), dtype=bool)
-            weighed = np.zeros((rows, MAX_INSTR, MAX_PITCH), dtype=bool)
+            weighed = np.zeros((rows, MAX_INSTR, MAX_PITCH), dtype=bool) if self.beats is not None else None
             for r in np.flatnonzero(note_ok):
                 since = self._previous_beat(int(onset[r]))
                 tick = int(onset[r])
@@ -435,9 +435,9 @@ class _Decoder:
                     pitches_ok[r, instrument] = ~self.lines.parallel_pitches(r, instrument, tick)
                     if since is not None:
                         weighed[r, instrument] = self.lines.parallel_pitches(r, instrument, tick, since)
-            if self.options.beat_parallels == 0.0:
+            if weighed is not None and self.options.beat_parallels == 0.0:
                 pitches_ok &= ~weighed
-            elif weighed.any():
+            elif weighed is not None and weighed.any():
                 weights = np.where(weighed, np.log(self.options.beat_parallels), 0.0).reshape(rows, -1)
                 weights = np.concatenate([weights, np.zeros((rows, 1))], axis=1)  # REST
                 log_weights = torch.from_numpy(weights).float().to(self.device)
@@ -572,7 +572,7 @@ def generate(model: CausalLM, *, history: np.ndarray, controls: np.ndarray, star
 
     if grid_ticks is None and options.grid:
         grid_ticks = MidiMeta().grid_ticks(options.grid, end_time + GRID_REACH)
-    if beat_ticks is None and options.no_parallels and options.beat_parallels < 1.0:
+    if beat_ticks is None and options.weighs_beats:
         beat_ticks = MidiMeta().grid_ticks(1, end_time + GRID_REACH)
 
     candidates = options.candidates

@@ -98,7 +98,7 @@ def _timing(midi: MidiTokens, options: SamplingOptions | None, end: int) -> dict
     """``generate``'s grid and beats through the input's tempo map, as far as decoding can reach: the steps
     of ``options.grid``, and the quarter notes where ``options.beat_parallels`` needs them."""
     grid = options is not None and options.grid
-    beats = options is not None and options.no_parallels and options.beat_parallels < 1.0
+    beats = options is not None and options.weighs_beats
     return {"grid_ticks": midi.meta.grid_ticks(options.grid, end + GRID_REACH) if grid else None,
             "beat_ticks": midi.meta.grid_ticks(1, end + GRID_REACH) if beats else None}
 
