@@ -428,8 +428,8 @@ class _Decoder:
             pitches_ok = np.ones((rows, MAX_INSTR, MAX_PITCH), dtype=bool)
             weighed = np.zeros((rows, MAX_INSTR, MAX_PITCH), dtype=bool) if self.beats is not None else None
             for r in np.flatnonzero(note_ok):
-                since = self._previous_beat(int(onset[r]))
                 tick = int(onset[r])
+                since = self._previous_beat(tick)
                 for instrument in np.flatnonzero(instrument_ok[r, self.mono_instruments]):
                     instrument = int(self.mono_instruments[instrument])
                     pitches_ok[r, instrument] = ~self.lines.parallel_pitches(r, instrument, tick)
