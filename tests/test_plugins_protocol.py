@@ -102,6 +102,8 @@ def _body(**changes):
         (_body(grid=1e-9), 422, "grid"),  # a step finer than 1/64 beat would only cost memory
         (_body(sampling={"monophonic": "sometimes"}), 422, "sampling.monophonic"),
         (_body(sampling={"legato": True}), 422, "set monophonic"),
+        (_body(sampling={"monophonic": True, "no_parallels": True, "beat_parallels": 1.5}), 422,
+         "sampling.beat_parallels"),
         (_body(notes=[{"start": 0, "duration": 1, "pitch": 200}]), 422, "notes.0.pitch"),
         (_body(sampling={"temprature": 2}), 422, "temprature"),
         (_body(time_signatures=[{"beat": 0, "numerator": 4, "denominator": 3}]), 422, "power of two"),
