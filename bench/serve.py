@@ -29,9 +29,7 @@ from amt.plugins.server import BackgroundServer, create_app
 from results import record_section
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT.parent / "shared" / "reference"
-if not REFERENCE.is_dir():
-    REFERENCE = Path("/work/shared/reference")
+REFERENCE = ROOT / "tests" / "data" / "reference"
 
 
 HEADER = ("| region | clients | requests | 200 OK | new notes/request | model s/request | p50 s | p95 s "

@@ -1,4 +1,4 @@
-"""Tokenization speed: events per second, single process, on the shared reference files and synthetic MIDI.
+"""Tokenization speed: events per second, one process, on tests/data/reference and synthetic MIDI.
 
     python bench/tokenization.py [--synthetic 300] [--repeat 3] [--record]
 
@@ -49,7 +49,7 @@ from amt.tokenization.vocab import DRUMS, DUR_OFFSET, MAX_DUR, NOTE_OFFSET, TIME
 from results import record_section
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT.parent / "shared" / "reference"
+REFERENCE = ROOT / "tests" / "data" / "reference"
 
 
 def write_synthetic(folder: Path, count: int, seed: int = 0) -> list[Path]:

@@ -377,13 +377,15 @@ class ProgressAdapter:
         self.fractions = np.zeros(variations)
         self.new_notes = 0
         self.interval = interval
-        self.last = 0.0
+        # None until the first update: time.monotonic() counts from an arbitrary point (boot on Linux), so a
+        # fixed 0.0 would swallow every update for the first `interval` seconds after the machine started.
+        self.last: float | None = None
 
     def __call__(self, variation: int, event: np.ndarray, fraction: float) -> None:
         self.fractions[variation] = max(self.fractions[variation], float(fraction))
         self.new_notes += 1
         now = time.monotonic()
-        if now - self.last >= self.interval:
+        if self.last is None or now - self.last >= self.interval:
             self.last = now
             fraction = GENERATION_SHARE * float(self.fractions.mean())
             self.progress(fraction, f"Generating: {self.new_notes} new notes")

@@ -1,4 +1,4 @@
-"""Shared fixtures: the reference files of the original implementation live in ../shared/reference."""
+"""Shared fixtures: the reference files of the original implementation live in tests/data/reference."""
 
 from __future__ import annotations
 
@@ -7,13 +7,11 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-REFERENCE_DIR = REPO_ROOT.parent / "shared" / "reference"
-"""The original implementation's reference files; ``shared/`` sits beside the project root, in CI too."""
+REFERENCE_DIR = REPO_ROOT / "tests" / "data" / "reference"
+"""The original implementation's reference files (MIDI inputs and their tokens), copied into the repo."""
 
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
-    """The shared reference folder (MIDI files and the original implementation's tokens); skip if absent."""
-    if not REFERENCE_DIR.is_dir():
-        pytest.skip(f"reference files not found at {REFERENCE_DIR}")
+    """The reference folder (MIDI files and the original implementation's tokens)."""
     return REFERENCE_DIR

@@ -375,6 +375,15 @@ def test_progress_adapter_averages_variations_and_throttles():
     assert len(updates) == 4  # the first update only, then throttled
 
 
+def test_progress_adapter_reports_at_once_on_a_machine_just_booted(monkeypatch):
+    # time.monotonic() counts from boot on Linux: a machine up 5 s must still see the first update.
+    monkeypatch.setattr(callbacks.time, "monotonic", lambda: 5.0)
+    updates = []
+    adapter = callbacks.ProgressAdapter(lambda *update: updates.append(update), 1, interval=3600.0)
+    adapter(0, np.zeros(3, np.int64), 0.5)
+    assert len(updates) == 1
+
+
 def test_a_one_track_file_offers_its_instruments(tmp_path):
     import mido
 

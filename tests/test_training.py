@@ -1,7 +1,8 @@
 """Training end to end on CPU: the tiny config learns, resume is exact, checkpoints and configs behave.
 
-Uses a corpus prepared from the shared reference MIDI files. All four land in the "train" split (the split
-is a function of the file hash), so validation falls back to other windows of the training pieces.
+Uses a corpus prepared from the reference MIDI files (tests/data/reference). All four land in the "train"
+split (the split is a function of the file hash), so validation falls back to other windows of the training
+pieces.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The on-the-fly sequence builder: layout, flags, triples, interleaving, relative times, determinism.
 
-Runs on a corpus prepared from the shared reference MIDI files (a chorale, two multi-instrument movements
-and a synthetic file with drums), so every objective, packing and the 100 s limit are exercised.
+Runs on a corpus prepared from the reference MIDI files in tests/data/reference (a chorale, two
+multi-instrument movements and a synthetic file with drums), so every objective, packing and the 100 s limit
+are exercised.
 """
 
 from __future__ import annotations
