@@ -13,6 +13,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 what="${1:-demo}"
 [ $# -gt 0 ] && shift
+case "$what" in
+  demo|test|install) ;;
+  *) echo "usage: bash setup.sh demo|test|install [ARGS...]" >&2; exit 2 ;;
+esac
 VENV=.venv
 
 as_root() {
@@ -59,9 +63,5 @@ case "$what" in
     "$PY" -m pip install -q -e ".[demo,serve,train,test]"
     "$VENV/bin/ruff" check .
     exec "$PY" -m pytest -q "$@"
-    ;;
-  *)
-    echo "usage: bash setup.sh demo|test|install [ARGS...]" >&2
-    exit 2
     ;;
 esac
