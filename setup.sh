@@ -56,7 +56,7 @@ case "$what" in
     system_packages fluidsynth fluid-soundfont-gm
     "$PY" -m pip install -q -e ".[demo]"
     echo "setup.sh: amt is installed in $VENV (run $VENV/bin/amt, or 'source $VENV/bin/activate' first)" >&2
-    [ "$what" = demo ] && exec "$VENV/bin/amt" demo "$@"
+    if [ "$what" = demo ]; then exec "$VENV/bin/amt" demo "$@"; fi
     ;;
   test)
     system_packages fluidsynth fluid-soundfont-gm chromium lua5.4 nodejs curl
