@@ -75,6 +75,7 @@ def malformed(valid: dict, rng: random.Random) -> tuple[str, str, bytes | str, d
         ("huge numbers", "http", json.dumps(dict(valid, sampling={"seed": 10**30})), {}),
         ("huge numbers", "http",
          json.dumps(dict(valid, notes=[{"start": 0, "duration": 1, "pitch": 10**30}])), {}),
+        ("huge numbers", "http", '{"task": "infill", "grid": ' + "9" * 5000 + "}", {}),
         ("bpm 5e-324", "http", json.dumps(dict(valid, tempo=[{"beat": 0, "bpm": 5e-324}])), {}),
         ("deep nesting", "http", "[" * 50_000, {}),
         ("invalid UTF-8", "http", b'{"task": "\xff\xfe\xfd"}', {}),

@@ -3,7 +3,9 @@
 Endpoints (see PROTOCOL.md): ``GET /health``, ``POST /generate``, ``WS /ws`` (streams notes as they are
 sampled), and with ports mode ``POST /midi/trigger``. One model run at a time on the device; up to
 ``Limits.queue_size`` requests wait, more get 503 at once. Every failure is answered with a JSON
-``{"error", "status"}`` body; the server itself never stops on a bad request.
+``{"error", "status"}`` body on a connection that stays open; the server itself never stops on a bad
+request. Only loopback ``Host`` and ``Origin`` headers are served (``LoopbackOnly``). A run stops at its
+deadline, when its client leaves, and when the server is told to exit (``BridgeServer``).
 """
 
 from __future__ import annotations
@@ -366,11 +368,15 @@ def create_app(model, *, model_name: str | None = None, limits: Limits | None = 
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
-        message = str(error.detail)
-        if isinstance(error.__cause__, RecursionError):
+        # FastAPI answers every body its JSON parser chokes on (other than a syntax error) with one vague
+        # 400; the cause says what was wrong.
+        cause, message = error.__cause__, str(error.detail)
+        if isinstance(cause, RecursionError):
             message = "malformed JSON: nested too deeply"
-        elif isinstance(error.__cause__, UnicodeDecodeError):
-            message = f"malformed JSON: the body is not UTF-8 ({error.__cause__.reason})"
+        elif isinstance(cause, UnicodeDecodeError):
+            message = f"malformed JSON: the body is not UTF-8 ({cause.reason})"
+        elif isinstance(cause, ValueError):
+            message = f"malformed JSON: {cause}"
         return _error(error.status_code, message)
 
     @app.exception_handler(AmtError)

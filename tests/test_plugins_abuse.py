@@ -164,7 +164,7 @@ def test_a_binary_websocket_frame_gets_an_error_message(server):
 
 @pytest.mark.parametrize("body, words", [
     ("[1, 2]", "JSON object"), ('"infill"', "JSON object"), ("3", "JSON object"), ("null", "JSON object"),
-    ("[" * 100_000, "nested"), (b'{"task": "\xff\xfe"}', "UTF-8"),
+    ("[" * 100_000, "nested"), (b'{"task": "\xff\xfe"}', "UTF-8"), ('{"grid": ' + "9" * 5000 + "}", "digits"),
 ])
 def test_http_errors_match_the_protocol(server, body, words):
     answer = post(server.url, body)
