@@ -17,6 +17,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1: this computer only)")
     parser.add_argument("--port", type=int, default=8765, help="TCP port (default 8765)")
+    parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                        help="also serve requests whose Host or Origin names NAME (repeatable); only this "
+                        "computer's names (127.0.0.1, localhost, [::1]) are served by default, which keeps "
+                        "web pages from driving the bridge. A --host address is allowed too")
     parser.add_argument("--model", default=None, help="model folder or Hub id (default: the built-in model)")
     parser.add_argument("--device", default=None, help="torch device, e.g. cuda or cpu (default cpu)")
     limits = parser.add_argument_group("limits")
@@ -44,13 +48,11 @@ def run_serve(args: argparse.Namespace) -> int:
     """Load the model, open ports if asked, and serve until interrupted."""
     import threading
 
-    import uvicorn
-
     from amt.errors import AmtError
     from amt.models import load_model, resolve_model_name
     from amt.plugins.engine import Limits
     from amt.plugins.ports import PortsBridge, PortsSettings, Trigger, open_ports
-    from amt.plugins.server import create_app
+    from amt.plugins.server import create_app, serve
 
     if not 0 < args.port < 65536:
         raise AmtError(f"--port must be 1..65535, got {args.port}")
@@ -75,9 +77,11 @@ def run_serve(args: argparse.Namespace) -> int:
         threading.Thread(target=bridge.serve, args=(ports[0], stop), name="amt-midi-in", daemon=True).start()
         print(f"amt serve: MIDI ports {args.midi_in!r} -> {args.midi_out!r}, trigger {args.trigger}",
               file=sys.stderr)
-    app = create_app(model, model_name=name, limits=limits, bridge=bridge)
+    # The address the server was told to bind is a name its users will type: allow it (not 0.0.0.0 / ::).
+    allowed = [*args.allow_host, *([args.host] if args.host not in ("0.0.0.0", "::") else [])]
+    app = create_app(model, model_name=name, limits=limits, bridge=bridge, allowed_hosts=allowed)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, ws_max_size=limits.max_body_bytes, log_level="info")
+        serve(app, args.host, args.port, ws_max_size=limits.max_body_bytes)
     finally:
         stop.set()
         if ports is not None:

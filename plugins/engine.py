@@ -184,12 +184,14 @@ def plan_request(request: GenerateRequest, limits: Limits) -> Plan:
 
 def _grid_ticks(plan: Plan, step: float) -> np.ndarray:
     """Model ticks of the request's grid (a step every ``step`` beats of the project's tempo map), from the
-    project start to as far as decoding can reach past the region: new notes are sampled on it, so the
-    model hears the quantised notes it wrote."""
+    plan's model tick 0 (the earliest music shown to the model) to as far as decoding can reach past the
+    region: new notes are sampled on it, so the model hears the quantised notes it wrote. Only that span is
+    built, so a region far into a project costs what one at its start does."""
     from amt.sampling.sampler import GRID_REACH
 
+    first = plan.tempo.to_beats(plan.offset / TIME_RESOLUTION)
     last = plan.tempo.to_beats((plan.end_tick + plan.offset + GRID_REACH) / TIME_RESOLUTION)
-    beats = np.arange(int(np.ceil(last / step)) + 1) * step
+    beats = np.arange(int(np.floor(first / step)), int(np.ceil(last / step)) + 1) * step
     return np.rint(plan.tempo.to_seconds(beats) * TIME_RESOLUTION).astype(np.int64) - plan.offset
 
 
@@ -237,10 +239,10 @@ def event_to_note(plan: Plan, event: np.ndarray) -> OutNote | None:
 
 
 class Cancelled(RequestError):
-    """Raised inside the sampler's callback to stop a run that passed its deadline or lost its client."""
+    """Raised by the sampler's per-step check to stop a run that passed its deadline or lost its client."""
 
-    def __init__(self, reason: str):
-        super().__init__(reason, 504)
+    def __init__(self, reason: str, status: int = 504):
+        super().__init__(reason, status)
 
 
 NoteCallback = Callable[[int, OutNote, float], None]
@@ -270,7 +272,7 @@ class Engine:
     ) -> Outcome:
         """Generate the plan's variations; ``on_note(variation, note, progress)`` hears each new note as it
         is sampled. Stops with ``Cancelled`` once ``time.monotonic()`` passes ``deadline`` or ``cancel`` is
-        set."""
+        set (checked before every decoding step, whatever the sampling options)."""
         from amt.sampling.options import SamplingOptions
         from amt.sampling.sampler import generate
 
@@ -294,15 +296,16 @@ class Engine:
             candidates=sampling.candidates,
         )
 
-        def callback(variation: int, event: np.ndarray, progress: float) -> None:
+        def check() -> None:
             if time.monotonic() > deadline:
                 raise Cancelled("generation took longer than the server's per-request timeout")
             if cancel is not None and cancel.is_set():
                 raise Cancelled("the request was cancelled")
-            if on_note is not None:
-                note = event_to_note(plan, event)
-                if note is not None:
-                    on_note(variation, note, float(progress))
+
+        def callback(variation: int, event: np.ndarray, progress: float) -> None:
+            note = event_to_note(plan, event)
+            if note is not None:
+                on_note(variation, note, float(progress))
 
         began = time.perf_counter()
         results = generate(
@@ -313,7 +316,8 @@ class Engine:
             end_time=plan.end_tick,
             options=options,
             variations=sampling.variations,
-            callback=callback,
+            callback=callback if on_note is not None else None,
+            check=check,
             grid_ticks=_grid_ticks(plan, request.grid) if request.grid else None,
             beat_ticks=_grid_ticks(plan, 1.0) if options.weighs_beats else None,
         )

@@ -19,6 +19,8 @@ from amt.errors import AmtError
 from amt.sampling.options import BEAT_PARALLELS
 
 PROTOCOL_VERSION = 1
+MIN_BPM, MAX_BPM = 1, 1000
+"""Tempi the bridge accepts: a musical range (a tempo near 0 would turn beats into infinite seconds)."""
 
 Task = Literal["accompany", "infill", "continue"]
 
@@ -66,7 +68,7 @@ class TempoPoint(_Strict):
     """A tempo change: from ``beat`` on, the project runs at ``bpm`` quarter notes per minute."""
 
     beat: Beat
-    bpm: float = Field(gt=0, le=1000)
+    bpm: float = Field(ge=MIN_BPM, le=MAX_BPM, description=f"Quarter notes per minute, {MIN_BPM}-{MAX_BPM}")
 
 
 class TimeSignature(_Strict):

@@ -3,32 +3,40 @@
 Endpoints (see PROTOCOL.md): ``GET /health``, ``POST /generate``, ``WS /ws`` (streams notes as they are
 sampled), and with ports mode ``POST /midi/trigger``. One model run at a time on the device; up to
 ``Limits.queue_size`` requests wait, more get 503 at once. Every failure is answered with a JSON
-``{"error", "status"}`` body; the server itself never stops on a bad request.
+``{"error", "status"}`` body on a connection that stays open; the server itself never stops on a bad
+request. Only loopback ``Host`` and ``Origin`` headers are served (``LoopbackOnly``). A run stops at its
+deadline, when its client leaves, and when the server is told to exit (``BridgeServer``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import threading
 import time
+from collections.abc import Awaitable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import uvicorn
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 
 from amt import __version__
 from amt.errors import AmtError, GenerationError
-from amt.plugins.engine import Engine, Limits, NoteCallback, Outcome, Plan, plan_request
+from amt.plugins.docs import render_docs
+from amt.plugins.engine import Cancelled, Engine, Limits, NoteCallback, Outcome, Plan, plan_request
 from amt.plugins.protocol import ErrorBody, GenerateRequest, GenerateResponse, Health, RequestError
 
 log = logging.getLogger("amt.serve")
+T = TypeVar("T")
 
 
 def describe_validation(errors: list[dict[str, Any]]) -> str:
@@ -44,6 +52,8 @@ def parse_request(text: str | bytes) -> GenerateRequest:
     """Parse and validate a request body; ``RequestError`` 400 for bad JSON, 422 for bad values."""
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise RequestError("malformed JSON: nested too deeply", 400) from None
     except (ValueError, UnicodeDecodeError) as error:
         raise RequestError(f"malformed JSON: {error}", 400) from None
     if not isinstance(data, dict):
@@ -62,19 +72,31 @@ class Runner:
         self.limits = limits
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="amt-model")
         self._lock = threading.Lock()
+        self._cancels: set[threading.Event] = set()  # one per request queued or running
+        self.stopping = threading.Event()
         self.waiting = 0
         self.running = 0
         self.served = 0
         self.failed = 0
+        """Requests answered 500 (a bug) or 504 (stopped at the timeout), over HTTP or WebSocket."""
 
-    def _admit(self) -> None:
+    def count_answer(self, status: int) -> None:
+        """Count an error answer in ``failed`` when it is the server's failure (500, 504; not 503 busy)."""
+        if status >= 500 and status != 503:
+            with self._lock:
+                self.failed += 1
+
+    def _admit(self, cancel: threading.Event) -> None:
         with self._lock:
+            if self.stopping.is_set():
+                raise RequestError("the server is shutting down", 503)
             if self.waiting + self.running > self.limits.queue_size:
                 raise RequestError(
                     f"busy: {self.waiting + self.running} requests are ahead (queue size "
                     f"{self.limits.queue_size}); retry shortly", 503
                 )
             self.waiting += 1
+            self._cancels.add(cancel)
 
     def _work(self, plan: Plan, on_note, cancel, queued_at) -> tuple[Outcome, float]:
         with self._lock:
@@ -82,6 +104,8 @@ class Runner:
             self.running += 1
         waited = time.perf_counter() - queued_at
         try:
+            if self.stopping.is_set():
+                raise RequestError("the server is shutting down", 503)
             if cancel.is_set():
                 raise RequestError("the request was cancelled while it waited", 503)
             if waited > self.limits.timeout_seconds:
@@ -89,12 +113,17 @@ class Runner:
             deadline = time.monotonic() + self.limits.timeout_seconds
             try:
                 return self.engine.run(plan, on_note, deadline=deadline, cancel=cancel), waited
+            except Cancelled:
+                if self.stopping.is_set():
+                    raise RequestError("the server is shutting down", 503) from None
+                raise
             except StopIteration as error:
                 # asyncio cannot carry StopIteration through a future (the request would hang forever).
                 raise RuntimeError(f"StopIteration inside generation: {error}") from error
         finally:
             with self._lock:
                 self.running -= 1
+                self._cancels.discard(cancel)
 
     async def run(
         self, request: GenerateRequest, on_note: NoteCallback | None = None
@@ -102,19 +131,17 @@ class Runner:
         """Queue a request, run it, and build the response; raises ``RequestError`` (503 when busy)."""
         # Validate against the limits before queueing, so bad requests never wait for the model.
         plan = plan_request(request, self.limits)
-        self._admit()
         cancel = threading.Event()
+        self._admit(cancel)
         queued_at = time.perf_counter()
         future = self._executor.submit(self._work, plan, on_note, cancel, queued_at)
         try:
             outcome, waited = await asyncio.wrap_future(future)
         except asyncio.CancelledError:
-            cancel.set()  # the client went away: stop sampling at the next note
+            cancel.set()  # the client went away: stop sampling at the next step
             raise
-        except BaseException:
-            self.failed += 1
-            raise
-        self.served += 1
+        with self._lock:
+            self.served += 1
         return GenerateResponse(
             task=request.task,
             region=plan.region,
@@ -126,8 +153,16 @@ class Runner:
             model=self.engine.name,
         )
 
+    def stop(self) -> None:
+        """Shutting down: refuse new requests and stop the running and queued ones (each answered 503)."""
+        with self._lock:
+            self.stopping.set()
+            for cancel in self._cancels:
+                cancel.set()
+
     def close(self) -> None:
         """Stop the worker after the current run."""
+        self.stop()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
@@ -187,10 +222,112 @@ class BodyLimit:
 
         return await self.app(scope, replay, send)
 
+class Guard:
+    """Outermost ASGI middleware for HTTP: an exception that escapes the app becomes a JSON 500 answer on a
+    connection that stays open (left to uvicorn, it would log the error and drop the keep-alive connection),
+    and every 500 or 504 answer is counted in ``/health``'s ``failed``."""
 
-def create_app(model, *, model_name: str | None = None, limits: Limits | None = None, bridge=None) -> FastAPI:
+    def __init__(self, app, runner: Runner):
+        self.app = app
+        self.runner = runner
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def watched(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                self.runner.count_answer(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as error:
+            if started:  # the answer is half sent: nothing sensible can follow it
+                raise
+            await _error(*error_status(error))(scope, receive, watched)
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class LoopbackOnly:
+    """ASGI middleware refusing (403) HTTP requests and WebSockets whose ``Host`` or ``Origin`` names anything
+    but this computer (or a name in ``allowed``).
+
+    The bridge has no authentication: any web page the musician opens could otherwise drive it, through a
+    DNS name rebound to 127.0.0.1 (caught by Host) or a cross-site request or WebSocket (caught by Origin).
+    Clients that send neither header (DAW scripts, curl without a Host) are served. Starlette's
+    TrustedHostMiddleware checks only Host and takes no address ranges, hence this small class."""
+
+    def __init__(self, app, allowed: Iterable[str] = ()):
+        self.app = app
+        self.allowed = {name.lower().strip("[]") for name in allowed}
+
+    def _refusal(self, scope) -> str | None:
+        headers = dict(scope.get("headers", ()))
+        for header, value in ((b"host", "//{}"), (b"origin", "{}")):
+            raw = headers.get(header)
+            if raw is None:
+                continue
+            text = raw.decode("latin-1")
+            try:
+                name = urlsplit(value.format(text)).hostname or ""
+            except ValueError:
+                name = ""
+            if not (is_loopback(name) or name in self.allowed):
+                return (f"{header.decode().capitalize()} {text!r} is not allowed: the bridge serves only "
+                        "this computer (127.0.0.1, localhost, [::1]) and names given with `amt serve "
+                        "--allow-host`")
+        return None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket") and (refusal := self._refusal(scope)):
+            if scope["type"] == "websocket":
+                # Closing before accepting makes the server answer the handshake with 403.
+                return await send({"type": "websocket.close", "code": 1008, "reason": refusal[:120]})
+            return await _error(403, refusal)(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
+async def _until_disconnected(request: Request) -> None:
+    # Once the body is read, the next ASGI message of an HTTP request is the client's disconnect.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_abandoned(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work`` while watching the client: if it disconnects first, ``work`` is cancelled (which frees
+    the model) and a 503 is raised for nobody to read."""
+    job = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_until_disconnected(request))
+    try:
+        await asyncio.wait({job, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        abandoned = not job.done()
+        if abandoned:
+            job.cancel()
+    if abandoned:
+        raise RequestError("the client disconnected; its generation was stopped", 503)
+    return job.result()
+
+
+def create_app(model, *, model_name: str | None = None, limits: Limits | None = None, bridge=None,
+               allowed_hosts: Iterable[str] = ()) -> FastAPI:
     """The FastAPI app serving ``model`` (a loaded ``CausalLM``). ``bridge`` is a running
-    ``amt.plugins.ports.PortsBridge`` for ports mode, or None."""
+    ``amt.plugins.ports.PortsBridge`` for ports mode, or None. Only loopback ``Host`` and ``Origin`` headers
+    are served, plus the names in ``allowed_hosts``."""
     limits = limits or Limits()
     runner = Runner(Engine(model, model_name or type(model).__name__), limits)
 
@@ -212,6 +349,8 @@ def create_app(model, *, model_name: str | None = None, limits: Limits | None = 
         version=__version__,
         description="Writes notes into a DAW region with the Anticipatory Music Transformer. Positions are "
         "in quarter-note beats; see PROTOCOL.md.",
+        docs_url=None,  # Swagger UI and ReDoc load from a CDN: /docs is a plain page served from here
+        redoc_url=None,
     )
     app.state.runner = runner
     app.state.bridge = bridge
@@ -222,14 +361,26 @@ def create_app(model, *, model_name: str | None = None, limits: Limits | None = 
             if e.get("type") == "json_invalid":
                 reason = (e.get("ctx") or {}).get("error", "cannot parse")
                 return _error(400, f"malformed JSON at character {e['loc'][-1]}: {reason}")
+            if tuple(e.get("loc", ())) == ("body",):  # the body as a whole: a list, a number, null, nothing
+                return _error(400, "the request must be a JSON object (sent as Content-Type: "
+                              "application/json)")
         return _error(422, describe_validation(list(error.errors())))
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
+        # FastAPI answers every body its JSON parser chokes on (other than a syntax error) with one vague
+        # 400; the cause says what was wrong.
+        cause, message = error.__cause__, str(error.detail)
+        if isinstance(cause, RecursionError):
+            message = "malformed JSON: nested too deeply"
+        elif isinstance(cause, UnicodeDecodeError):
+            message = f"malformed JSON: the body is not UTF-8 ({cause.reason})"
+        elif isinstance(cause, ValueError):
+            message = f"malformed JSON: {cause}"
+        return _error(error.status_code, message)
 
     @app.exception_handler(AmtError)
     async def _amt_error(request: Request, error: AmtError) -> JSONResponse:
-        return _error(*error_status(error))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
         return _error(*error_status(error))
 
     @app.get("/health", response_model=Health)
@@ -240,20 +391,32 @@ def create_app(model, *, model_name: str | None = None, limits: Limits | None = 
             queue_size=limits.queue_size, served=runner.served, failed=runner.failed, midi=bridge is not None,
         )
 
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        """A plain reference page built from the OpenAPI document (works offline)."""
+        return HTMLResponse(render_docs(app.openapi()))
+
     @app.post(
         "/generate",
         response_model=GenerateResponse,
-        responses={s: {"model": ErrorBody} for s in (400, 413, 422, 500, 503, 504)},
+        responses={s: {"model": ErrorBody} for s in (400, 403, 413, 422, 500, 503, 504)},
     )
-    async def generate(request: GenerateRequest) -> GenerateResponse:
-        """Write new notes into the request's region; one list of notes per variation."""
-        return await runner.run(request)
+    async def generate(body: GenerateRequest, request: Request) -> GenerateResponse:
+        """Write new notes into the request's region; one list of notes per variation. A client that
+        disconnects stops its generation."""
+        return await _unless_abandoned(request, runner.run(body))
 
-    @app.post("/midi/trigger", responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}})
-    async def midi_trigger() -> dict:
-        """Ports mode: generate from the part recorded on "amt in" (same as the trigger note or CC)."""
+    @app.post("/midi/trigger", responses={s: {"model": ErrorBody} for s in (404, 409, 415)})
+    async def midi_trigger(request: Request) -> dict:
+        """Ports mode: generate from the part recorded on "amt in" (same as the trigger note or CC). Needs
+        ``Content-Type: application/json`` or an ``X-Amt-Trigger`` header, which a web page's form cannot
+        send."""
         if bridge is None:
             raise RequestError("ports mode is off: start the server with `amt serve --midi`", 404)
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json" and "x-amt-trigger" not in request.headers:
+            raise RequestError("POST /midi/trigger needs `Content-Type: application/json` or an "
+                               "`X-Amt-Trigger: 1` header (so that no web page can start a generation)", 415)
         return await asyncio.get_running_loop().run_in_executor(None, bridge.trigger_and_wait)
 
     @app.websocket("/ws")
@@ -263,12 +426,22 @@ def create_app(model, *, model_name: str | None = None, limits: Limits | None = 
         await websocket.accept()
         try:
             while True:
-                text = await websocket.receive_text()
-                await _serve_stream(websocket, runner, limits, text)
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                if message.get("text") is None:
+                    await websocket.send_json({"type": "error", **ErrorBody(
+                        error="a binary frame: send each request as a text message (JSON)", status=400,
+                    ).model_dump()})
+                    continue
+                await _serve_stream(websocket, runner, limits, message["text"])
         except WebSocketDisconnect:
             return
 
+    # Outermost last: Guard sees every answer (and every exception), then the host check, then the size.
     app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
+    app.add_middleware(LoopbackOnly, allowed=allowed_hosts)
+    app.add_middleware(Guard, runner=runner)
     return app
 
 
@@ -304,9 +477,34 @@ async def _serve_stream(websocket: WebSocket, runner: Runner, limits: Limits, te
         if isinstance(error, WebSocketDisconnect):
             raise
         status, message = error_status(error)
+        runner.count_answer(status)
         await websocket.send_json({"type": "error", **ErrorBody(error=message, status=status).model_dump()})
         return
     await websocket.send_json({"type": "result", "response": response.model_dump(mode="json")})
+
+
+class BridgeServer(uvicorn.Server):
+    """uvicorn's server, which on SIGINT or SIGTERM also stops the generations running or waiting (each is
+    answered 503), so that the server exits at once rather than after them."""
+
+    def __init__(self, config: uvicorn.Config, runner: Runner):
+        super().__init__(config)
+        self.runner = runner
+
+    def handle_exit(self, sig, frame) -> None:
+        self.runner.stop()
+        super().handle_exit(sig, frame)
+
+
+def server_config(app: FastAPI, host: str, port: int, ws_max_size: int, log_level: str) -> uvicorn.Config:
+    """uvicorn's settings for the bridge; open connections get 5 s to finish once it shuts down."""
+    return uvicorn.Config(app, host=host, port=port, ws_max_size=ws_max_size, log_level=log_level,
+                          lifespan="on", timeout_graceful_shutdown=5)
+
+
+def serve(app: FastAPI, host: str, port: int, ws_max_size: int) -> None:
+    """Serve ``app`` (from ``create_app``) in this thread until SIGINT or SIGTERM."""
+    BridgeServer(server_config(app, host, port, ws_max_size, "info"), app.state.runner).run()
 
 
 class BackgroundServer:
@@ -316,9 +514,7 @@ class BackgroundServer:
     """
 
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0, ws_max_size: int = 2**21):
-        self.config = uvicorn.Config(app, host=host, port=port, ws_max_size=ws_max_size, log_level="warning",
-                                     lifespan="on")
-        self.server = uvicorn.Server(self.config)
+        self.server = BridgeServer(server_config(app, host, port, ws_max_size, "warning"), app.state.runner)
         self.thread = threading.Thread(target=self.server.run, name="amt-serve", daemon=True)
         self.url = ""
 
@@ -334,6 +530,7 @@ class BackgroundServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.server.runner.stop()
         self.server.should_exit = True
         self.thread.join(timeout=30)
 

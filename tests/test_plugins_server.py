@@ -320,7 +320,7 @@ def test_ports_mode_trigger_over_http(model, server):
                 now += 0.5 / CLOCKS_PER_BEAT
                 bridge.handle(mido.Message("clock"), now)
             bridge.handle(mido.Message("note_off", note=60 + beat), now)
-        answer = httpx.post(f"{midi.url}/midi/trigger", timeout=60)
+        answer = httpx.post(f"{midi.url}/midi/trigger", json={}, timeout=60)
         assert answer.status_code == 200, answer.text
         assert answer.json()["region"] == [0.0, 8.0]
         assert httpx.get(f"{midi.url}/health").json()["midi"] is True

@@ -63,6 +63,8 @@ from amt.tokenization.vocab import (
 
 Callback = Callable[[int, np.ndarray, float], None]
 """``callback(variation, event, progress)``: a new note (absolute-tick event tokens) and progress 0..1."""
+Check = Callable[[], None]
+"""``check()``: called before every decoding step; whatever it raises stops the run (deadlines, cancels)."""
 
 TIME_LIMIT = MAX_TIME - DELTA
 """Sampled onsets stay below this relative time, so every control fed later still has a valid time token."""
@@ -144,9 +146,9 @@ class _Decoder:
     def __init__(self, model: CausalLM, *, prompt: np.ndarray, controls: np.ndarray, fed: int, start: int,
                  end: int, options: SamplingOptions, rows: int, callback: Callback | None, window: int | None,
                  present_instruments: np.ndarray, grid_ticks: np.ndarray | None,
-                 beat_ticks: np.ndarray | None):
+                 beat_ticks: np.ndarray | None, check: Check | None = None):
         self.model, self.options, self.start, self.end = model, options, start, end
-        self.window, self.callback = window, callback
+        self.window, self.callback, self.check = window, callback, check
         self.device = next(model.parameters()).device
         self.controls = controls
         self.control_times = _triple_times(controls) if len(controls) else np.zeros(0, dtype=np.int64)
@@ -348,6 +350,8 @@ class _Decoder:
     def run(self) -> list[np.ndarray]:
         """Decode until every row has sampled an onset at or after ``end``; new events per row."""
         while len(self.row_id):
+            if self.check is not None:
+                self.check()
             if self._needs_slide():
                 capacity = None if self.window is None else (self.window - 1) // EVENT_SIZE
                 self._refill(None if capacity is None else capacity // 2)
@@ -523,7 +527,7 @@ class _Decoder:
 def generate(model: CausalLM, *, history: np.ndarray, controls: np.ndarray, start_time: int, end_time: int,
              options: SamplingOptions | None = None, variations: int = 1, callback: Callback | None = None,
              window: int | None = None, grid_ticks: np.ndarray | None = None,
-             beat_ticks: np.ndarray | None = None) -> list[np.ndarray]:
+             beat_ticks: np.ndarray | None = None, check: Check | None = None) -> list[np.ndarray]:
     """Sample new notes in ``[start_time, end_time)`` (ticks) given a prompt and anticipated controls.
 
     ``history``: event tokens (absolute ticks) before ``start_time``, the prompt. ``controls``: control tokens
@@ -537,6 +541,8 @@ def generate(model: CausalLM, *, history: np.ndarray, controls: np.ndarray, star
     the steps new notes start and end on, up to ``end_time + GRID_REACH`` (the front end knows the tempo map;
     default: ``options.grid`` at 120 bpm from tick 0, or free timing). ``beat_ticks``: absolute ticks of the
     beats (quarter notes) over the same span, for ``options.beat_parallels`` (default: 120 bpm from tick 0).
+    ``check()`` runs before every decoding step, candidates or not: what it raises ends the run (a server's
+    deadline or cancellation; the callback alone would not, as it is held back while candidates compete).
     """
     options = options or SamplingOptions()
     options.validate()
@@ -580,7 +586,7 @@ def generate(model: CausalLM, *, history: np.ndarray, controls: np.ndarray, star
     decoder = _Decoder(model, prompt=sequence, controls=controls, fed=len(controls) - len(pending),
                        start=start_time, end=end_time, options=options, rows=variations * candidates,
                        callback=live, window=window, present_instruments=present, grid_ticks=grid_ticks,
-                       beat_ticks=beat_ticks)
+                       beat_ticks=beat_ticks, check=check)
     was_training = model.training
     model.eval()
     try:
