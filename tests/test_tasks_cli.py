@@ -7,6 +7,7 @@ completely or not at all.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +74,9 @@ def test_accompany_keeps_the_kept_instrument_unchanged(model, quartet):
         assert np.array_equal(tracks, quartet.tracks[violin])
         new = new_part(generation)
         assert len(new) > 0 and (onsets(new) >= 0).all() and (onsets(new) < end).all()
-        assert generation.midi.meta == quartet.meta
+        # The input's meta, plus a track for each replaced part (viola and cello: both violins are kept).
+        assert generation.midi.meta == dataclasses.replace(
+            quartet.meta, track_names=(*quartet.meta.track_names, "Viola", "Cello"))
         assert (np.diff(onsets(generation.midi.events)) >= 0).all()
         # New notes take a velocity from the input's.
         new_velocities = generation.midi.velocities[generation.generated]
@@ -95,17 +98,21 @@ def test_accompany_by_track_name_and_with_instrument_restriction(model, chorale)
 
 
 def test_accompany_rejects_what_the_file_does_not_have(model, quartet, chorale):
-    with pytest.raises(GenerationError, match=r"\[40, 41, 42\]"):
+    # One line that lists the file's parts by number, name and instrument.
+    with pytest.raises(GenerationError, match=r"\[0\].*1 Violin I \(Violin\), .*4 Cello \(Cello\)$"):
         accompany(model, quartet, keep_instruments=[0])
-    with pytest.raises(GenerationError, match="Soprano"):
+    with pytest.raises(GenerationError, match="'flute'.*Soprano"):
         accompany(model, chorale, keep_tracks=["Flute"])
-    with pytest.raises(GenerationError, match="one of the two"):
+    with pytest.raises(GenerationError, match="no part 9 .*4 Bass"):
+        accompany(model, chorale, keep_parts=[9])
+    with pytest.raises(GenerationError, match="parts, tracks or instruments"):
         accompany(model, chorale)
 
 
 def test_new_notes_get_a_track_of_their_own_unless_they_extend_a_part(model, chorale):
     (accompanied,) = accompany(model, chorale, keep_tracks=["Soprano"], options=SamplingOptions(seed=1))
-    assert (accompanied.midi.tracks[accompanied.generated] == -1).all()  # new parts, not the soprano's
+    # New parts, not the soprano's: each on a track of its own after the input's.
+    assert (accompanied.midi.tracks[accompanied.generated] >= len(chorale.meta.track_names)).all()
     # Every voice of the chorale is a piano: new piano notes join the voice with the most notes.
     options = SamplingOptions(seed=3, instruments=[0])
     (continued,) = continue_piece(model, chorale, seconds=2.0, options=options)

@@ -7,6 +7,7 @@ velocity, track) plus the new notes, with the input's ``MidiMeta`` (tempo map, m
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,8 +18,9 @@ from amt.models.base import CausalLM
 from amt.sampling.options import SamplingOptions
 from amt.sampling.sampler import GRID_REACH, Callback, generate
 from amt.tokenization import ops
-from amt.tokenization.midi import MidiTokens
-from amt.tokenization.vocab import DUR_OFFSET, TIME_OFFSET, TIME_RESOLUTION
+from amt.tokenization.midi import GM_INSTRUMENT_NAMES, MidiTokens
+from amt.tokenization.parts import find_parts, keep_mask, part_index
+from amt.tokenization.vocab import DRUMS, DUR_OFFSET, MAX_PITCH, NOTE_OFFSET, TIME_OFFSET, TIME_RESOLUTION
 
 DEFAULT_VELOCITY = 80
 """Velocity of new notes when the input has no notes to take one from."""
@@ -28,11 +30,28 @@ VELOCITY_CONTEXT = 5 * TIME_RESOLUTION
 
 @dataclass
 class Generation:
-    """One output piece: ``midi`` holds kept and new notes (ordered by onset) with the input's meta;
-    ``generated[i]`` is True when note ``i`` is new."""
+    """One output piece: ``midi`` holds kept and new notes (ordered by onset) with the input's meta (plus a
+    track name for each new part); ``generated[i]`` is True when note ``i`` is new; ``summary`` says what
+    the new notes were written for (e.g. "Viola (part 3), Cello (part 4)")."""
 
     midi: MidiTokens
     generated: np.ndarray
+    summary: str = ""
+
+
+DEFAULT_ENSEMBLE = (0,)
+"""What accompanies a piece when every part is kept (a melody alone): an acoustic grand piano."""
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A part that new notes are written for: its program, the track they go on (-1: a new one) and the
+    median pitch of the part it replaces (new notes go to the part nearest in register)."""
+
+    program: int
+    track: int
+    median: float
+    label: str
 
 
 def context_velocities(onsets: np.ndarray, midi: MidiTokens) -> np.ndarray:
@@ -60,28 +79,103 @@ def _instrument_tracks(midi: MidiTokens) -> dict[int, int]:
     return tracks
 
 
-def _assemble(midi: MidiTokens, kept: np.ndarray, new: list[np.ndarray], *, join_tracks: bool
-              ) -> list[Generation]:
+def _targets(midi: MidiTokens, replaced: np.ndarray, *, own_tracks: bool) -> list[_Target]:
+    """The parts new notes are written for: every part with notes in ``replaced``, in its own new track
+    (``own_tracks``: an accompaniment) or on the part's track (an infill); none replaced: the default
+    ensemble in new tracks."""
+    found, index = find_parts(midi), part_index(midi)
+    pitches = ops.pitch_of(midi.events[:, 2])
+    chosen = [p for p in found if (replaced & (index == p.number - 1)).any()]
+    if not chosen:
+        return [_Target(program, -1, 60.0, f"{GM_INSTRUMENT_NAMES[program]} (default ensemble)")
+                for program in DEFAULT_ENSEMBLE]
+    return [_Target(p.program, -1 if own_tracks else p.track,
+                    float(np.median(pitches[replaced & (index == p.number - 1)])),
+                    f"{p.instrument} (part {p.number}{' ' + p.name if p.name else ''})") for p in chosen]
+
+
+def _restricted(options: SamplingOptions | None, targets: list[_Target], midi: MidiTokens,
+                replaced: np.ndarray) -> SamplingOptions:
+    """``options`` with new notes limited to the targets' programs and the replaced notes' pitch range,
+    unless the caller chose instruments or a range."""
+    options = options or SamplingOptions()
+    if options.instruments is None:
+        options = dataclasses.replace(options, instruments=sorted({t.program for t in targets}))
+    pitched = replaced & (ops.instrument_of(midi.events[:, 2]) != DRUMS)
+    if options.pitch_range is None and pitched.any():
+        pitches = ops.pitch_of(midi.events[pitched, 2])
+        options = dataclasses.replace(options, pitch_range=(int(pitches.min()), int(pitches.max())))
+    return options
+
+
+def _assign(events: np.ndarray, targets: list[_Target]) -> tuple[np.ndarray, np.ndarray]:
+    """New notes given to the target parts: each note to the part nearest its pitch (by the median pitch of
+    what the part replaces; drums to a drum part when there is one), taking that part's program. Returns the
+    relabelled events and each note's target index. The model may pile every note onto one instrument; this
+    gives every replaced part its share, the way an arranger splits a texture by register."""
+    instruments, pitches = ops.instrument_of(events[:, 2]), ops.pitch_of(events[:, 2])
+    drums = [k for k, t in enumerate(targets) if t.program == DRUMS]
+    pitched = [k for k, t in enumerate(targets) if t.program != DRUMS] or drums
+    medians = np.array([targets[k].median for k in pitched])
+    nearest = np.asarray(pitched)[np.abs(pitches[:, None] - medians[None, :]).argmin(axis=1)] \
+        if len(events) else np.zeros(0, np.int64)
+    chosen = np.where((instruments == DRUMS) & bool(drums), drums[0] if drums else 0, nearest)
+    programs = np.array([targets[k].program for k in chosen.tolist()], np.int64)
+    out = events.copy()
+    out[:, 2] = NOTE_OFFSET + MAX_PITCH * programs + pitches
+    return out, chosen
+
+
+def _assemble(midi: MidiTokens, kept: np.ndarray, new: list[np.ndarray], *, join_tracks: bool,
+              targets: list[_Target] | None = None) -> list[Generation]:
     """Whole pieces from the kept input notes (boolean mask ``kept``) and each variation's new notes.
 
-    Kept notes keep their track. With ``join_tracks``, a new note goes to the track its instrument plays on
-    in the input (a filled gap or a continuation belongs to the part it extends); otherwise, and for an
-    instrument new to the piece, it gets no track (-1), so a written file puts it on a track of its own
-    named after its instrument.
+    Kept notes keep their track, channel and MIDI ticks (they are written back tick-exact). With
+    ``targets``, new notes are shared out among those parts (``_assign``): onto the part's track, or onto a
+    new track per part named after its instrument. Without, and with ``join_tracks``, a new note goes to the
+    track its instrument plays on in the input (a filled gap or a continuation belongs to the part it
+    extends); otherwise, and for an instrument new to the piece, it gets no track (-1), so a written file
+    puts it on a track of its own named after its instrument.
     """
+    meta, summary = midi.meta, ""
+    if targets is not None:
+        names = list(meta.track_names)
+        own = [k for k, t in enumerate(targets) if t.track < 0]
+        repeated = len({targets[k].program for k in own}) < len(own)
+        new_track = {}
+        for k in own:  # several new parts on one instrument: say which part each one replaces
+            new_track[k] = len(names)
+            names.append(targets[k].label if repeated else GM_INSTRUMENT_NAMES[targets[k].program])
+        meta = dataclasses.replace(meta, track_names=tuple(names))
+        summary = ", ".join(t.label for t in targets)
     tracks_of = _instrument_tracks(midi) if join_tracks else {}
+    kept_notes = midi.take(kept)
     out = []
     for events in new:
-        new_tracks = np.array([tracks_of.get(int(i), -1) for i in ops.instrument_of(events[:, 2])], np.int32)
-        all_events = np.concatenate([midi.events[kept], events]).astype(np.int64).reshape(-1, 3)
-        velocities = np.concatenate([midi.velocities[kept],
+        if targets is not None:
+            events, chosen = _assign(events, targets)
+            new_tracks = np.array([new_track.get(k, targets[k].track) for k in chosen.tolist()], np.int32)
+        else:
+            new_tracks = np.array([tracks_of.get(int(i), -1) for i in ops.instrument_of(events[:, 2])],
+                                  np.int32)
+        all_events = np.concatenate([kept_notes.events, events]).astype(np.int64).reshape(-1, 3)
+        velocities = np.concatenate([kept_notes.velocities,
                                      context_velocities(events[:, 0] - TIME_OFFSET, midi)]).astype(np.uint8)
-        tracks = np.concatenate([midi.tracks[kept], new_tracks]).astype(np.int32)
-        generated = np.concatenate([np.zeros(int(kept.sum()), bool), np.ones(len(events), bool)])
+        tracks = np.concatenate([kept_notes.tracks, new_tracks]).astype(np.int32)
+        channels = np.concatenate([_or_unknown(kept_notes.channels, (len(kept_notes),)),
+                                   np.full(len(events), -1)]).astype(np.int8)
+        ticks = np.concatenate([_or_unknown(kept_notes.midi_ticks, (len(kept_notes), 2)),
+                                np.full((len(events), 2), -1)]).astype(np.int64)
+        generated = np.concatenate([np.zeros(len(kept_notes), bool), np.ones(len(events), bool)])
         order = np.argsort(all_events[:, 0], kind="stable")  # kept notes first on equal onsets
-        piece = MidiTokens(all_events[order], velocities[order], tracks[order], midi.meta, None)
-        out.append(Generation(piece, generated[order]))
+        piece = MidiTokens(all_events[order], velocities[order], tracks[order], meta, None, channels[order],
+                           ticks[order])
+        out.append(Generation(piece, generated[order], summary))
     return out
+
+
+def _or_unknown(values: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    return np.full(shape, -1, np.int64) if values is None else values
 
 
 def _end_tick(midi: MidiTokens) -> int:
@@ -103,50 +197,50 @@ def _timing(midi: MidiTokens, options: SamplingOptions | None, end: int) -> dict
             "beat_ticks": midi.meta.grid_ticks(1, end + GRID_REACH) if beats else None}
 
 
-def accompany(model: CausalLM, midi: MidiTokens, *, keep_instruments: Sequence[int] | None = None,
-              keep_tracks: Sequence[str] | None = None, options: SamplingOptions | None = None,
-              variations: int = 1, callback: Callback | None = None, window: int | None = None
-              ) -> list[Generation]:
-    """Write new parts around the kept ones: the notes of ``keep_instruments`` (General MIDI programs, 128 =
-    drums) or ``keep_tracks`` (track names) become controls over the whole piece and come back unchanged;
-    every other note is replaced by new notes over the piece's span, from its first note to the end of its
-    last (silence before the first note, such as a pickup bar written late, is not part of the music)."""
-    if (keep_instruments is None) == (keep_tracks is None) or not (keep_instruments or keep_tracks):
-        raise GenerationError("give the instruments or the tracks to keep (one of the two)")
+def accompany(model: CausalLM, midi: MidiTokens, *, keep_parts: Sequence[int] | None = None,
+              keep_instruments: Sequence[int] | None = None, keep_tracks: Sequence[str] | None = None,
+              options: SamplingOptions | None = None, variations: int = 1, callback: Callback | None = None,
+              window: int | None = None) -> list[Generation]:
+    """Write new parts around the kept ones.
+
+    The notes of ``keep_parts`` (numbers from ``find_parts``), ``keep_instruments`` (General MIDI programs,
+    128 = drums) or ``keep_tracks`` (track names) become controls over the whole piece and come back
+    unchanged; every other part is replaced over the piece's span, from its first note to the end of its
+    last (silence before the first note, such as a pickup bar written late, is not part of the music).
+    Unless ``options.instruments`` says otherwise, the new notes are written for the replaced parts: with
+    their programs, in their register (``options.pitch_range`` defaults to the replaced notes' range), each
+    part getting its share by register, each in a new track named after its instrument. When every part is
+    kept (a melody alone) the default ensemble (``DEFAULT_ENSEMBLE``, a piano) accompanies it.
+    """
+    if not (keep_parts or keep_instruments or keep_tracks):
+        raise GenerationError("give the parts, tracks or instruments to keep")
     if len(midi.events) == 0:
         raise GenerationError(f"{midi.source or 'the input'} has no notes to accompany")
-    instruments = ops.instrument_of(midi.events[:, 2])
-    if keep_instruments is not None:
-        missing = sorted({int(i) for i in keep_instruments} - set(midi.instruments()))
-        if missing:
-            raise GenerationError(f"instrument(s) {missing} not in the file; it has "
-                                  f"{list(midi.instruments())}")
-        kept = np.isin(instruments, [int(i) for i in keep_instruments])
-    else:
-        names = midi.meta.track_names
-        # Track names match without regard to case or surrounding spaces.
-        with_notes = {t: names[t].strip().casefold() for t in set(midi.tracks.tolist())
-                      if 0 <= t < len(names)}
-        wanted = {name.strip().casefold() for name in keep_tracks}
-        missing = sorted(wanted - set(with_notes.values()))
-        if missing:
-            present = [names[t] for t in sorted(with_notes)]
-            raise GenerationError(f"track(s) {missing} have no notes in the file; its tracks with notes are "
-                                  f"{present}")
-        kept = np.isin(midi.tracks, [t for t, name in with_notes.items() if name in wanted])
+    kept = keep_mask(midi, parts=keep_parts, tracks=keep_tracks, instruments=keep_instruments)
+    targets = None
+    if options is None or options.instruments is None:
+        targets = _targets(midi, ~kept, own_tracks=True)
+        options = _restricted(options, targets, midi, ~kept)
     start, end = int(_onsets(midi).min()), max(_end_tick(midi), 1)
     new = generate(model, history=np.zeros((0, 3), np.int64), controls=ops.to_controls(midi.events[kept]),
                    start_time=start, end_time=end, options=options, variations=variations,
                    callback=callback, window=window, **_timing(midi, options, end))
     # New parts are not the kept ones: a new violin line is not "Violin I" even if that track is kept.
-    return _assemble(midi, kept, new, join_tracks=False)
+    return _assemble(midi, kept, new, join_tracks=False, targets=targets)
 
 
 def infill(model: CausalLM, midi: MidiTokens, *, start: float, end: float,
-           options: SamplingOptions | None = None, variations: int = 1, callback: Callback | None = None,
-           window: int | None = None) -> list[Generation]:
+           keep_parts: Sequence[int] | None = None, keep_instruments: Sequence[int] | None = None,
+           keep_tracks: Sequence[str] | None = None, options: SamplingOptions | None = None,
+           variations: int = 1, callback: Callback | None = None, window: int | None = None
+           ) -> list[Generation]:
     """Replace the notes starting in ``[start, end)`` seconds with new ones: the notes before are the prompt,
-    the notes after are anticipated controls; both come back unchanged and new notes start inside the span."""
+    the notes after are anticipated controls; both come back unchanged and new notes start inside the span.
+
+    The parts chosen by ``keep_parts``, ``keep_instruments`` or ``keep_tracks`` (as in ``accompany``) are
+    kept inside the span too (a singer goes on while the piano is rewritten). Unless ``options.instruments``
+    says otherwise, new notes are written for the parts they replace (their programs, their register, each
+    on its own track) rather than by whatever instrument the model picks."""
     duration = _end_tick(midi) / TIME_RESOLUTION
     if not end > start:
         raise GenerationError(f"empty span: start {start} s is not before end {end} s")
@@ -155,10 +249,19 @@ def infill(model: CausalLM, midi: MidiTokens, *, start: float, end: float,
     first, last = round(start * TIME_RESOLUTION), round(end * TIME_RESOLUTION)
     onsets = _onsets(midi)
     before, after = onsets < first, onsets >= last
-    new = generate(model, history=midi.events[before], controls=ops.to_controls(midi.events[after]),
+    chosen = keep_mask(midi, parts=keep_parts, tracks=keep_tracks, instruments=keep_instruments)
+    kept = before | after | chosen
+    replaced = ~kept
+    if not replaced.any():
+        raise GenerationError(f"nothing to rewrite: every note in {start:g}-{end:g} s belongs to a kept part")
+    targets = None
+    if options is None or options.instruments is None:
+        targets = _targets(midi, replaced, own_tracks=False)
+        options = _restricted(options, targets, midi, replaced)
+    new = generate(model, history=midi.events[before], controls=ops.to_controls(midi.events[kept & ~before]),
                    start_time=first, end_time=last, options=options, variations=variations,
                    callback=callback, window=window, **_timing(midi, options, last))
-    return _assemble(midi, before | after, new, join_tracks=True)
+    return _assemble(midi, kept, new, join_tracks=True, targets=targets)
 
 
 def continue_piece(model: CausalLM, midi: MidiTokens, *, seconds: float,
