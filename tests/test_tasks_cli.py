@@ -101,9 +101,9 @@ def test_accompany_rejects_what_the_file_does_not_have(model, quartet, chorale):
     # One line that lists the file's parts by number, name and instrument.
     with pytest.raises(GenerationError, match=r"\[0\].*1 Violin I \(Violin\), .*4 Cello \(Cello\)$"):
         accompany(model, quartet, keep_instruments=[0])
-    with pytest.raises(GenerationError, match="'flute'.*Soprano"):
+    with pytest.raises(GenerationError, match=r"'flute'.*Soprano"):
         accompany(model, chorale, keep_tracks=["Flute"])
-    with pytest.raises(GenerationError, match="no part 9 .*4 Bass"):
+    with pytest.raises(GenerationError, match=r"no part 9 .*4 Bass"):
         accompany(model, chorale, keep_parts=[9])
     with pytest.raises(GenerationError, match="parts, tracks or instruments"):
         accompany(model, chorale)

@@ -184,6 +184,15 @@ def _end_tick(midi: MidiTokens) -> int:
     return int((midi.events[:, 0] - TIME_OFFSET + midi.events[:, 1] - DUR_OFFSET).max())
 
 
+def _end_by(events: np.ndarray, end: int) -> np.ndarray:
+    """New notes cut off at tick ``end`` (where the music ends): a note held past it would make the output
+    run on in silence."""
+    events = events.copy()
+    room = np.maximum(end - (events[:, 0] - TIME_OFFSET), 1)
+    events[:, 1] = DUR_OFFSET + np.minimum(events[:, 1] - DUR_OFFSET, room)
+    return events
+
+
 def _onsets(midi: MidiTokens) -> np.ndarray:
     return midi.events[:, 0] - TIME_OFFSET
 
@@ -226,7 +235,8 @@ def accompany(model: CausalLM, midi: MidiTokens, *, keep_parts: Sequence[int] | 
                    start_time=start, end_time=end, options=options, variations=variations,
                    callback=callback, window=window, **_timing(midi, options, end))
     # New parts are not the kept ones: a new violin line is not "Violin I" even if that track is kept.
-    return _assemble(midi, kept, new, join_tracks=False, targets=targets)
+    return _assemble(midi, kept, [_end_by(events, end) for events in new], join_tracks=False,
+                     targets=targets)
 
 
 def infill(model: CausalLM, midi: MidiTokens, *, start: float, end: float,
@@ -275,4 +285,5 @@ def continue_piece(model: CausalLM, midi: MidiTokens, *, seconds: float,
     new = generate(model, history=midi.events, controls=np.zeros((0, 3), np.int64), start_time=first,
                    end_time=last, options=options, variations=variations,
                    callback=callback, window=window, **_timing(midi, options, last))
-    return _assemble(midi, np.ones(len(midi.events), bool), new, join_tracks=True)
+    return _assemble(midi, np.ones(len(midi.events), bool), [_end_by(events, last) for events in new],
+                     join_tracks=True)
