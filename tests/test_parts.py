@@ -197,3 +197,22 @@ def test_cli_progress_bar_with_time_left_on_a_terminal_unless_quiet(folder, monk
     assert main(argv) == 0
     shown = terminal.getvalue()
     assert ("left" in shown and "elapsed" in shown) != quiet
+
+
+def test_bridge_infill_keeps_a_locked_track_inside_the_region_and_names_new_tracks_by_gm(tmp_path):
+    from amt.plugins.engine import Limits, event_to_note, plan_request
+    from amt.plugins.midifile import request_from_midi
+
+    path = tmp_path / "song.mid"
+    path.write_bytes(song())
+    request = request_from_midi(path, task="infill", region=(3, 4), unit="bars", locked={"tracks": [0]})
+    plan = plan_request(request, Limits())
+    assert plan.region == (8.0, 12.0)  # bar 3 of 4/4, in beats
+    melody_inside = {n.id for n in request.notes if n.track == 0 and 8 <= n.start < 12}
+    assert melody_inside and melody_inside <= set(plan.locked_ids)  # the melody goes on through the region
+    assert not melody_inside & set(plan.replaced_ids)
+    assert {n.track for n in request.notes if n.id in plan.replaced_ids} == {1, 2}
+    assert (plan.controls[:, 0] < plan.end_tick).sum() == len(melody_inside)  # it conditions the new notes
+    event = np.array([plan.start_tick + TIME_OFFSET, 10_010, 2000 + 47 * 128 + 48])  # a timpani note
+    note = event_to_note(plan, event)
+    assert note is not None and note.track_name == "Timpani"
