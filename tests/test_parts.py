@@ -21,7 +21,7 @@ from amt.sampling import SamplingOptions, accompany, infill
 from amt.tokenization import ops
 from amt.tokenization.midi import events_to_midi_bytes, read_midi
 from amt.tokenization.parts import find_parts, keep_mask, part_index
-from amt.tokenization.vocab import TIME_OFFSET
+from amt.tokenization.vocab import DUR_OFFSET, MAX_PITCH, NOTE_OFFSET, TIME_OFFSET
 
 from conftest import REPO_ROOT
 
@@ -213,6 +213,6 @@ def test_bridge_infill_keeps_a_locked_track_inside_the_region_and_names_new_trac
     assert not melody_inside & set(plan.replaced_ids)
     assert {n.track for n in request.notes if n.id in plan.replaced_ids} == {1, 2}
     assert (plan.controls[:, 0] < plan.end_tick).sum() == len(melody_inside)  # it conditions the new notes
-    event = np.array([plan.start_tick + TIME_OFFSET, 10_010, 2000 + 47 * 128 + 48])  # a timpani note
+    event = np.array([plan.start_tick + TIME_OFFSET, DUR_OFFSET + 20, NOTE_OFFSET + 47 * MAX_PITCH + 48])
     note = event_to_note(plan, event)
-    assert note is not None and note.track_name == "Timpani"
+    assert note is not None and note.track_name == "Timpani"  # GM 47's own name, not its family
