@@ -148,7 +148,8 @@ def test_infill_keeps_the_chosen_part_inside_the_span(model):
     new = result.generated
     assert new.sum() > 0 and (onsets[new] >= start - 0.01).all() and (onsets[new] < end).all()
     names = np.array(result.midi.meta.track_names)[result.midi.tracks]
-    assert set(names[new]) <= {"Piano"}  # new notes go to the parts they replace
+    assert set(names[new]) <= {"Piano"}  # new notes go to the parts they replace, on their channels
+    assert set(result.midi.channels[new].tolist()) <= {1, 2}
     piano = [n for n in _named(data)["Piano"]]
     span = (round(start * BPM / 60 * 480), round(end * BPM / 60 * 480))
     outside = [n for n in piano if not span[0] <= n[0] < span[1]]

@@ -45,11 +45,13 @@ DEFAULT_ENSEMBLE = (0,)
 
 @dataclass(frozen=True)
 class _Target:
-    """A part that new notes are written for: its program, the track they go on (-1: a new one) and the
-    median pitch of the part it replaces (new notes go to the part nearest in register)."""
+    """A part that new notes are written for: its program, the track and channel they go on (-1: a new
+    track, a free channel) and the median pitch of the part it replaces (new notes go to the part nearest in
+    register)."""
 
     program: int
     track: int
+    channel: int
     median: float
     label: str
 
@@ -87,9 +89,9 @@ def _targets(midi: MidiTokens, replaced: np.ndarray, *, own_tracks: bool) -> lis
     pitches = ops.pitch_of(midi.events[:, 2])
     chosen = [p for p in found if (replaced & (index == p.number - 1)).any()]
     if not chosen:
-        return [_Target(program, -1, 60.0, f"{GM_INSTRUMENT_NAMES[program]} (default ensemble)")
+        return [_Target(program, -1, -1, 60.0, f"{GM_INSTRUMENT_NAMES[program]} (default ensemble)")
                 for program in DEFAULT_ENSEMBLE]
-    return [_Target(p.program, -1 if own_tracks else p.track,
+    return [_Target(p.program, -1 if own_tracks else p.track, -1 if own_tracks else p.channel,
                     float(np.median(pitches[replaced & (index == p.number - 1)])),
                     f"{p.instrument} (part {p.number}{' ' + p.name if p.name else ''})") for p in chosen]
 
@@ -131,11 +133,11 @@ def _assemble(midi: MidiTokens, kept: np.ndarray, new: list[np.ndarray], *, join
     """Whole pieces from the kept input notes (boolean mask ``kept``) and each variation's new notes.
 
     Kept notes keep their track, channel and MIDI ticks (they are written back tick-exact). With
-    ``targets``, new notes are shared out among those parts (``_assign``): onto the part's track, or onto a
-    new track per part named after its instrument. Without, and with ``join_tracks``, a new note goes to the
-    track its instrument plays on in the input (a filled gap or a continuation belongs to the part it
-    extends); otherwise, and for an instrument new to the piece, it gets no track (-1), so a written file
-    puts it on a track of its own named after its instrument.
+    ``targets``, new notes are shared out among those parts (``_assign``): onto the part's track and
+    channel, or onto a new track per part named after its instrument. Without, and with ``join_tracks``, a
+    new note goes to the track its instrument plays on in the input (a filled gap or a continuation belongs
+    to the part it extends); otherwise, and for an instrument new to the piece, it gets no track (-1), so a
+    written file puts it on a track of its own named after its instrument.
     """
     meta, summary = midi.meta, ""
     if targets is not None:
@@ -155,15 +157,17 @@ def _assemble(midi: MidiTokens, kept: np.ndarray, new: list[np.ndarray], *, join
         if targets is not None:
             events, chosen = _assign(events, targets)
             new_tracks = np.array([new_track.get(k, targets[k].track) for k in chosen.tolist()], np.int32)
+            new_channels = np.array([targets[k].channel for k in chosen.tolist()], np.int64)
         else:
             new_tracks = np.array([tracks_of.get(int(i), -1) for i in ops.instrument_of(events[:, 2])],
                                   np.int32)
+            new_channels = np.full(len(events), -1)
         all_events = np.concatenate([kept_notes.events, events]).astype(np.int64).reshape(-1, 3)
         velocities = np.concatenate([kept_notes.velocities,
                                      context_velocities(events[:, 0] - TIME_OFFSET, midi)]).astype(np.uint8)
         tracks = np.concatenate([kept_notes.tracks, new_tracks]).astype(np.int32)
         channels = np.concatenate([_or_unknown(kept_notes.channels, (len(kept_notes),)),
-                                   np.full(len(events), -1)]).astype(np.int8)
+                                   new_channels]).astype(np.int8)
         ticks = np.concatenate([_or_unknown(kept_notes.midi_ticks, (len(kept_notes), 2)),
                                 np.full((len(events), 2), -1)]).astype(np.int64)
         generated = np.concatenate([np.zeros(len(kept_notes), bool), np.ones(len(events), bool)])
