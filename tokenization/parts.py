@@ -47,9 +47,11 @@ class Part:
 
     @property
     def label(self) -> str:
-        """A short name for lists: "2 Alto (Acoustic Grand Piano)", "3 (Violin)" for an unnamed track."""
-        name = f" {self.name}" if self.name else ""
-        return f"{self.number}{name} ({self.instrument})"
+        """A short name for lists: "2 Alto (Acoustic Grand Piano)"; "3 Violin" for a track without a name
+        or named after its instrument."""
+        if not self.name or self.name.casefold() == self.instrument.casefold():
+            return f"{self.number} {self.instrument}"
+        return f"{self.number} {self.name} ({self.instrument})"
 
     def as_dict(self) -> dict:
         """The part as JSON-ready values, its instrument name included."""
