@@ -422,3 +422,34 @@ def test_a_one_track_file_offers_its_instruments(tmp_path):
     melody = callbacks.guess_melody(piece.parts)
     assert melody.program == VIOLIN
     assert callbacks.keep_selection(piece, [str(melody.number)]) == {"keep_parts": [1]}
+
+
+def test_infill_keeps_a_chosen_part_and_the_roll_shows_parts(model, tmp_path):
+    from partfiles import song, track_notes
+
+    (tmp_path / "song.mid").write_bytes(song(names=("Voice", None, None)))
+    piece = callbacks.load_piece(tmp_path / "song.mid")
+    request = Request(task="infill", keep=["1"], span_start=3, span_end=4, span_unit="bars", seed=2)
+    (variation,), status = callbacks.generate(model, piece, request, tmp_path / "out", renderer=None)
+    assert "keeping part 1" in status
+    written = dict(track_notes(variation.midi_path.read_bytes()))
+    assert written["Voice"] == dict(track_notes(song(names=("Voice", None, None))))["Voice"]  # tick-exact
+    legend = [t.get_text() for t in variation.figure.axes[0].get_legend().get_texts()]
+    assert legend[0] == "1 Voice (Acoustic Grand Piano): 64 kept"
+    assert any(text.endswith(" new") and "kept" in text for text in legend[1:3])  # chords/bass rewritten
+    variation.figure.savefig(tmp_path / "roll.png")
+    if os.environ.get("AMT_ROLL_PNG"):  # to look at it
+        shutil.copyfile(tmp_path / "roll.png", os.environ["AMT_ROLL_PNG"])
+
+
+def test_accompany_by_default_writes_the_replaced_parts(model, tmp_path):
+    from partfiles import song
+
+    (tmp_path / "song.mid").write_bytes(song())
+    piece = callbacks.load_piece(tmp_path / "song.mid")
+    request = Request(task="accompany", keep=["1"], seed=4)
+    (variation,), status = callbacks.generate(model, piece, request, tmp_path / "out", renderer=None)
+    assert "New notes for: Acoustic Grand Piano (part 2), Acoustic Grand Piano (part 3)." in status
+    back = read_midi(variation.midi_path)
+    assert back.meta.track_names[-2:] == ("Acoustic Grand Piano (part 2)", "Acoustic Grand Piano (part 3)")
+    assert back.duration_seconds <= piece.duration + 0.01  # nothing rings on past the music
