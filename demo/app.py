@@ -30,7 +30,7 @@ OUTPUT_LIFETIME = 3600.0
 INTRO = """# amt: Anticipatory Music Transformer co-pilot
 Give it some music and say which notes to keep: it writes the rest. **Accompany** keeps the parts you pick and
 writes new ones around them; **infill** rewrites a time span; **continue** carries on after the end.
-Kept notes are drawn faded, new notes solid."""
+Each part has its colour; kept notes are drawn pale with a dashed outline, new notes solid."""
 
 CSS = """
 .amt-status p { margin: 0; }

@@ -453,3 +453,23 @@ def test_accompany_by_default_writes_the_replaced_parts(model, tmp_path):
     back = read_midi(variation.midi_path)
     assert back.meta.track_names[-2:] == ("Acoustic Grand Piano (part 2)", "Acoustic Grand Piano (part 3)")
     assert back.duration_seconds <= piece.duration + 0.01  # nothing rings on past the music
+
+
+def _flac_seconds(path) -> float:
+    """Length of a FLAC file from its STREAMINFO block (sample rate and total samples)."""
+    info = path.read_bytes()[8:42]
+    rate = (info[10] << 12) | (info[11] << 4) | (info[12] >> 4)
+    return (((info[13] & 0x0F) << 32) | int.from_bytes(info[14:18], "big")) / rate
+
+
+@pytest.mark.skipif(not HAS_FLUIDSYNTH, reason="FluidSynth and a General MIDI soundfont are not installed")
+def test_input_audio_ends_with_the_music_not_with_a_late_end_of_track(tmp_path):
+    from partfiles import song
+
+    (tmp_path / "song.mid").write_bytes(song())  # its conductor track ends about 25 s after the music
+    piece = callbacks.load_piece(tmp_path / "song.mid")
+    renderer, _ = audio.find_renderer()
+    rendered = callbacks.render_input_audio(piece, tmp_path / "out", renderer)
+    original = renderer.render(tmp_path / "song.mid", tmp_path / "original.flac")
+    assert _flac_seconds(original) > piece.duration + 20  # what the demo played before
+    assert piece.duration < _flac_seconds(rendered) < piece.duration + 4  # the notes' release, no more
