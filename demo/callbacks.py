@@ -23,7 +23,6 @@ from amt.demo.audio import AudioError, Renderer
 from amt.demo.notes import NoteArrays
 from amt.demo.pianoroll import plot_pianoroll
 from amt.errors import AmtError, MidiError
-from amt.fileio import atomic_write_bytes
 from amt.tokenization.midi import GM_INSTRUMENT_NAMES, MidiTokens, read_midi
 from amt.tokenization.parts import Part, find_parts, part_index
 from amt.tokenization.parts import describe as describe_parts
@@ -416,7 +415,7 @@ def save_variation(
     generated = np.asarray(result.generated, dtype=bool)[notes.index]
     midi_path = out_dir / f"{piece.name}-{task}-{number}.mid"
     # Kept notes stay on their (named) tracks, tick-exact; new parts get tracks named after instruments.
-    atomic_write_bytes(midi_path, midi.to_midi_bytes())
+    midi.write(midi_path)
     audio_path, problem = None, ""
     if renderer is not None:
         try:
@@ -447,5 +446,5 @@ def render_input_audio(piece: Piece, out_dir: Path, renderer: Renderer | None) -
         return None
     out_dir.mkdir(parents=True, exist_ok=True)
     midi_path = out_dir / f"{piece.name}-input.mid"
-    atomic_write_bytes(midi_path, piece.midi.to_midi_bytes())
+    piece.midi.write(midi_path)
     return renderer.render(midi_path, midi_path.with_suffix(".flac"))

@@ -118,6 +118,18 @@ def test_accompany_writes_each_replaced_part_in_its_own_track_and_keeps_the_melo
     assert mido.MidiFile(file=io.BytesIO(written)).length <= MUSIC_SECONDS + 0.01
 
 
+def test_new_notes_sit_exactly_on_the_files_grid_when_asked(model):
+    data = song()  # 95 bpm: a 16th is 157.89 ms, between 10 ms ticks
+    (result,) = accompany(model, read_midi(data), keep_parts=[1], options=SamplingOptions(seed=5, grid=4))
+    assert result.generated.sum() > 0
+    new = [n for _, notes in track_notes(result.midi.to_midi_bytes())[1:] for n in notes]
+    assert len(new) == result.generated.sum()
+    assert all(on % 120 == 0 and off % 120 == 0 for on, off, *_ in new)  # 480 ticks per quarter / 4
+    (free,) = accompany(model, read_midi(data), keep_parts=[1], options=SamplingOptions(seed=5))
+    new = [n for _, notes in track_notes(free.midi.to_midi_bytes())[1:] for n in notes]
+    assert not all(on % 120 == 0 for on, *_ in new)  # without a grid, the model's 10 ms timing
+
+
 def test_accompany_gives_a_quartet_its_viola_and_cello(model):
     quartet = read_midi(QUARTET)
     quartet = quartet.take(quartet.events[:, 0] - TIME_OFFSET < 600)

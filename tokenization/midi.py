@@ -187,6 +187,17 @@ class MidiMeta:
         ticks = np.unique(np.rint(seconds * TIME_RESOLUTION).astype(np.int64))
         return ticks[ticks <= end]
 
+    def snap_to_grid(self, ticks: np.ndarray, steps_per_beat: int) -> np.ndarray:
+        """The MIDI ticks of the grid lines (``steps_per_beat`` per quarter note) at event times ``ticks``
+        (10 ms), where one lies within a 10 ms tick of it; -1 elsewhere. A note the sampler put on the grid
+        of ``grid_ticks`` is written on the exact grid line, not the nearest MIDI tick to its 10 ms time."""
+        ticks = np.asarray(ticks, dtype=np.int64)
+        step = self.ticks_per_beat / steps_per_beat
+        midi = np.asarray(self.seconds_to_ticks(ticks / TIME_RESOLUTION), dtype=np.int64).reshape(-1)
+        line = np.rint(np.rint(midi / step) * step).astype(np.int64)
+        seconds = np.asarray(self.ticks_to_seconds(line), dtype=np.float64).reshape(-1)
+        return np.where(np.abs(seconds * TIME_RESOLUTION - ticks) <= 1, line, -1)
+
     def bar_to_seconds(self, bar: float) -> float:
         """Seconds at the start of ``bar`` (1 = the start; fractions are positions in the bar).
 
@@ -263,6 +274,10 @@ class MidiTokens:
         """This piece as a standard MIDI file (``events_to_midi_bytes`` with every per-note array)."""
         return events_to_midi_bytes(self.events, meta=self.meta, velocities=self.velocities,
                                     tracks=self.tracks, channels=self.channels, midi_ticks=self.midi_ticks)
+
+    def write(self, path: str | os.PathLike) -> None:
+        """Write this piece to a MIDI file atomically (notes read from a file come back tick-exact)."""
+        atomic_write_bytes(path, self.to_midi_bytes())
 
     def instruments(self) -> tuple[int, ...]:
         """The sorted instrument numbers that play at least one note."""
@@ -830,7 +845,7 @@ def events_to_midi_bytes(
     on, off = _midi_ticks(meta, onset, duration)
     known = given_ticks[:, 0] >= 0
     on = np.where(known, given_ticks[:, 0], on)
-    off = np.where(known & (given_ticks[:, 1] >= on), given_ticks[:, 1], off)
+    off = np.where(known & (given_ticks[:, 1] >= on), given_ticks[:, 1], np.maximum(off, on))
     music_end = int(off.max(initial=0))
 
     conductor: list[tuple[int, int, int, bytes]] = []

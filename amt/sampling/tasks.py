@@ -129,10 +129,11 @@ def _assign(events: np.ndarray, targets: list[_Target]) -> tuple[np.ndarray, np.
 
 
 def _assemble(midi: MidiTokens, kept: np.ndarray, new: list[np.ndarray], *, join_tracks: bool,
-              targets: list[_Target] | None = None) -> list[Generation]:
+              options: SamplingOptions | None, targets: list[_Target] | None = None) -> list[Generation]:
     """Whole pieces from the kept input notes (boolean mask ``kept``) and each variation's new notes.
 
-    Kept notes keep their track, channel and MIDI ticks (they are written back tick-exact). With
+    Kept notes keep their track, channel and MIDI ticks (they are written back tick-exact); new notes go on
+    the exact grid lines of ``options.grid`` when there is one (``_new_midi_ticks``). With
     ``targets``, new notes are shared out among those parts (``_assign``): onto the part's track and
     channel, or onto a new track per part named after its instrument. Without, and with ``join_tracks``, a
     new note goes to the track its instrument plays on in the input (a filled gap or a continuation belongs
@@ -169,13 +170,24 @@ def _assemble(midi: MidiTokens, kept: np.ndarray, new: list[np.ndarray], *, join
         channels = np.concatenate([_or_unknown(kept_notes.channels, (len(kept_notes),)),
                                    new_channels]).astype(np.int8)
         ticks = np.concatenate([_or_unknown(kept_notes.midi_ticks, (len(kept_notes), 2)),
-                                np.full((len(events), 2), -1)]).astype(np.int64)
+                                _new_midi_ticks(midi, events, options)]).astype(np.int64)
         generated = np.concatenate([np.zeros(len(kept_notes), bool), np.ones(len(events), bool)])
         order = np.argsort(all_events[:, 0], kind="stable")  # kept notes first on equal onsets
         piece = MidiTokens(all_events[order], velocities[order], tracks[order], meta, None, channels[order],
                            ticks[order])
         out.append(Generation(piece, generated[order], summary))
     return out
+
+
+def _new_midi_ticks(midi: MidiTokens, events: np.ndarray, options: SamplingOptions | None) -> np.ndarray:
+    """(N, 2) MIDI ticks of new notes' starts and ends: on the exact lines of ``options.grid`` (which the
+    sampler put them on, to the nearest 10 ms); -1 (the writer's nearest tick) without a grid."""
+    if options is None or not options.grid:
+        return np.full((len(events), 2), -1, np.int64)
+    onsets = events[:, 0] - TIME_OFFSET
+    on = midi.meta.snap_to_grid(onsets, options.grid)
+    off = midi.meta.snap_to_grid(onsets + events[:, 1] - DUR_OFFSET, options.grid)
+    return np.stack([on, np.where((on >= 0) & (off > on), off, -1)], axis=1).reshape(-1, 2)
 
 
 def _or_unknown(values: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
@@ -240,7 +252,7 @@ def accompany(model: CausalLM, midi: MidiTokens, *, keep_parts: Sequence[int] | 
                    callback=callback, window=window, **_timing(midi, options, end))
     # New parts are not the kept ones: a new violin line is not "Violin I" even if that track is kept.
     return _assemble(midi, kept, [_end_by(events, end) for events in new], join_tracks=False,
-                     targets=targets)
+                     options=options, targets=targets)
 
 
 def infill(model: CausalLM, midi: MidiTokens, *, start: float, end: float,
@@ -275,7 +287,7 @@ def infill(model: CausalLM, midi: MidiTokens, *, start: float, end: float,
     new = generate(model, history=midi.events[before], controls=ops.to_controls(midi.events[kept & ~before]),
                    start_time=first, end_time=last, options=options, variations=variations,
                    callback=callback, window=window, **_timing(midi, options, last))
-    return _assemble(midi, kept, new, join_tracks=True, targets=targets)
+    return _assemble(midi, kept, new, join_tracks=True, options=options, targets=targets)
 
 
 def continue_piece(model: CausalLM, midi: MidiTokens, *, seconds: float,
@@ -290,4 +302,4 @@ def continue_piece(model: CausalLM, midi: MidiTokens, *, seconds: float,
                    end_time=last, options=options, variations=variations,
                    callback=callback, window=window, **_timing(midi, options, last))
     return _assemble(midi, np.ones(len(midi.events), bool), [_end_by(events, last) for events in new],
-                     join_tracks=True)
+                     join_tracks=True, options=options)
