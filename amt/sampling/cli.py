@@ -218,11 +218,11 @@ def _info(args: argparse.Namespace) -> int:
         return 0
     print(f"{args.input}: {len(parts)} part{'s' if len(parts) != 1 else ''}, {len(midi)} notes, "
           f"{midi.duration_seconds:.1f} s")
-    print(f"{'part':>4}  {'track':<18} {'ch':>2}  {'program':<26} {'notes':>5}  {'pitches':<7} "
+    print(f"{'part':>4}  {'track':<30} {'ch':>2}  {'program':<26} {'notes':>5}  {'pitches':<7} "
           f"{'from-to (s)':<13} role")
     for p in parts:
         channel = "-" if p.channel < 0 else str(p.channel + 1)
         program = f"{p.program} {p.instrument}" if p.program < 128 else p.instrument
-        print(f"{p.number:>4}  {(p.name or '-')[:18]:<18} {channel:>2}  {program[:26]:<26} {p.notes:>5}  "
+        print(f"{p.number:>4}  {(p.name or '-')[:30]:<30} {channel:>2}  {program[:26]:<26} {p.notes:>5}  "
               f"{f'{p.low}-{p.high}':<7} {f'{p.start:.1f}-{p.end:.1f}':<13} {p.role}")
     return 0

@@ -53,7 +53,8 @@ class _Target:
     track: int
     channel: int
     median: float
-    label: str
+    label: str  # for messages: "Viola (part 3 Viola)"
+    name: str  # for a new track of an instrument that several new parts play: "Acoustic Grand Piano (Alto)"
 
 
 def context_velocities(onsets: np.ndarray, midi: MidiTokens) -> np.ndarray:
@@ -89,11 +90,13 @@ def _targets(midi: MidiTokens, replaced: np.ndarray, *, own_tracks: bool) -> lis
     pitches = ops.pitch_of(midi.events[:, 2])
     chosen = [p for p in found if (replaced & (index == p.number - 1)).any()]
     if not chosen:
-        return [_Target(program, -1, -1, 60.0, f"{GM_INSTRUMENT_NAMES[program]} (default ensemble)")
+        return [_Target(program, -1, -1, 60.0, f"{GM_INSTRUMENT_NAMES[program]} (default ensemble)",
+                        GM_INSTRUMENT_NAMES[program])
                 for program in DEFAULT_ENSEMBLE]
     return [_Target(p.program, -1 if own_tracks else p.track, -1 if own_tracks else p.channel,
                     float(np.median(pitches[replaced & (index == p.number - 1)])),
-                    f"{p.instrument} (part {p.number}{' ' + p.name if p.name else ''})") for p in chosen]
+                    f"{p.instrument} (part {p.number}{' ' + p.name if p.name else ''})",
+                    f"{p.instrument} ({p.name or f'part {p.number}'})") for p in chosen]
 
 
 def _restricted(options: SamplingOptions | None, targets: list[_Target], midi: MidiTokens,
@@ -148,7 +151,7 @@ def _assemble(midi: MidiTokens, kept: np.ndarray, new: list[np.ndarray], *, join
         new_track = {}
         for k in own:  # several new parts on one instrument: say which part each one replaces
             new_track[k] = len(names)
-            names.append(targets[k].label if repeated else GM_INSTRUMENT_NAMES[targets[k].program])
+            names.append(targets[k].name if repeated else GM_INSTRUMENT_NAMES[targets[k].program])
         meta = dataclasses.replace(meta, track_names=tuple(names))
         summary = ", ".join(t.label for t in targets)
     tracks_of = _instrument_tracks(midi) if join_tracks else {}
