@@ -46,13 +46,14 @@ DEFAULT_ENSEMBLE = (0,)
 @dataclass(frozen=True)
 class _Target:
     """A part that new notes are written for: its program, the track and channel they go on (-1: a new
-    track, a free channel) and the median pitch of the part it replaces (new notes go to the part nearest in
-    register)."""
+    track, a free channel), and the median pitch and note count of the part it replaces (its register and
+    its share of the new notes)."""
 
     program: int
     track: int
     channel: int
     median: float
+    notes: int
     label: str  # for messages: "Viola (part 3 Viola)"
     name: str  # for a new track of an instrument that several new parts play: "Acoustic Grand Piano (Alto)"
 
@@ -90,11 +91,12 @@ def _targets(midi: MidiTokens, replaced: np.ndarray, *, own_tracks: bool) -> lis
     pitches = ops.pitch_of(midi.events[:, 2])
     chosen = [p for p in found if (replaced & (index == p.number - 1)).any()]
     if not chosen:
-        return [_Target(program, -1, -1, 60.0, f"{GM_INSTRUMENT_NAMES[program]} (default ensemble)",
+        return [_Target(program, -1, -1, 60.0, 1, f"{GM_INSTRUMENT_NAMES[program]} (default ensemble)",
                         GM_INSTRUMENT_NAMES[program])
                 for program in DEFAULT_ENSEMBLE]
     return [_Target(p.program, -1 if own_tracks else p.track, -1 if own_tracks else p.channel,
                     float(np.median(pitches[replaced & (index == p.number - 1)])),
+                    int((replaced & (index == p.number - 1)).sum()),
                     f"{p.instrument} (part {p.number}{' ' + p.name if p.name else ''})",
                     f"{p.instrument} ({p.name or f'part {p.number}'})") for p in chosen]
 
@@ -114,17 +116,23 @@ def _restricted(options: SamplingOptions | None, targets: list[_Target], midi: M
 
 
 def _assign(events: np.ndarray, targets: list[_Target]) -> tuple[np.ndarray, np.ndarray]:
-    """New notes given to the target parts: each note to the part nearest its pitch (by the median pitch of
-    what the part replaces; drums to a drum part when there is one), taking that part's program. Returns the
-    relabelled events and each note's target index. The model may pile every note onto one instrument; this
-    gives every replaced part its share, the way an arranger splits a texture by register."""
+    """New notes given to the target parts by register, the way an arranger splits a texture: the pitched
+    parts, lowest (by median pitch) first, take the new pitched notes from the lowest up, each as large a
+    share as it had of the replaced notes (drums go to a drum part when there is one). Each note takes its
+    part's program. Returns the relabelled events and each note's target index. The model may pile every
+    note onto one instrument or one register; this gives every replaced part its share."""
     instruments, pitches = ops.instrument_of(events[:, 2]), ops.pitch_of(events[:, 2])
     drums = [k for k, t in enumerate(targets) if t.program == DRUMS]
-    pitched = [k for k, t in enumerate(targets) if t.program != DRUMS] or drums
-    medians = np.array([targets[k].median for k in pitched])
-    nearest = np.asarray(pitched)[np.abs(pitches[:, None] - medians[None, :]).argmin(axis=1)] \
-        if len(events) else np.zeros(0, np.int64)
-    chosen = np.where((instruments == DRUMS) & bool(drums), drums[0] if drums else 0, nearest)
+    pitched = [k for k, t in enumerate(targets) if t.program != DRUMS]
+    pitched = sorted(pitched, key=lambda k: targets[k].median) or drums
+    shares = np.cumsum([targets[k].notes for k in pitched], dtype=np.float64)
+    to_drums = (instruments == DRUMS) & bool(drums)
+    rank = np.zeros(len(events), np.float64)  # each note's place from the lowest, 0-1, drums aside
+    others = np.flatnonzero(~to_drums)
+    lowest_first = others[np.argsort(pitches[others], kind="stable")]
+    rank[lowest_first] = (np.arange(len(others)) + 0.5) / max(len(others), 1)
+    band = np.minimum(np.searchsorted(shares / shares[-1], rank), len(pitched) - 1)
+    chosen = np.where(to_drums, drums[0] if drums else 0, np.asarray(pitched)[band])
     programs = np.array([targets[k].program for k in chosen.tolist()], np.int64)
     out = events.copy()
     out[:, 2] = NOTE_OFFSET + MAX_PITCH * programs + pitches
