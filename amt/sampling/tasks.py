@@ -1,8 +1,10 @@
 """The co-pilot's tasks on a MIDI piece: accompany kept parts, infill a span, continue the piece.
 
 Each task decides which notes of the input are kept (as the prompt before the generation span, or as
-anticipated controls), calls ``generate`` and assembles whole pieces: the kept notes unchanged (timing,
-velocity, track) plus the new notes, with the input's ``MidiMeta`` (tempo map, meter, track names).
+anticipated controls), calls ``generate`` and assembles whole pieces: the kept notes unchanged (MIDI
+ticks, velocity, channel, track: written back tick-exact) plus the new notes, with the input's ``MidiMeta``
+(tempo map, meter, track names). Parts are picked as ``amt.tokenization.parts`` numbers them; by default
+accompany and infill write for the parts they replace (their instruments, register and share of notes).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ VELOCITY_CONTEXT = 5 * TIME_RESOLUTION
 class Generation:
     """One output piece: ``midi`` holds kept and new notes (ordered by onset) with the input's meta (plus a
     track name for each new part); ``generated[i]`` is True when note ``i`` is new; ``summary`` says what
-    the new notes were written for (e.g. "Viola (part 3), Cello (part 4)")."""
+    the new notes were written for (e.g. "Viola (part 3 Viola), Cello (part 4 Cello)")."""
 
     midi: MidiTokens
     generated: np.ndarray
