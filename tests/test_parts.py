@@ -163,6 +163,8 @@ def test_infill_keeps_the_chosen_part_inside_the_span(model):
     names = np.array(result.midi.meta.track_names)[result.midi.tracks]
     assert set(names[new]) <= {"Piano"}  # new notes go to the parts they replace, on their channels
     assert set(result.midi.channels[new].tolist()) <= {1, 2}
+    pitches = ops.pitch_of(result.midi.events[new, 2])
+    assert pitches.min() >= 38 and pitches.max() <= 64  # the replaced parts' range over the whole piece
     piano = [n for n in _named(data)["Piano"]]
     span = (round(start * BPM / 60 * 480), round(end * BPM / 60 * 480))
     outside = [n for n in piano if not span[0] <= n[0] < span[1]]

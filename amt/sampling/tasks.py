@@ -47,10 +47,12 @@ DEFAULT_ENSEMBLE = (0,)
 
 @dataclass(frozen=True)
 class _Target:
-    """A part that new notes are written for: its program, the track and channel they go on (-1: a new
-    track, a free channel), and the median pitch and note count of the part it replaces (its register and
-    its share of the new notes)."""
+    """A part that new notes are written for: the input part it replaces (an index into ``find_parts``,
+    -1: none), its program, the track and channel they go on (-1: a new track, a free channel), and the
+    median pitch and note count of that part over the whole piece (its register and its share of the new
+    notes)."""
 
+    part: int
     program: int
     track: int
     channel: int
@@ -93,24 +95,24 @@ def _targets(midi: MidiTokens, replaced: np.ndarray, *, own_tracks: bool) -> lis
     pitches = ops.pitch_of(midi.events[:, 2])
     chosen = [p for p in found if (replaced & (index == p.number - 1)).any()]
     if not chosen:
-        return [_Target(program, -1, -1, 60.0, 1, f"{GM_INSTRUMENT_NAMES[program]} (default ensemble)",
+        return [_Target(-1, program, -1, -1, 60.0, 1, f"{GM_INSTRUMENT_NAMES[program]} (default ensemble)",
                         GM_INSTRUMENT_NAMES[program])
                 for program in DEFAULT_ENSEMBLE]
-    return [_Target(p.program, -1 if own_tracks else p.track, -1 if own_tracks else p.channel,
-                    float(np.median(pitches[replaced & (index == p.number - 1)])),
-                    int((replaced & (index == p.number - 1)).sum()),
+    return [_Target(p.number - 1, p.program, -1 if own_tracks else p.track, -1 if own_tracks else p.channel,
+                    float(np.median(pitches[index == p.number - 1])), p.notes,
                     f"{p.instrument} (part {p.number}{' ' + p.name if p.name else ''})",
                     f"{p.instrument} ({p.name or f'part {p.number}'})") for p in chosen]
 
 
-def _restricted(options: SamplingOptions | None, targets: list[_Target], midi: MidiTokens,
-                replaced: np.ndarray) -> SamplingOptions:
-    """``options`` with new notes limited to the targets' programs and the replaced notes' pitch range,
-    unless the caller chose instruments or a range."""
+def _restricted(options: SamplingOptions | None, targets: list[_Target], midi: MidiTokens
+                ) -> SamplingOptions:
+    """``options`` with new notes limited to the targets' programs and to the pitch range of the parts they
+    replace (over the whole piece), unless the caller chose instruments or a range."""
     options = options or SamplingOptions()
     if options.instruments is None:
         options = dataclasses.replace(options, instruments=sorted({t.program for t in targets}))
-    pitched = replaced & (ops.instrument_of(midi.events[:, 2]) != DRUMS)
+    of_targets = np.isin(part_index(midi), [t.part for t in targets])
+    pitched = of_targets & (ops.instrument_of(midi.events[:, 2]) != DRUMS)
     if options.pitch_range is None and pitched.any():
         pitches = ops.pitch_of(midi.events[pitched, 2])
         options = dataclasses.replace(options, pitch_range=(int(pitches.min()), int(pitches.max())))
@@ -258,7 +260,7 @@ def accompany(model: CausalLM, midi: MidiTokens, *, keep_parts: Sequence[int] | 
     targets = None
     if options is None or options.instruments is None:
         targets = _targets(midi, ~kept, own_tracks=True)
-        options = _restricted(options, targets, midi, ~kept)
+        options = _restricted(options, targets, midi)
     start, end = int(_onsets(midi).min()), max(_end_tick(midi), 1)
     new = generate(model, history=np.zeros((0, 3), np.int64), controls=ops.to_controls(midi.events[kept]),
                    start_time=start, end_time=end, options=options, variations=variations,
@@ -296,7 +298,7 @@ def infill(model: CausalLM, midi: MidiTokens, *, start: float, end: float,
     targets = None
     if options is None or options.instruments is None:
         targets = _targets(midi, replaced, own_tracks=False)
-        options = _restricted(options, targets, midi, replaced)
+        options = _restricted(options, targets, midi)
     new = generate(model, history=midi.events[before], controls=ops.to_controls(midi.events[kept & ~before]),
                    start_time=first, end_time=last, options=options, variations=variations,
                    callback=callback, window=window, **_timing(midi, options, last))
