@@ -232,3 +232,18 @@ def test_bridge_infill_keeps_a_locked_track_inside_the_region_and_names_new_trac
     event = np.array([plan.start_tick + 1 + TIME_OFFSET, DUR_OFFSET + 20, NOTE_OFFSET + 47 * MAX_PITCH + 48])
     note = event_to_note(plan, event)
     assert note is not None and note.track_name == "Timpani"  # GM 47's own name, not its family
+
+
+def test_single_lines_for_replaced_parts_that_share_a_program(model):
+    chorale = read_midi(REPO_ROOT / "tests" / "data" / "reference" / "bach_bwv66.6.mid")  # SATB, all program 0
+    chorale = chorale.take(chorale.events[:, 0] - TIME_OFFSET < 1000)
+    options = SamplingOptions(seed=6, monophonic=True)
+    (result,) = accompany(model, chorale, keep_parts=[1], options=options)
+    tracks = dict(track_notes(result.midi.to_midi_bytes()))
+    lines = [tracks.get(f"Acoustic Grand Piano ({voice})", []) for voice in ("Alto", "Tenor", "Bass")]
+    assert all(lines), "a replaced voice got no notes"
+    for line in lines:  # one note at a time in each voice (the model wrote them as separate instruments)
+        assert all(later[0] >= earlier[1] for earlier, later in zip(line, line[1:], strict=False))
+    medians = [np.median([n[2] for n in line]) for line in lines]
+    assert medians == sorted(medians, reverse=True)  # alto above tenor above bass
+    assert set(ops.instrument_of(result.midi.events[:, 2]).tolist()) == {0}  # all back on program 0

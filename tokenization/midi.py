@@ -714,7 +714,9 @@ def _midi_ticks(meta: MidiMeta, onset: np.ndarray, duration: np.ndarray) -> tupl
         fixed = _round_half_even(meta.ticks_to_numerator(candidate), d) == onset
         on = np.where(wrong & fixed, candidate, on)
     n_on = meta.ticks_to_numerator(on)
-    off = np.maximum(_numerator_to_ticks(meta, n_on + duration * d), on)
+    # Start from the tick nearest the note's end time, the one a note starting there gets: a line of notes
+    # that end where the next begins stays without overlaps in MIDI ticks too.
+    off = np.maximum(_numerator_to_ticks(meta, (onset + duration) * d), on)
     for delta in (0, -1, 1, -2, 2):
         wrong = _round_half_even(meta.ticks_to_numerator(off) - n_on, d) != duration
         if not wrong.any():

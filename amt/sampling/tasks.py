@@ -50,7 +50,8 @@ class _Target:
     """A part that new notes are written for: the input part it replaces (an index into ``find_parts``,
     -1: none), its program, the track and channel they go on (-1: a new track, a free channel), and the
     median pitch and note count of that part over the whole piece (its register and its share of the new
-    notes)."""
+    notes). ``voice`` is the program the model writes the part with: its own, or for single lines a program
+    of its family that no other part uses (see ``_restricted``)."""
 
     part: int
     program: int
@@ -60,6 +61,7 @@ class _Target:
     notes: int
     label: str  # for messages: "Viola (part 3 Viola)"
     name: str  # for a new track of an instrument that several new parts play: "Acoustic Grand Piano (Alto)"
+    voice: int = -1
 
 
 def context_velocities(onsets: np.ndarray, midi: MidiTokens) -> np.ndarray:
@@ -104,31 +106,49 @@ def _targets(midi: MidiTokens, replaced: np.ndarray, *, own_tracks: bool) -> lis
                     f"{p.instrument} ({p.name or f'part {p.number}'})") for p in chosen]
 
 
-def _restricted(options: SamplingOptions | None, targets: list[_Target], midi: MidiTokens
-                ) -> SamplingOptions:
+def _restricted(options: SamplingOptions | None, targets: list[_Target], midi: MidiTokens, kept: np.ndarray
+                ) -> tuple[SamplingOptions, list[_Target]]:
     """``options`` with new notes limited to the targets' programs and to the pitch range of the parts they
-    replace (over the whole piece), unless the caller chose instruments or a range."""
+    replace (over the whole piece), unless the caller chose a range; and the targets with their voices.
+
+    With ``options.monophonic`` every pitched target gets a program of its own for the model (its own, else
+    the next one of its General MIDI family, else any, that no kept or other new part uses), so that parts
+    sharing a program (the voices of a chorale, all on program 0) come out as separate single lines rather
+    than one line shared out among them; the notes take the part's own program back afterwards."""
     options = options or SamplingOptions()
-    if options.instruments is None:
-        options = dataclasses.replace(options, instruments=sorted({t.program for t in targets}))
+    used = {int(i) for i in ops.instrument_of(midi.events[kept, 2])}
+    voiced = []
+    for target in targets:
+        voice = target.program
+        if options.monophonic and target.program != DRUMS:
+            family = target.program - target.program % 8
+            candidates = [target.program, *range(family, family + 8), *range(DRUMS)]
+            voice = next((p for p in candidates if p not in used), target.program)
+            used.add(voice)
+        voiced.append(dataclasses.replace(target, voice=voice))
+    options = dataclasses.replace(options, instruments=sorted({t.voice for t in voiced}))
     of_targets = np.isin(part_index(midi), [t.part for t in targets])
     pitched = of_targets & (ops.instrument_of(midi.events[:, 2]) != DRUMS)
     if options.pitch_range is None and pitched.any():
         pitches = ops.pitch_of(midi.events[pitched, 2])
         options = dataclasses.replace(options, pitch_range=(int(pitches.min()), int(pitches.max())))
-    return options
+    return options, voiced
 
 
-def _assign(events: np.ndarray, targets: list[_Target]) -> tuple[np.ndarray, np.ndarray]:
+def _assign(events: np.ndarray, targets: list[_Target], *, lines: bool) -> tuple[np.ndarray, np.ndarray]:
     """New notes given to the target parts by register, the way an arranger splits a texture: the pitched
     parts, lowest (by median pitch) first, take the new pitched notes from the lowest up, each as large a
-    share as it had of the replaced notes (drums go to a drum part when there is one). Each note takes its
-    part's program. Returns the relabelled events and each note's target index. The model may pile every
-    note onto one instrument or one register; this gives every replaced part its share."""
+    share as it had of the replaced notes (drums go to a drum part when there is one). With ``lines`` (each
+    voice a single line), whole lines are given out instead: the lowest line to the lowest part, and so on.
+    Each note takes its part's program. Returns the relabelled events and each note's target index. The
+    model may pile every note onto one instrument or one register; this gives every replaced part its
+    share."""
     instruments, pitches = ops.instrument_of(events[:, 2]), ops.pitch_of(events[:, 2])
     drums = [k for k, t in enumerate(targets) if t.program == DRUMS]
     pitched = [k for k, t in enumerate(targets) if t.program != DRUMS]
     pitched = sorted(pitched, key=lambda k: targets[k].median) or drums
+    if lines:
+        return _relabel(events, targets, _by_line(instruments, pitches, targets, pitched, drums))
     shares = np.cumsum([targets[k].notes for k in pitched], dtype=np.float64)
     to_drums = (instruments == DRUMS) & bool(drums)
     rank = np.zeros(len(events), np.float64)  # each note's place from the lowest, 0-1, drums aside
@@ -136,10 +156,30 @@ def _assign(events: np.ndarray, targets: list[_Target]) -> tuple[np.ndarray, np.
     lowest_first = others[np.argsort(pitches[others], kind="stable")]
     rank[lowest_first] = (np.arange(len(others)) + 0.5) / max(len(others), 1)
     band = np.minimum(np.searchsorted(shares / shares[-1], rank), len(pitched) - 1)
-    chosen = np.where(to_drums, drums[0] if drums else 0, np.asarray(pitched)[band])
+    return _relabel(events, targets, np.where(to_drums, drums[0] if drums else 0, np.asarray(pitched)[band]))
+
+
+def _by_line(instruments: np.ndarray, pitches: np.ndarray, targets: list[_Target], pitched: list[int],
+             drums: list[int]) -> np.ndarray:
+    """Each note's target when every voice is a single line: the lines (one per model instrument) ordered by
+    median pitch go to the pitched targets ordered by theirs; with fewer lines than targets, each line to the
+    target nearest its median."""
+    voices = [v for v in np.unique(instruments).tolist() if v != DRUMS]
+    medians = {v: float(np.median(pitches[instruments == v])) for v in voices}
+    voices.sort(key=lambda v: medians[v])
+    if len(voices) == len(pitched):
+        target_of = dict(zip(voices, pitched, strict=True))
+    else:
+        target_of = {v: min(pitched, key=lambda k: abs(targets[k].median - medians[v])) for v in voices}
+    return np.array([drums[0] if i == DRUMS and drums else target_of.get(i, pitched[0])
+                     for i in instruments.tolist()], np.int64)
+
+
+def _relabel(events: np.ndarray, targets: list[_Target], chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``events`` with each note's program replaced by its target's, and the targets (indices)."""
     programs = np.array([targets[k].program for k in chosen.tolist()], np.int64)
     out = events.copy()
-    out[:, 2] = NOTE_OFFSET + MAX_PITCH * programs + pitches
+    out[:, 2] = NOTE_OFFSET + MAX_PITCH * programs + ops.pitch_of(events[:, 2])
     return out, chosen
 
 
@@ -171,7 +211,7 @@ def _assemble(midi: MidiTokens, kept: np.ndarray, new: list[np.ndarray], *, join
     out = []
     for events in new:
         if targets is not None:
-            events, chosen = _assign(events, targets)
+            events, chosen = _assign(events, targets, lines=bool(options and options.monophonic))
             new_tracks = np.array([new_track.get(k, targets[k].track) for k in chosen.tolist()], np.int32)
             new_channels = np.array([targets[k].channel for k in chosen.tolist()], np.int64)
         else:
@@ -259,8 +299,7 @@ def accompany(model: CausalLM, midi: MidiTokens, *, keep_parts: Sequence[int] | 
     kept = keep_mask(midi, parts=keep_parts, tracks=keep_tracks, instruments=keep_instruments)
     targets = None
     if options is None or options.instruments is None:
-        targets = _targets(midi, ~kept, own_tracks=True)
-        options = _restricted(options, targets, midi)
+        options, targets = _restricted(options, _targets(midi, ~kept, own_tracks=True), midi, kept)
     start, end = int(_onsets(midi).min()), max(_end_tick(midi), 1)
     new = generate(model, history=np.zeros((0, 3), np.int64), controls=ops.to_controls(midi.events[kept]),
                    start_time=start, end_time=end, options=options, variations=variations,
@@ -297,8 +336,7 @@ def infill(model: CausalLM, midi: MidiTokens, *, start: float, end: float,
         raise GenerationError(f"nothing to rewrite: every note in {start:g}-{end:g} s belongs to a kept part")
     targets = None
     if options is None or options.instruments is None:
-        targets = _targets(midi, replaced, own_tracks=False)
-        options = _restricted(options, targets, midi)
+        options, targets = _restricted(options, _targets(midi, replaced, own_tracks=False), midi, kept)
     new = generate(model, history=midi.events[before], controls=ops.to_controls(midi.events[kept & ~before]),
                    start_time=first, end_time=last, options=options, variations=variations,
                    callback=callback, window=window, **_timing(midi, options, last))
