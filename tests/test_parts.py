@@ -5,6 +5,7 @@ whose parts all share program 0 (tests/partfiles.py)."""
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import sys
 
@@ -23,7 +24,7 @@ from amt.tokenization.midi import events_to_midi_bytes, read_midi
 from amt.tokenization.parts import find_parts, keep_mask, part_index
 from amt.tokenization.vocab import DUR_OFFSET, MAX_PITCH, NOTE_OFFSET, TIME_OFFSET
 
-from conftest import REPO_ROOT
+from conftest import REFERENCE_DIR, REPO_ROOT
 
 torch.set_num_threads(1)
 MUSIC_SECONDS = BARS * 4 * 60 / BPM  # where the last note of the song ends (the bass ends a 16th earlier)
@@ -235,7 +236,7 @@ def test_bridge_infill_keeps_a_locked_track_inside_the_region_and_names_new_trac
 
 
 def test_single_lines_for_replaced_parts_that_share_a_program(model):
-    chorale = read_midi(REPO_ROOT / "tests" / "data" / "reference" / "bach_bwv66.6.mid")  # SATB, all program 0
+    chorale = read_midi(REFERENCE_DIR / "bach_bwv66.6.mid")  # SATB, every voice on program 0
     chorale = chorale.take(chorale.events[:, 0] - TIME_OFFSET < 1000)
     options = SamplingOptions(seed=6, monophonic=True)
     (result,) = accompany(model, chorale, keep_parts=[1], options=options)
@@ -243,7 +244,7 @@ def test_single_lines_for_replaced_parts_that_share_a_program(model):
     lines = [tracks.get(f"Acoustic Grand Piano ({voice})", []) for voice in ("Alto", "Tenor", "Bass")]
     assert all(lines), "a replaced voice got no notes"
     for line in lines:  # one note at a time in each voice (the model wrote them as separate instruments)
-        assert all(later[0] >= earlier[1] for earlier, later in zip(line, line[1:], strict=False))
+        assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(line))
     medians = [np.median([n[2] for n in line]) for line in lines]
     assert medians == sorted(medians, reverse=True)  # alto above tenor above bass
     assert set(ops.instrument_of(result.midi.events[:, 2]).tolist()) == {0}  # all back on program 0
