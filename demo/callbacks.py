@@ -183,7 +183,7 @@ class Request:
     top_p: float = 0.95
     temperature: float = 1.0
     seed: str | float | None = None  # None or "": a fresh random seed, reported back
-    instruments: Sequence[str | int] = ()  # for new notes; empty: any
+    instruments: Sequence[str | int] = ()  # for new notes; empty: the replaced parts' (continue: any)
     density: float = 0.0  # new notes per second; 0: no target
     grid: str = "off"  # a key of GRIDS
     monophonic: bool = False  # each new part plays one note at a time
