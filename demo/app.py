@@ -30,7 +30,7 @@ OUTPUT_LIFETIME = 3600.0
 INTRO = """# amt: Anticipatory Music Transformer co-pilot
 Give it some music and say which notes to keep: it writes the rest. **Accompany** keeps the parts you pick and
 writes new ones around them; **infill** rewrites a time span; **continue** carries on after the end.
-Kept notes are drawn faded, new notes solid."""
+Each part has its colour; kept notes are drawn pale with a dashed outline, new notes solid."""
 
 CSS = """
 .amt-status p { margin: 0; }
@@ -89,10 +89,12 @@ class DemoApp:
                 with gr.Column(scale=1, min_width=300):
                     task = gr.Radio(["accompany", "infill", "continue"], value="accompany", label="Task",
                                     elem_id="task")
-                    with gr.Group(visible=True) as accompany_group:
+                    with gr.Group(visible=True) as keep_group:
+                        # A multiselect Dropdown, not a CheckboxGroup: choices filled by an event would make a
+                        # CheckboxGroup refuse API calls with other values.
                         keep = gr.Dropdown(choices=[], value=[], multiselect=True, allow_custom_value=True,
-                                           label="Parts to keep (the likely melody is preselected)",
-                                           elem_id="keep")
+                                           label="Parts to keep, by number (accompany: the likely melody is "
+                                           "preselected; infill: kept inside the span too)", elem_id="keep")
                     with gr.Group(visible=False) as infill_group, gr.Row():
                         span_start = gr.Number(value=None, label="From", minimum=0, elem_id="span-start")
                         span_end = gr.Number(value=None, label="To", minimum=0, elem_id="span-end")
@@ -117,7 +119,8 @@ class DemoApp:
                                             label="Density target (new notes/s, 0: off)", elem_id="density")
                     instruments = gr.Dropdown(
                         choices=callbacks.instrument_choices(), value=[], multiselect=True,
-                        allow_custom_value=True, label="Instruments for new notes (empty: any)",
+                        allow_custom_value=True, label="Instruments for new notes (empty: those of the "
+                        "parts they replace; continue: any)",
                         elem_id="instruments",
                     )
                     with gr.Row():
@@ -153,8 +156,9 @@ class DemoApp:
                 lambda: hide_results, None, groups, queue=False)
             example.input(self.load_example, [example], load_outputs, concurrency_limit=4).then(
                 lambda: hide_results, None, groups, queue=False)
-            task.change(lambda t: [gr.Group(visible=t == name) for name in callbacks.TASKS], [task],
-                        [accompany_group, infill_group, continue_group], queue=False)
+            task.change(lambda t: [gr.Group(visible=t in ("accompany", "infill")),
+                                   gr.Group(visible=t == "infill"), gr.Group(visible=t == "continue")],
+                        [task], [keep_group, infill_group, continue_group], queue=False)
             slot_outputs = [c for s in slots for c in (s.group, s.title, s.plot, s.audio, s.download)]
             generate.click(
                 self.generate,
@@ -199,7 +203,7 @@ class DemoApp:
         audio, status = None, ""
         if self.renderer is not None:
             try:
-                audio = callbacks.render_input_audio(Path(path), loaded, self._request_dir(), self.renderer)
+                audio = callbacks.render_input_audio(loaded, self._request_dir(), self.renderer)
             except AudioError as error:
                 status = str(error)
         return (
@@ -207,9 +211,9 @@ class DemoApp:
             callbacks.describe_piece(loaded),
             callbacks.piece_pianoroll(loaded),
             audio,
-            gr.Dropdown(choices=[(p.label, p.key) for p in loaded.parts],
-                        value=[melody.key] if melody else [], multiselect=True, allow_custom_value=True),
-            gr.Dropdown(value=list(loaded.instruments), multiselect=True, allow_custom_value=True),
+            gr.Dropdown(choices=callbacks.part_choices(loaded), value=[str(melody.number)] if melody else [],
+                        multiselect=True, allow_custom_value=True),
+            gr.Dropdown(value=[], multiselect=True, allow_custom_value=True),
             # Default infill span: the middle third, which has context on both sides.
             gr.Number(value=round(loaded.duration / 3, 1)),
             gr.Number(value=round(2 * loaded.duration / 3, 1)),

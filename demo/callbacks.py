@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,7 +23,9 @@ from amt.demo.audio import AudioError, Renderer
 from amt.demo.notes import NoteArrays
 from amt.demo.pianoroll import plot_pianoroll
 from amt.errors import AmtError, MidiError
-from amt.tokenization.midi import GM_INSTRUMENT_NAMES, MidiTokens, read_midi, write_midi
+from amt.tokenization.midi import GM_INSTRUMENT_NAMES, MidiTokens, read_midi
+from amt.tokenization.parts import Part, find_parts, part_index
+from amt.tokenization.parts import describe as describe_parts
 from amt.tokenization.vocab import DRUMS, DUR_OFFSET, TIME_OFFSET, TIME_RESOLUTION
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
@@ -47,32 +48,16 @@ class DemoInputError(AmtError):
 
 
 @dataclass(frozen=True)
-class Part:
-    """A line of the piece a user can keep: a track, or (when tracks do not separate them) an instrument."""
-
-    key: str  # "track:N" or "instrument:N" (N: track index or instrument number): what the page sends back
-    label: str
-    note_count: int
-    mean_pitch: float
-    monophony: float  # share of notes that start alone (no other note of the part starts with them)
-    drums: bool
-
-
-@dataclass(frozen=True)
 class Piece:
     """A loaded, checked input piece and what the page shows about it."""
 
     midi: MidiTokens
     name: str  # file stem, used to name outputs
     notes: NoteArrays
-    parts: tuple[Part, ...]
+    parts: tuple[Part, ...]  # numbered as `amt info` numbers them
+    part_of: np.ndarray  # each note's (row of ``notes``) index into ``parts``
     duration: float  # seconds
     original_duration: float  # before clipping to MAX_PIECE_SECONDS
-
-    @property
-    def instruments(self) -> tuple[int, ...]:
-        """Instruments playing in the piece, in order of first appearance."""
-        return tuple(dict.fromkeys(self.notes.instruments.tolist()))
 
 
 def list_examples(folder: Path = EXAMPLES_DIR) -> dict[str, Path]:
@@ -103,8 +88,6 @@ def load_piece(path: str | Path | None, *, max_seconds: float = MAX_PIECE_SECOND
         midi = read_midi(path, name=path.name)
     except MidiError as error:
         raise DemoInputError(f"{path.name} is not a MIDI file the demo can read ({error.reason}).") from error
-    midi = dataclasses.replace(midi, meta=dataclasses.replace(
-        midi.meta, track_names=unique_track_names(midi.meta.track_names)))
     notes = NoteArrays.from_events(midi.events, midi.tracks)
     if len(notes) == 0:
         raise DemoInputError(f"{path.name} has no notes.")
@@ -113,8 +96,9 @@ def load_piece(path: str | Path | None, *, max_seconds: float = MAX_PIECE_SECOND
         midi = clip_midi(midi, max_seconds)
         notes = NoteArrays.from_events(midi.events, midi.tracks)
     duration = float((notes.onsets + notes.durations).max())
-    return Piece(midi=midi, name=_safe_stem(path.stem), notes=notes, parts=find_parts(midi, notes),
-                 duration=duration, original_duration=original_duration)
+    return Piece(midi=midi, name=_safe_stem(path.stem), notes=notes, parts=tuple(find_parts(midi)),
+                 part_of=part_index(midi)[notes.index], duration=duration,
+                 original_duration=original_duration)
 
 
 def _safe_stem(stem: str) -> str:
@@ -122,83 +106,40 @@ def _safe_stem(stem: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "piece"
 
 
-def unique_track_names(names: Sequence[str]) -> tuple[str, ...]:
-    """Track names made non-empty and distinct ("Track 3", "Piano (2)"): the sampler keeps tracks by name."""
-    out: list[str] = []
-    for number, name in enumerate(names, start=1):
-        name = name.strip() or f"Track {number}"
-        candidate, copy = name, 1
-        while candidate.casefold() in {n.casefold() for n in out}:
-            copy += 1
-            candidate = f"{name} ({copy})"
-        out.append(candidate)
-    return tuple(out)
-
-
 def clip_midi(midi: MidiTokens, seconds: float) -> MidiTokens:
-    """The notes of ``midi`` that start before ``seconds``, cut off at ``seconds``."""
+    """The notes of ``midi`` that start before ``seconds``, cut off at ``seconds`` (a cut note loses its
+    original note-off tick; the others keep theirs)."""
     end = round(seconds * TIME_RESOLUTION)
-    onsets = midi.events[:, 0] - TIME_OFFSET
-    keep = onsets < end
-    events = midi.events[keep].copy()
+    clipped = midi.take(midi.events[:, 0] - TIME_OFFSET < end)
+    events = clipped.events.copy()
     durations = np.minimum(events[:, 1] - DUR_OFFSET, end - (events[:, 0] - TIME_OFFSET))
     events[:, 1] = DUR_OFFSET + np.maximum(durations, 1)
-    return dataclasses.replace(midi, events=events, velocities=midi.velocities[keep],
-                               tracks=midi.tracks[keep])
+    ticks = clipped.midi_ticks
+    if ticks is not None:
+        ticks = ticks.copy()
+        ticks[events[:, 1] != clipped.events[:, 1], 1] = -1
+    return dataclasses.replace(clipped, events=events, midi_ticks=ticks)
 
 
-def find_parts(midi: MidiTokens, notes: NoteArrays) -> tuple[Part, ...]:
-    """The parts a user can keep. Tracks when they separate the music at least as finely as instruments do
-    (a chorale exported with every voice on piano), else instruments (a one-track, many-channel file)."""
-    track_names = midi.meta.track_names
-    tracks = sorted(set(notes.tracks.tolist()))
-    instruments = sorted(set(notes.instruments.tolist()))
-    by_track = -1 not in tracks and len(tracks) >= len(instruments)
-    parts = []
-    for value in tracks if by_track else instruments:
-        chosen = (notes.tracks if by_track else notes.instruments) == value
-        members = list(dict.fromkeys(notes.instruments[chosen].tolist()))
-        if by_track:
-            name = track_names[value]
-            played_by = ", ".join(GM_INSTRUMENT_NAMES[i] for i in members)
-            # write_midi names a track without a name after its instrument: say it once.
-            label = name if name == played_by else f"{name} ({played_by})"
-        else:
-            label = GM_INSTRUMENT_NAMES[value]
-        count = int(chosen.sum())
-        parts.append(Part(
-            key=f"{'track' if by_track else 'instrument'}:{value}",
-            label=f"{label}: {count} notes",
-            note_count=count,
-            mean_pitch=float(notes.pitches[chosen].mean()),
-            monophony=_monophony(notes.onsets[chosen]),
-            drums=all(i == DRUMS for i in members),
-        ))
-    return tuple(parts)
-
-
-def _monophony(onsets: np.ndarray) -> float:
-    """Share of notes that start alone, not as part of a chord. Onsets rather than overlaps: a held or
-    badly closed note (common in exported scores) would otherwise turn a whole melody into "chords"."""
-    _, counts = np.unique(np.round(onsets * TIME_RESOLUTION).astype(np.int64), return_counts=True)
-    return float(counts[counts == 1].sum() / len(onsets))
+def part_choices(piece: Piece) -> list[tuple[str, str]]:
+    """(label, value) of each part for the page's list: "2 Alto (Acoustic Grand Piano): 42 notes, inner"
+    and its number as text (what ``Request.keep`` holds)."""
+    return [(f"{p.label}: {p.notes} notes, {p.role}", str(p.number)) for p in piece.parts]
 
 
 def guess_melody(parts: Sequence[Part]) -> Part | None:
-    """The part most likely to be the melody: the highest mostly-monophonic pitched part, else the highest."""
-    pitched = [p for p in parts if not p.drums]
-    if not pitched:
-        return None
-    single_lines = [p for p in pitched if p.monophony >= 0.8]
-    return max(single_lines or pitched, key=lambda p: p.mean_pitch)
+    """The part most likely to be the melody: the one ``find_parts`` calls the melody, else the highest
+    pitched part; None when every part is drums."""
+    pitched = [p for p in parts if p.role != "drums"]
+    melodies = [p for p in pitched if p.role == "melody"]
+    return (melodies or sorted(pitched, key=lambda p: p.high, reverse=True) or [None])[0]
 
 
 def describe_piece(piece: Piece) -> str:
     """A one-paragraph Markdown summary of the piece."""
     meta = piece.midi.meta
-    parts = f"{len(piece.parts)} {'track' if piece.parts[0].key.startswith('track') else 'instrument'}"
     text = (f"**{piece.name}**: {piece.duration:.1f} s, {len(piece.notes)} notes, "
-            f"{parts}{'s' if len(piece.parts) != 1 else ''}")
+            f"{len(piece.parts)} part{'s' if len(piece.parts) != 1 else ''}")
     if meta.tempos:
         text += f", {meta.tempos[0][1]:.0f} bpm"
     if meta.time_signatures:
@@ -211,8 +152,8 @@ def describe_piece(piece: Piece) -> str:
 
 
 def piece_pianoroll(piece: Piece) -> Figure:
-    """The piano roll of the input piece."""
-    return plot_pianoroll(piece.notes, title="Input", instrument_order=piece.instruments)
+    """The piano roll of the input piece, a colour per part."""
+    return plot_pianoroll(piece.notes, piece.part_of, [p.label for p in piece.parts], title="Input")
 
 
 def instrument_choices() -> list[tuple[str, int]]:
@@ -233,7 +174,7 @@ class Request:
     """What the form asks for, as the page sends it (strings where users can type)."""
 
     task: str
-    keep: Sequence[str] = ()  # Part keys, for accompany
+    keep: Sequence[str | int] = ()  # part numbers: kept by accompany, and by infill inside the span
     span_start: float | None = None  # for infill
     span_end: float | None = None
     span_unit: str = "seconds"  # or "bars"
@@ -242,7 +183,7 @@ class Request:
     top_p: float = 0.95
     temperature: float = 1.0
     seed: str | float | None = None  # None or "": a fresh random seed, reported back
-    instruments: Sequence[str | int] = ()  # for new notes; empty: any
+    instruments: Sequence[str | int] = ()  # for new notes; empty: the replaced parts' (continue: any)
     density: float = 0.0  # new notes per second; 0: no target
     grid: str = "off"  # a key of GRIDS
     monophonic: bool = False  # each new part plays one note at a time
@@ -294,20 +235,21 @@ def resolve_span(piece: Piece, start: float | None, end: float | None, unit: str
     return start_s, min(end_s, piece.duration)
 
 
-def keep_selection(piece: Piece, keep: Sequence[str]) -> dict[str, list]:
-    """Sampler keyword arguments for the kept parts: ``keep_tracks`` (names) or ``keep_instruments``."""
-    if not keep:
+def keep_selection(piece: Piece, keep: Sequence[str | int], *, required: bool = True) -> dict[str, list[int]]:
+    """Sampler keyword arguments for the kept parts (numbers, as the page sends them): ``keep_parts``."""
+    if not keep and required:
         raise DemoInputError("Choose at least one part to keep for the accompaniment.")
-    known = {part.key: part for part in piece.parts}
-    unknown = [key for key in keep if key not in known]
+    numbers, unknown = [], []
+    for value in keep:
+        text = str(value).strip().split(" ")[0]  # a number, or a label typed or pasted whole
+        if text.isdigit() and 1 <= int(text) <= len(piece.parts):
+            numbers.append(int(text))
+        else:
+            unknown.append(str(value))
     if unknown:
-        raise DemoInputError(
-            f"{', '.join(map(str, unknown))}: no such part in {piece.name}; pick from the list."
-        )
-    numbers = sorted({int(key.split(":")[1]) for key in keep})
-    if keep[0].startswith("track:"):
-        return {"keep_tracks": [piece.midi.meta.track_names[n] for n in numbers]}
-    return {"keep_instruments": numbers}
+        raise DemoInputError(f"{', '.join(unknown)}: no such part in {piece.name}; its parts are "
+                             f"{describe_parts(piece.parts)}.")
+    return {"keep_parts": sorted(set(numbers))} if numbers else {}
 
 
 def sampling_options(request: Request, *, seed: int):
@@ -421,8 +363,12 @@ def generate(
         what = "accompaniment"
     elif request.task == "infill":
         region = resolve_span(piece, request.span_start, request.span_end, request.span_unit)
-        results = sampling.infill(model, piece.midi, start=region[0], end=region[1], **common)
+        keep = keep_selection(piece, request.keep, required=False)
+        results = sampling.infill(model, piece.midi, start=region[0], end=region[1], **keep, **common)
         what = f"infilling of {region[0]:.1f}-{region[1]:.1f} s"
+        if keep:
+            what += f" keeping part{'s' if len(keep['keep_parts']) > 1 else ''} " + \
+                ", ".join(map(str, keep["keep_parts"]))
     else:
         seconds = float(request.continue_seconds)
         if not 0 < seconds <= MAX_CONTINUE_SECONDS:
@@ -443,6 +389,8 @@ def generate(
         if problem:
             audio_problems.append(problem)
     status = f"{len(saved)} variation{'s' if len(saved) != 1 else ''} ({what}), seed {seed}."
+    if results and results[0].summary:
+        status += f" New notes for: {results[0].summary}."
     if audio_problems:
         status += " " + audio_problems[0]
     return saved, status
@@ -463,11 +411,11 @@ def save_variation(
     Returns the variation and a message when audio rendering failed ("" otherwise).
     """
     midi = result.midi
-    notes = NoteArrays.from_events(midi.events)
+    notes = NoteArrays.from_events(midi.events, midi.tracks)
     generated = np.asarray(result.generated, dtype=bool)[notes.index]
     midi_path = out_dir / f"{piece.name}-{task}-{number}.mid"
-    # Kept notes stay on their (named) tracks; new parts get a track per instrument.
-    write_midi(midi_path, midi.events, meta=midi.meta, velocities=midi.velocities, tracks=midi.tracks)
+    # Kept notes stay on their (named) tracks, tick-exact; new parts get tracks named after instruments.
+    midi.write(midi_path)
     audio_path, problem = None, ""
     if renderer is not None:
         try:
@@ -475,24 +423,28 @@ def save_variation(
         except AudioError as error:
             problem = f"Audio failed: {error}"
     new_notes = int(generated.sum())
+    parts = find_parts(midi)
     figure = plot_pianoroll(
-        notes, generated=generated, title=f"Variation {number}", instrument_order=piece.instruments,
-        region=region, duration=max(piece.duration, region[1] if region else 0.0),
+        notes, part_index(midi)[notes.index], [p.label for p in parts], generated=generated,
+        colour_keys=[_colour_key(p) for p in parts], known_keys=[_colour_key(p) for p in piece.parts],
+        title=f"Variation {number}", region=region,
+        duration=max(piece.duration, region[1] if region else 0.0),
     )
     return Variation(title=f"Variation {number}: {new_notes} new notes", figure=figure, midi_path=midi_path,
                      audio_path=audio_path, new_notes=new_notes), problem
 
 
-def render_input_audio(piece_path: Path, piece: Piece, out_dir: Path,
-                       renderer: Renderer | None) -> Path | None:
-    """Audio of the (possibly clipped) input piece, or None without a renderer."""
+def _colour_key(part: Part) -> tuple[int, int, int]:
+    """What makes a part the same part in the input and in a variation (so it keeps its colour)."""
+    return (part.track, part.channel, part.program)
+
+
+def render_input_audio(piece: Piece, out_dir: Path, renderer: Renderer | None) -> Path | None:
+    """Audio of the (possibly clipped) input piece, or None without a renderer. The piece is written anew
+    (its notes tick-exact) so that the audio ends with the music, not with a late end-of-track."""
     if renderer is None:
         return None
     out_dir.mkdir(parents=True, exist_ok=True)
     midi_path = out_dir / f"{piece.name}-input.mid"
-    if piece.original_duration > piece.duration + 1e-6:
-        write_midi(midi_path, piece.midi.events, meta=piece.midi.meta, velocities=piece.midi.velocities,
-                   tracks=piece.midi.tracks)
-    else:
-        shutil.copyfile(piece_path, midi_path)
+    piece.midi.write(midi_path)
     return renderer.render(midi_path, midi_path.with_suffix(".flac"))

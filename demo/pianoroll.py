@@ -1,4 +1,5 @@
-"""Piano-roll pictures of a piece: time on x, pitch on y, one colour per instrument.
+"""Piano-roll pictures of a piece: time on x, pitch on y, one colour per part (a track, channel and
+program: a song's voice and piano apart even when both are program 0).
 
 Drawn with matplotlib's object API (no pyplot), so figures are not global state and several requests can
 draw at once. gradio-pianoroll needs gradio < 6, hence matplotlib.
@@ -15,7 +16,6 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from amt.demo.notes import NoteArrays
-from amt.tokenization.midi import GM_INSTRUMENT_NAMES
 
 # Tableau's 10 colours, then 10 more from tab20's light half: 20 instruments before a colour repeats.
 PALETTE: tuple[str, ...] = (
@@ -28,11 +28,14 @@ KEPT_ALPHA = 0.28
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 
-def instrument_colours(order: Sequence[int], instruments: Sequence[int]) -> dict[int, str]:
-    """Colour of each instrument: instruments in ``order`` first (so the input piece and its variations use
-    the same colours), then any others in increasing number."""
-    ranked = list(dict.fromkeys([*order, *sorted(set(instruments) - set(order))]))
-    return {instrument: PALETTE[i % len(PALETTE)] for i, instrument in enumerate(ranked)}
+def part_colours(keys: Sequence, known: Sequence = ()) -> list[str]:
+    """Colour of each part, by its key: the keys in ``known`` (the input's parts) keep their palette places,
+    so a part has one colour in the input and in every variation; other parts take the next colours."""
+    place = {key: i for i, key in enumerate(known)}
+    extra = [key for key in keys if key not in place]
+    for key in extra:
+        place[key] = len(place)
+    return [PALETTE[place[key] % len(PALETTE)] for key in keys]
 
 
 def _rectangles(onsets: np.ndarray, durations: np.ndarray, pitches: np.ndarray) -> np.ndarray:
@@ -45,48 +48,59 @@ def _rectangles(onsets: np.ndarray, durations: np.ndarray, pitches: np.ndarray) 
 
 def plot_pianoroll(
     notes: NoteArrays,
+    parts: np.ndarray,
+    labels: Sequence[str],
     *,
     generated: np.ndarray | None = None,
+    colour_keys: Sequence | None = None,
+    known_keys: Sequence = (),
     title: str | None = None,
-    instrument_order: Sequence[int] = (),
     region: tuple[float, float] | None = None,
     duration: float | None = None,
 ) -> Figure:
-    """Draw ``notes`` as a piano roll and return the figure.
+    """Draw ``notes`` as a piano roll, a colour per part, and return the figure.
 
-    ``generated`` marks new notes (drawn solid with a dark outline; the others faded), ``region`` shades
-    the time span (seconds) the model wrote, and ``duration`` fixes the x extent so rolls of one piece line
-    up. The legend lists each instrument with its General MIDI name and note count.
+    ``parts`` gives each note's index into ``labels`` (the parts' names); ``colour_keys`` and ``known_keys``
+    keep each part's colour from the input to a variation (see ``part_colours``). ``generated`` marks new
+    notes: drawn solid with a dark outline, while kept notes are pale with a dashed outline of their part's
+    colour, and the legend says which is which for each part. ``region`` shades the time span (seconds) the
+    model wrote, and ``duration`` fixes the x extent so rolls of one piece line up.
     """
     figure = Figure(figsize=(11, 3.8), dpi=100, layout="constrained")
     axes = figure.add_subplot()
     contrast = generated is not None  # only a result has kept and new notes to tell apart
     if generated is None:
         generated = np.zeros(len(notes), dtype=bool)
-    colours = instrument_colours(instrument_order, notes.instruments.tolist())
+    colours = part_colours(list(colour_keys) if colour_keys is not None else list(range(len(labels))),
+                           known_keys)
     handles = []
-    for instrument, colour in colours.items():
-        of_instrument = notes.instruments == instrument
-        if not of_instrument.any():
+    for k, (label, colour) in enumerate(zip(labels, colours, strict=True)):
+        of_part = parts == k
+        if not of_part.any():
             continue
         for new in (False, True):
-            chosen = of_instrument & (generated == new)
+            chosen = of_part & (generated == new)
             if not chosen.any():
                 continue
             faded = contrast and not new
-            fill = to_rgba(colour, KEPT_ALPHA if faded else 1.0)
-            edge = to_rgba(colour, 0.9) if faded else "#222222"
             rectangles = _rectangles(notes.onsets[chosen], notes.durations[chosen],
                                      notes.pitches[chosen].astype(float))
             axes.add_collection(PolyCollection(
-                rectangles, facecolors=[fill], edgecolors=[edge], linewidths=0.5 if new else 0.7,
+                rectangles, facecolors=[to_rgba(colour, KEPT_ALPHA if faded else 1.0)],
+                edgecolors=[to_rgba(colour, 0.9) if faded else "#222222"],
+                linewidths=0.8 if faded else 0.6, linestyles="--" if faded else "-", zorder=1 if faded else 2,
             ))
-        count = int(of_instrument.sum())
-        new_count = int((of_instrument & generated).sum())
-        label = f"{GM_INSTRUMENT_NAMES[instrument]}: {count} notes"
-        if contrast:
-            label += f" ({new_count} new)"
-        handles.append(Patch(facecolor=colour, edgecolor="#222222", label=label))
+        count, new_count = int(of_part.sum()), int((of_part & generated).sum())
+        if not contrast:
+            text = f"{label}: {count} notes"
+        elif new_count == count:
+            text = f"{label}: {count} new"
+        else:
+            text = f"{label}: {count - new_count} kept" + (f", {new_count} new" if new_count else "")
+        faded_only = contrast and new_count == 0
+        handles.append(Patch(facecolor=to_rgba(colour, KEPT_ALPHA if faded_only else 1.0),
+                             edgecolor=colour if faded_only else "#222222",
+                             linestyle="--" if faded_only else "-", label=text))
 
     end = duration if duration is not None else float((notes.onsets + notes.durations).max(initial=0.0))
     if region is not None:
@@ -108,8 +122,9 @@ def plot_pianoroll(
         axes.set_title(title, loc="left", fontsize=11)
     if contrast:
         handles += [
-            Patch(facecolor=to_rgba("#777777", KEPT_ALPHA), edgecolor="#777777", label="kept (faded)"),
-            Patch(facecolor="#777777", edgecolor="#222222", label="new (solid)"),
+            Patch(facecolor=to_rgba("#777777", KEPT_ALPHA), edgecolor="#777777", linestyle="--",
+                  label="kept notes: pale, dashed"),
+            Patch(facecolor="#777777", edgecolor="#222222", label="new notes: solid"),
         ]
     if handles:
         axes.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)

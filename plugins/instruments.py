@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
+from amt.tokenization.midi import GM_INSTRUMENT_NAMES
 from amt.tokenization.vocab import DRUMS
 
 DRUM_CHANNEL = 10
 """General MIDI's percussion channel (1-based, as DAWs show it)."""
-
-_FAMILIES = (
-    "Piano", "Chromatic Percussion", "Organ", "Guitar", "Bass", "Strings", "Ensemble", "Brass",
-    "Reed", "Pipe", "Synth Lead", "Synth Pad", "Synth Effects", "Ethnic", "Percussive", "Sound Effects",
-)
 
 # Words found in track names, checked in this order (the first match wins), so "string bass" is a bass
 # and "bass clarinet" a clarinet before either reaches the generic words at the end. Values are GM programs
@@ -43,10 +39,8 @@ def program_from_name(name: str) -> int | None:
 
 
 def instrument_name(instrument: int) -> str:
-    """A readable name for a model instrument: its GM family and 1-based program, or "Drums"."""
-    if instrument == DRUMS:
-        return "Drums"
-    return f"{_FAMILIES[instrument // 8]} (GM {instrument + 1})"
+    """A readable name for a model instrument: its General MIDI instrument name ("Timpani"), or "Drums"."""
+    return GM_INSTRUMENT_NAMES[instrument]
 
 
 def resolve_instrument(program: int | None, channel: int | None, name: str) -> int:

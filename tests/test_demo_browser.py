@@ -1,5 +1,6 @@
 """End to end in a real browser: headless Chromium opens the demo page, uploads a MIDI file, generates one
-variation, and finds its audio player and MIDI download.
+variation, and finds its audio player and MIDI download; on a file whose parts all share program 0, lists
+the parts by number and rewrites a span while keeping one part.
 
 Needs Debian's ``chromium`` (or ``$AMT_CHROMIUM``) and the ``playwright`` Python package; Playwright's own
 browser downloads are not used. Set ``AMT_DEMO_SCREENSHOT=docs/demo.png`` to save a screenshot of the page,
@@ -15,9 +16,11 @@ import shutil
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from amt.demo.audio import find_renderer
+from amt.tokenization.midi import read_midi
 
 pytestmark = pytest.mark.browser
 
@@ -113,5 +116,54 @@ def test_upload_generate_listen_and_download(demo_url, tmp_path):
             expect(page.locator("#status")).to_contain_text("not-midi.mid is not a MIDI file")
             expect(page.locator("#roll-1")).to_be_hidden()
             expect(page.locator("body")).not_to_contain_text("Traceback")
+        finally:
+            context.close()
+
+
+def test_parts_by_number_and_an_infill_that_keeps_a_part(demo_url, tmp_path):
+    from partfiles import song
+    from playwright.sync_api import expect, sync_playwright
+
+    path = tmp_path / "song.mid"
+    path.write_bytes(song(names=("Voice", None, None)))  # three parts on program 0, two without a name
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 1000},
+        )
+        try:
+            page = context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(demo_url)
+            page.locator("#upload input[type=file]").set_input_files(str(path))
+            expect(page.locator("#summary")).to_contain_text("3 parts")
+            keep = page.locator("#keep")
+            expect(keep).to_contain_text("1 Voice (Acoustic Grand Piano)")  # the melody, preselected
+            keep.locator("input").first.click()  # open the list: every part, by number
+            options = page.get_by_role("option")
+            expect(options.filter(has_text="2 Acoustic Grand Piano: 48 notes, chords")).to_have_count(1)
+            expect(options.filter(has_text="3 Acoustic Grand Piano: 8 notes, bass")).to_have_count(1)
+            page.keyboard.press("Escape")
+
+            page.locator("#task").get_by_text("infill", exact=True).click()
+            expect(keep).to_be_visible()  # infill keeps chosen parts inside the span too
+            page.locator("#span-unit").get_by_text("bars", exact=True).click()
+            page.locator("#span-start input[type=number]").fill("3")
+            page.locator("#span-end input[type=number]").fill("4")
+            page.locator("#variations input[type=number]").fill("1")
+            page.locator("#seed textarea, #seed input").first.fill("3")
+            page.locator("#generate").click()
+
+            expect(page.locator("#status")).to_contain_text("keeping part 1", timeout=TIMEOUT_MS)
+            expect(page.locator("#roll-1 img")).to_be_visible()
+            download = page.locator("#midi-1 a[download]").first
+            expect(download).to_have_attribute("download", "song-infill-1.mid")
+            written = read_midi(page.request.get(download.get_attribute("href")).body())
+            voice = np.array(written.meta.track_names)[written.tracks] == "Voice"
+            original = read_midi(path)
+            assert np.array_equal(written.events[voice], original.events[original.tracks == 1])
+            page.screenshot(path=os.environ.get("AMT_DEMO_PARTS_SCREENSHOT") or str(tmp_path / "parts.png"),
+                            full_page=True)
         finally:
             context.close()

@@ -62,23 +62,25 @@ def model(tmp_path_factory):
 def test_load_piece_lists_parts_and_guesses_the_melody(duet):
     assert len(duet.notes) == 8 + 4 + 4
     assert duet.duration == pytest.approx(3.95)
-    labels = {part.label for part in duet.parts}
-    assert labels == {"Flute: 8 notes", "Cello: 8 notes"}
+    assert [part.label for part in duet.parts] == ["1 Cello", "2 Flute"]  # tracks named after instruments
+    assert callbacks.part_choices(duet) == [("1 Cello: 8 notes, chords", "1"),
+                                            ("2 Flute: 8 notes, melody", "2")]
     melody = callbacks.guess_melody(duet.parts)
-    assert melody.label.startswith("Flute")
-    cello = next(p for p in duet.parts if p.label.startswith("Cello"))
-    assert cello.monophony == 0.0  # two-note chords throughout
+    assert melody.label == "2 Flute"
+    assert duet.parts[0].role == "chords"  # two-note chords throughout
     summary = callbacks.describe_piece(duet)
     assert "duet" in summary and "16 notes" in summary and "120 bpm" in summary and "4/4" in summary
 
 
-def test_guess_melody_prefers_a_single_line_over_higher_chords():
-    chords = callbacks.Part("track:0", "chords", 30, mean_pitch=80.0, monophony=0.1, drums=False)
-    line = callbacks.Part("track:1", "line", 20, mean_pitch=70.0, monophony=0.95, drums=False)
-    drums = callbacks.Part("track:2", "kit", 50, mean_pitch=90.0, monophony=1.0, drums=True)
-    bass = callbacks.Part("track:3", "bass", 20, mean_pitch=40.0, monophony=1.0, drums=False)
+def test_guess_melody_prefers_the_melody_role_then_the_highest_part():
+    def part(number, role, high):
+        return callbacks.Part(number, number, "", 0, 128 if role == "drums" else 0, 10, high - 12, high, 0.0,
+                              1.0, role)
+
+    chords, line, drums, bass = part(1, "chords", 84), part(2, "melody", 76), part(3, "drums", 90), \
+        part(4, "bass", 50)
     assert callbacks.guess_melody([chords, line, drums, bass]) is line
-    assert callbacks.guess_melody([chords, drums]) is chords
+    assert callbacks.guess_melody([bass, chords, drums]) is chords
     assert callbacks.guess_melody([drums]) is None
 
 
@@ -137,9 +139,16 @@ def test_long_pieces_are_clipped_and_say_so(tmp_path):
     assert "first 5 s" in callbacks.describe_piece(piece)
 
 
-def test_unnamed_and_duplicate_tracks_get_distinct_names():
-    assert callbacks.unique_track_names(["", "Piano", "piano", " ", "Piano"]) == (
-        "Track 1", "Piano", "piano (2)", "Track 4", "Piano (3)")
+def test_unnamed_and_duplicate_tracks_are_listed_by_number(tmp_path):
+    from partfiles import song
+
+    (tmp_path / "song.mid").write_bytes(song(names=("Piano", "Piano", None)))
+    piece = callbacks.load_piece(tmp_path / "song.mid")
+    assert [value for _, value in callbacks.part_choices(piece)] == ["1", "2", "3"]
+    assert [label for label, _ in callbacks.part_choices(piece)] == [
+        "1 Piano (Acoustic Grand Piano): 64 notes, melody",
+        "2 Piano (Acoustic Grand Piano): 48 notes, chords", "3 Acoustic Grand Piano: 8 notes, bass"]
+    assert callbacks.keep_selection(piece, ["2"]) == {"keep_parts": [2]}
 
 
 # ------------------------------------------------------------------------------------------ the form
@@ -169,13 +178,15 @@ def test_span_in_seconds_and_bars(duet):
             callbacks.resolve_span(duet, start, end, unit)
 
 
-def test_keep_selection_names_tracks_and_refuses_empty_or_unknown(duet):
+def test_keep_selection_takes_part_numbers_and_refuses_empty_or_unknown(duet):
     flute = callbacks.guess_melody(duet.parts)
-    assert callbacks.keep_selection(duet, [flute.key]) == {"keep_tracks": ["Flute"]}
+    assert callbacks.keep_selection(duet, [str(flute.number)]) == {"keep_parts": [2]}
+    assert callbacks.keep_selection(duet, ["2 Flute: 8 notes, melody", 1]) == {"keep_parts": [1, 2]}
+    assert callbacks.keep_selection(duet, [], required=False) == {}
     with pytest.raises(DemoInputError, match="at least one part"):
         callbacks.keep_selection(duet, [])
-    with pytest.raises(DemoInputError, match="no such part"):
-        callbacks.keep_selection(duet, ["track:99"])
+    with pytest.raises(DemoInputError, match="99: no such part in duet; its parts are 1 Cello, 2 Flute"):
+        callbacks.keep_selection(duet, ["99"])
 
 
 def test_sampling_options_check_ranges():
@@ -209,20 +220,30 @@ def test_sampling_options_check_ranges():
 # -------------------------------------------------------------------------------------- piano roll
 
 
-def test_pianoroll_legend_lists_instruments_and_fades_kept_notes(duet):
-    figure = plot_pianoroll(duet.notes, title="Input", instrument_order=(FLUTE, CELLO))
+def test_pianoroll_colours_parts_and_tells_kept_from_new_notes(duet):
+    labels = [p.label for p in duet.parts]
+    figure = callbacks.piece_pianoroll(duet)
     legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
-    assert legend == ["Flute: 8 notes", "Cello: 8 notes"]  # in the order asked for
+    assert legend == ["1 Cello: 8 notes", "2 Flute: 8 notes"]
     assert all(c.get_facecolor()[0][3] == 1.0 for c in figure.axes[0].collections)  # an input: all solid
+    input_colours = [c.get_facecolor()[0][:3].tolist() for c in figure.axes[0].collections]
+    assert input_colours[0] != input_colours[1]
 
-    generated = np.zeros(len(duet.notes), bool)
-    generated[duet.notes.instruments == CELLO] = True
-    figure = plot_pianoroll(duet.notes, generated=generated, instrument_order=(FLUTE, CELLO), region=(0, 4))
+    generated = duet.notes.instruments == CELLO
+    generated[np.flatnonzero(generated)[:2]] = False  # two cello notes kept, six new
+    figure = plot_pianoroll(duet.notes, duet.part_of, labels, generated=generated, region=(0, 4))
     axes = figure.axes[0]
     legend = [t.get_text() for t in axes.get_legend().get_texts()]
-    assert legend[:2] == ["Flute: 8 notes (0 new)", "Cello: 8 notes (8 new)"]
-    alphas = sorted(round(float(c.get_facecolor()[0][3]), 2) for c in axes.collections)
-    assert alphas == [round(KEPT_ALPHA, 2), 1.0]  # kept flute faded, new cello solid
+    assert legend == ["1 Cello: 2 kept, 6 new", "2 Flute: 8 kept", "kept notes: pale, dashed",
+                      "new notes: solid"]
+    styles = sorted((round(float(c.get_facecolor()[0][3]), 2), c.get_linestyle()[0][1] is not None)
+                    for c in axes.collections)
+    assert styles == [(round(KEPT_ALPHA, 2), True)] * 2 + [(1.0, False)]  # kept: pale and dashed
+    # A part keeps its colour from the input to a variation, whatever else the variation holds.
+    keys = [(p.track, p.channel, p.program) for p in duet.parts]
+    figure = plot_pianoroll(duet.notes, 1 - duet.part_of, labels[::-1], colour_keys=keys[::-1],
+                            known_keys=keys)
+    assert [c.get_facecolor()[0][:3].tolist() for c in figure.axes[0].collections] == input_colours[::-1]
     assert len(axes.patches) == 1  # the shaded generation region
 
 
@@ -296,7 +317,7 @@ def test_same_seed_same_music(model, duet, tmp_path):
 def test_accompany_keeps_the_melody_and_renders_audio(model, duet, tmp_path):
     renderer, _ = audio.find_renderer()
     melody = callbacks.guess_melody(duet.parts)
-    request = Request(task="accompany", keep=[melody.key], seed=5, instruments=["Cello", "Viola"])
+    request = Request(task="accompany", keep=[str(melody.number)], seed=5, instruments=["Cello", "Viola"])
     (variation,), status = callbacks.generate(model, duet, request, tmp_path, renderer=renderer)
     assert "accompaniment" in status
     assert variation.audio_path.read_bytes()[:4] == b"fLaC"
@@ -318,8 +339,8 @@ def test_written_variations_keep_the_kept_track_and_its_name(model, tmp_path):
     write_midi(tmp_path / "named.mid", notes.events, meta=notes.meta, velocities=notes.velocities,
                tracks=notes.tracks)
     piece = callbacks.load_piece(tmp_path / "named.mid")
-    tune = next(part for part in piece.parts if part.label.startswith("Tune"))
-    request = Request(task="accompany", keep=[tune.key], seed=5, instruments=["Viola"])
+    tune = next(part for part in piece.parts if part.name == "Tune")
+    request = Request(task="accompany", keep=[str(tune.number)], seed=5, instruments=["Viola"])
     (variation,), _ = callbacks.generate(model, piece, request, tmp_path / "out", renderer=None)
     back = read_midi(variation.midi_path)
     names = np.array(back.meta.track_names)[back.tracks]
@@ -397,7 +418,58 @@ def test_a_one_track_file_offers_its_instruments(tmp_path):
     path = tmp_path / "type0.mid"
     mido.MidiFile(type=0, tracks=[track]).save(path)
     piece = callbacks.load_piece(path)
-    assert [p.label for p in piece.parts] == ["Violin: 4 notes", "Cello: 4 notes"]
+    assert [p.label for p in piece.parts] == ["1 Violin", "2 Cello"]  # one track, two channels
     melody = callbacks.guess_melody(piece.parts)
-    assert melody.key == f"instrument:{VIOLIN}"
-    assert callbacks.keep_selection(piece, [melody.key]) == {"keep_instruments": [VIOLIN]}
+    assert melody.program == VIOLIN
+    assert callbacks.keep_selection(piece, [str(melody.number)]) == {"keep_parts": [1]}
+
+
+def test_infill_keeps_a_chosen_part_and_the_roll_shows_parts(model, tmp_path):
+    from partfiles import song, track_notes
+
+    (tmp_path / "song.mid").write_bytes(song(names=("Voice", None, None)))
+    piece = callbacks.load_piece(tmp_path / "song.mid")
+    request = Request(task="infill", keep=["1"], span_start=3, span_end=4, span_unit="bars", seed=2)
+    (variation,), status = callbacks.generate(model, piece, request, tmp_path / "out", renderer=None)
+    assert "keeping part 1" in status
+    written = dict(track_notes(variation.midi_path.read_bytes()))
+    assert written["Voice"] == dict(track_notes(song(names=("Voice", None, None))))["Voice"]  # tick-exact
+    legend = [t.get_text() for t in variation.figure.axes[0].get_legend().get_texts()]
+    assert legend[0] == "1 Voice (Acoustic Grand Piano): 64 kept"
+    assert any(text.endswith(" new") and "kept" in text for text in legend[1:3])  # chords/bass rewritten
+    variation.figure.savefig(tmp_path / "roll.png")
+    if os.environ.get("AMT_ROLL_PNG"):  # to look at it
+        shutil.copyfile(tmp_path / "roll.png", os.environ["AMT_ROLL_PNG"])
+
+
+def test_accompany_by_default_writes_the_replaced_parts(model, tmp_path):
+    from partfiles import song
+
+    (tmp_path / "song.mid").write_bytes(song())
+    piece = callbacks.load_piece(tmp_path / "song.mid")
+    request = Request(task="accompany", keep=["1"], seed=4)
+    (variation,), status = callbacks.generate(model, piece, request, tmp_path / "out", renderer=None)
+    assert "New notes for: Acoustic Grand Piano (part 2), Acoustic Grand Piano (part 3)." in status
+    back = read_midi(variation.midi_path)
+    assert back.meta.track_names[-2:] == ("Acoustic Grand Piano (part 2)", "Acoustic Grand Piano (part 3)")
+    assert back.duration_seconds <= piece.duration + 0.01  # nothing rings on past the music
+
+
+def _flac_seconds(path) -> float:
+    """Length of a FLAC file from its STREAMINFO block (sample rate and total samples)."""
+    info = path.read_bytes()[8:42]
+    rate = (info[10] << 12) | (info[11] << 4) | (info[12] >> 4)
+    return (((info[13] & 0x0F) << 32) | int.from_bytes(info[14:18], "big")) / rate
+
+
+@pytest.mark.skipif(not HAS_FLUIDSYNTH, reason="FluidSynth and a General MIDI soundfont are not installed")
+def test_input_audio_ends_with_the_music_not_with_a_late_end_of_track(tmp_path):
+    from partfiles import song
+
+    (tmp_path / "song.mid").write_bytes(song())  # its conductor track ends about 25 s after the music
+    piece = callbacks.load_piece(tmp_path / "song.mid")
+    renderer, _ = audio.find_renderer()
+    rendered = callbacks.render_input_audio(piece, tmp_path / "out", renderer)
+    original = renderer.render(tmp_path / "song.mid", tmp_path / "original.flac")
+    assert _flac_seconds(original) > piece.duration + 20  # what the demo played before
+    assert piece.duration < _flac_seconds(rendered) < piece.duration + 4  # the notes' release, no more

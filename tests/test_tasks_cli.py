@@ -7,6 +7,7 @@ completely or not at all.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +74,9 @@ def test_accompany_keeps_the_kept_instrument_unchanged(model, quartet):
         assert np.array_equal(tracks, quartet.tracks[violin])
         new = new_part(generation)
         assert len(new) > 0 and (onsets(new) >= 0).all() and (onsets(new) < end).all()
-        assert generation.midi.meta == quartet.meta
+        # The input's meta, plus a track for each replaced part (viola and cello: both violins are kept).
+        assert generation.midi.meta == dataclasses.replace(
+            quartet.meta, track_names=(*quartet.meta.track_names, "Viola", "Cello"))
         assert (np.diff(onsets(generation.midi.events)) >= 0).all()
         # New notes take a velocity from the input's.
         new_velocities = generation.midi.velocities[generation.generated]
@@ -95,17 +98,21 @@ def test_accompany_by_track_name_and_with_instrument_restriction(model, chorale)
 
 
 def test_accompany_rejects_what_the_file_does_not_have(model, quartet, chorale):
-    with pytest.raises(GenerationError, match=r"\[40, 41, 42\]"):
+    # One line that lists the file's parts by number, name and instrument.
+    with pytest.raises(GenerationError, match=r"\[0\].*1 Violin I \(Violin\), .*4 Cello$"):
         accompany(model, quartet, keep_instruments=[0])
-    with pytest.raises(GenerationError, match="Soprano"):
+    with pytest.raises(GenerationError, match=r"'flute'.*Soprano"):
         accompany(model, chorale, keep_tracks=["Flute"])
-    with pytest.raises(GenerationError, match="one of the two"):
+    with pytest.raises(GenerationError, match=r"no part 9 .*4 Bass"):
+        accompany(model, chorale, keep_parts=[9])
+    with pytest.raises(GenerationError, match="parts, tracks or instruments"):
         accompany(model, chorale)
 
 
 def test_new_notes_get_a_track_of_their_own_unless_they_extend_a_part(model, chorale):
     (accompanied,) = accompany(model, chorale, keep_tracks=["Soprano"], options=SamplingOptions(seed=1))
-    assert (accompanied.midi.tracks[accompanied.generated] == -1).all()  # new parts, not the soprano's
+    # New parts, not the soprano's: each on a track of its own after the input's.
+    assert (accompanied.midi.tracks[accompanied.generated] >= len(chorale.meta.track_names)).all()
     # Every voice of the chorale is a piano: new piano notes join the voice with the most notes.
     options = SamplingOptions(seed=3, instruments=[0])
     (continued,) = continue_piece(model, chorale, seconds=2.0, options=options)
@@ -204,16 +211,15 @@ def test_cli_accompany_on_the_files_grid_with_monophonic_parts(files):
     assert main(["accompany", str(files / "chorale.mid"), "--keep-track", "Soprano", "--instruments", "65",
                  "66", "67", "--monophonic", "--grid", "4", "--model", str(files / "model"), "--seed", "7",
                  "--out", str(out)]) == 0
-    source, written = read_midi(files / "chorale.mid"), read_midi(out)
-    new = written.events[(written.events[:, 2] - NOTE_OFFSET) // MAX_PITCH != 0]
+    written = read_midi(out)
+    is_new = (written.events[:, 2] - NOTE_OFFSET) // MAX_PITCH != 0
+    new = written.events[is_new]
     assert len(new)
-    steps = source.meta.grid_ticks(4, 100_000)
-    ends = onsets(new) + new[:, 1] - DUR_OFFSET
-    assert np.isin(onsets(new), steps).all() and np.isin(ends, steps).all()
+    # Starts and ends on the file's own 16th-note grid lines, exactly (in MIDI ticks, as a DAW shows them).
+    assert (written.midi_ticks[is_new] % (written.meta.ticks_per_beat // 4) == 0).all()
     for instrument in (65, 66, 67):
-        part = new[(new[:, 2] - NOTE_OFFSET) // MAX_PITCH == instrument]
-        part_ends = onsets(part) + part[:, 1] - DUR_OFFSET
-        assert (onsets(part)[1:] >= np.maximum.accumulate(part_ends)[:-1]).all()
+        starts, ends = written.midi_ticks[(written.events[:, 2] - NOTE_OFFSET) // MAX_PITCH == instrument].T
+        assert (starts[1:] >= np.maximum.accumulate(ends)[:-1]).all()
 
 
 def test_cli_accompany_with_legato_parts_on_the_grid(files):
@@ -222,12 +228,10 @@ def test_cli_accompany_with_legato_parts_on_the_grid(files):
                  "66", "67", "--monophonic", "--legato", "--no-parallels", "--beat-parallels", "0",
                  "--grid", "4", "--model", str(files / "model"), "--seed", "7", "--out", str(out)]) == 0
     written = read_midi(out)
-    new = written.events[(written.events[:, 2] - NOTE_OFFSET) // MAX_PITCH != 0]
-    assert len(new)
-    for instrument in (65, 66, 67):
-        part = new[(new[:, 2] - NOTE_OFFSET) // MAX_PITCH == instrument]
-        part_ends = onsets(part) + part[:, 1] - DUR_OFFSET
-        assert (onsets(part)[1:] == part_ends[:-1]).all()  # no rest once the part has entered
+    assert ((written.events[:, 2] - NOTE_OFFSET) // MAX_PITCH != 0).any()
+    for instrument in (65, 66, 67):  # in MIDI ticks: on the file's grid lines, as a DAW shows them
+        starts, ends = written.midi_ticks[(written.events[:, 2] - NOTE_OFFSET) // MAX_PITCH == instrument].T
+        assert (starts[1:] == ends[:-1]).all()  # no rest once the part has entered
 
 
 def test_cli_accompany_keeps_the_kept_track_and_its_name(files):

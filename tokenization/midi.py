@@ -187,6 +187,17 @@ class MidiMeta:
         ticks = np.unique(np.rint(seconds * TIME_RESOLUTION).astype(np.int64))
         return ticks[ticks <= end]
 
+    def snap_to_grid(self, ticks: np.ndarray, steps_per_beat: int) -> np.ndarray:
+        """The MIDI ticks of the grid lines (``steps_per_beat`` per quarter note) at event times ``ticks``
+        (10 ms), where one lies within a 10 ms tick of it; -1 elsewhere. A note the sampler put on the grid
+        of ``grid_ticks`` is written on the exact grid line, not the nearest MIDI tick to its 10 ms time."""
+        ticks = np.asarray(ticks, dtype=np.int64)
+        step = self.ticks_per_beat / steps_per_beat
+        midi = np.asarray(self.seconds_to_ticks(ticks / TIME_RESOLUTION), dtype=np.int64).reshape(-1)
+        line = np.rint(np.rint(midi / step) * step).astype(np.int64)
+        seconds = np.asarray(self.ticks_to_seconds(line), dtype=np.float64).reshape(-1)
+        return np.where(np.abs(seconds * TIME_RESOLUTION - ticks) <= 1, line, -1)
+
     def bar_to_seconds(self, bar: float) -> float:
         """Seconds at the start of ``bar`` (1 = the start; fractions are positions in the bar).
 
@@ -233,6 +244,11 @@ class MidiTokens:
     ``events`` is (N, 3) int64 (time, duration, note) tokens with absolute times from the start of the piece,
     ordered by onset (file order on ties); ``velocities`` (N,) uint8 and ``tracks`` (N,) int32 (index into
     ``meta.track_names``, -1 if unknown) are per note.
+
+    Read from a file, each note also knows where it was: ``channels`` (N,) its MIDI channel 0-15 and
+    ``midi_ticks`` (N, 2) the MIDI ticks of its note-on and note-off (-1: unknown, e.g. a new note or a note
+    never closed). The writer puts such notes back exactly there, so kept notes come back tick-exact rather
+    than through 10 ms event times. ``None``: unknown for every note.
     """
 
     events: np.ndarray
@@ -240,9 +256,28 @@ class MidiTokens:
     tracks: np.ndarray
     meta: MidiMeta
     source: str | None = None
+    channels: np.ndarray | None = None
+    midi_ticks: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.events)
+
+    def take(self, index: np.ndarray) -> MidiTokens:
+        """The notes at ``index`` (a boolean mask or positions), every per-note array alike."""
+        return MidiTokens(
+            self.events[index], self.velocities[index], self.tracks[index], self.meta, self.source,
+            None if self.channels is None else self.channels[index],
+            None if self.midi_ticks is None else self.midi_ticks[index],
+        )
+
+    def to_midi_bytes(self) -> bytes:
+        """This piece as a standard MIDI file (``events_to_midi_bytes`` with every per-note array)."""
+        return events_to_midi_bytes(self.events, meta=self.meta, velocities=self.velocities,
+                                    tracks=self.tracks, channels=self.channels, midi_ticks=self.midi_ticks)
+
+    def write(self, path: str | os.PathLike) -> None:
+        """Write this piece to a MIDI file atomically (notes read from a file come back tick-exact)."""
+        atomic_write_bytes(path, self.to_midi_bytes())
 
     def instruments(self) -> tuple[int, ...]:
         """The sorted instrument numbers that play at least one note."""
@@ -581,6 +616,9 @@ def _notes(tick, track, status, data1, data2, meta: MidiMeta, name: str, source)
         tracks=track[on_msg].astype(np.int32),
         meta=meta,
         source=None if source is None or isinstance(source, bytes | bytearray | memoryview) else str(source),
+        channels=chan.astype(np.int8),
+        midi_ticks=np.stack([tick[on_msg], np.where(closed, tick[np.maximum(off_msg, 0)], -1)], 1)
+        .reshape(-1, 2),
     )
 
 
@@ -676,7 +714,9 @@ def _midi_ticks(meta: MidiMeta, onset: np.ndarray, duration: np.ndarray) -> tupl
         fixed = _round_half_even(meta.ticks_to_numerator(candidate), d) == onset
         on = np.where(wrong & fixed, candidate, on)
     n_on = meta.ticks_to_numerator(on)
-    off = np.maximum(_numerator_to_ticks(meta, n_on + duration * d), on)
+    # Start from the tick nearest the note's end time, the one a note starting there gets: a line of notes
+    # that end where the next begins stays without overlaps in MIDI ticks too.
+    off = np.maximum(_numerator_to_ticks(meta, (onset + duration) * d), on)
     for delta in (0, -1, 1, -2, 2):
         wrong = _round_half_even(meta.ticks_to_numerator(off) - n_on, d) != duration
         if not wrong.any():
@@ -719,12 +759,24 @@ def _group_names(meta: MidiMeta, groups: list[tuple[int, int]]) -> list[str]:
     return out
 
 
+def _side_array(values: np.ndarray | None, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """A per-note side array (``channels``, ``midi_ticks``) as int64 of ``shape``; None: all unknown (-1)."""
+    if values is None:
+        return np.full(shape, -1, dtype=np.int64)
+    values = np.asarray(values, dtype=np.int64)
+    if values.shape != shape:
+        raise TokenError(f"{what} of shape {values.shape} for {shape[0]} events, expected {shape}")
+    return values
+
+
 def events_to_midi_bytes(
     events: np.ndarray,
     *,
     meta: MidiMeta | None = None,
     velocities: np.ndarray | None = None,
     tracks: np.ndarray | None = None,
+    channels: np.ndarray | None = None,
+    midi_ticks: np.ndarray | None = None,
 ) -> bytes:
     """Encode event tokens (absolute times, REST events are skipped) as a type-1 standard MIDI file.
 
@@ -747,6 +799,11 @@ def events_to_midi_bytes(
     by its program change, so each note still reads back with its own instrument; only two instruments that
     share a channel and hold the same pitch at the same time can have their note-offs paired differently
     (first in, first out, as every MIDI reader does). Overlapping same-pitch drum notes share channel 10.
+
+    ``channels`` and ``midi_ticks`` (see ``MidiTokens``; -1 where unknown) put notes read from a file with
+    this ``meta`` back on their own channel and MIDI ticks (tick-exact kept notes); other notes take the
+    channels no such note uses. The tempo map and meter stop at the last note-off: a conductor track that
+    ran on past the music in the input does not make the output longer.
     """
     events = np.asarray(events, dtype=np.int64).reshape(-1, 3)
     notes = events[:, 2]
@@ -767,6 +824,8 @@ def events_to_midi_bytes(
         if len(track) and (track.min() < -1 or track.max() >= len(meta.track_names)):
             raise TokenError(f"track indices must be -1 or index the {len(meta.track_names)} track names of "
                              f"meta, got {int(track.min())}..{int(track.max())}")
+    given_channel = _side_array(channels, (len(events),), "channels")[keep]
+    given_ticks = _side_array(midi_ticks, (len(events), 2), "midi_ticks")[keep]
     events = events[keep]
     onset = events[:, 0] - TIME_OFFSET
     duration = events[:, 1] - DUR_OFFSET
@@ -786,12 +845,19 @@ def events_to_midi_bytes(
         else np.clip(velocities.astype(int), 1, 127)
     )
     on, off = _midi_ticks(meta, onset, duration)
+    known = given_ticks[:, 0] >= 0
+    on = np.where(known, given_ticks[:, 0], on)
+    off = np.where(known & (given_ticks[:, 1] >= on), given_ticks[:, 1], np.maximum(off, on))
+    music_end = int(off.max(initial=0))
 
     conductor: list[tuple[int, int, int, bytes]] = []
     starts, us, _ = meta.tempo_map()
     for t, u in zip(starts.tolist(), us.tolist(), strict=True):
-        conductor.append((t, 0, len(conductor), _meta_message(0x51, int(u).to_bytes(3, "big"))))
+        if t == 0 or t < music_end:
+            conductor.append((t, 0, len(conductor), _meta_message(0x51, int(u).to_bytes(3, "big"))))
     for t, numerator, denominator in meta.time_signatures:
+        if t > 0 and t >= music_end:
+            continue
         power = max(int(denominator), 1).bit_length() - 1
         conductor.append((t, 0, len(conductor), _meta_message(0x58, bytes([numerator, power, 24, 8]))))
     chunks = [_track_chunk(conductor)]
@@ -807,23 +873,28 @@ def events_to_midi_bytes(
     voice[read] = _voices(instrument[read], pitch[read], on[read], off[read])
     # Logical channels (instrument, voice) get physical channels: every instrument's first voice before any
     # extra voice, so extra channels are only used when free; beyond 15, channels are shared.
-    logical = sorted({(v, i) for i, v in zip(instrument.tolist(), voice.tolist(), strict=True) if i != DRUMS})
-    channel_of = {(i, v): _MELODIC_CHANNELS[k % len(_MELODIC_CHANNELS)] for k, (v, i) in enumerate(logical)}
+    # Notes with a channel of their own (read from a file) keep it; the others share out the rest.
+    fixed = given_channel >= 0
+    logical = sorted({(v, i) for i, v in zip(instrument[~fixed].tolist(), voice[~fixed].tolist(), strict=True)
+                      if i != DRUMS})
+    taken = set(given_channel[fixed].tolist())
+    free = [c for c in _MELODIC_CHANNELS if c not in taken] or list(_MELODIC_CHANNELS)
+    channel_of = {(i, v): free[k % len(free)] for k, (v, i) in enumerate(logical)}
+    channel = np.array([c if f else DRUM_CHANNEL if i == DRUMS else channel_of[i, v] for i, v, c, f in zip(
+        instrument.tolist(), voice.tolist(), given_channel.tolist(), fixed.tolist(), strict=True)], np.int64)
     programs_on: dict[int, set[int]] = {}
-    for (i, _), c in channel_of.items():
-        programs_on.setdefault(c, set()).add(i)
+    for c, i in zip(channel.tolist(), instrument.tolist(), strict=True):
+        if i != DRUMS:
+            programs_on.setdefault(c, set()).add(i)
     for k, ((_, inst), name) in enumerate(zip(groups, _group_names(meta, groups), strict=True)):
         messages = [(0, 0, -2, _meta_message(0x03, name.encode("latin-1", errors="replace")))]
         idx = np.flatnonzero(group == k).tolist()
-        channels = (
-            {DRUM_CHANNEL} if inst == DRUMS else {channel_of[inst, v] for v in set(voice[idx].tolist())}
-        )
-        for c in sorted(channels):
+        for c in sorted(set(channel[idx].tolist())):
             if inst != DRUMS and len(programs_on[c]) == 1:
                 messages.append((0, 0, -1, bytes([0xC0 | c, inst])))
         for j in idx:  # at one tick: note-ons (file order) before note-offs (in the order their notes began)
             p = int(pitch[j])
-            c = DRUM_CHANNEL if inst == DRUMS else channel_of[inst, int(voice[j])]
+            c = int(channel[j])
             if inst != DRUMS and len(programs_on[c]) > 1:
                 messages.append((int(on[j]), 0, 2 * j, bytes([0xC0 | c, inst])))
             messages.append((int(on[j]), 0, 2 * j + 1, bytes([0x90 | c, p, int(velocity[j])])))

@@ -2,13 +2,12 @@
 
     from amt.models import load_model
     from amt.sampling import SamplingOptions, accompany
-    from amt.tokenization.midi import read_midi, write_midi
+    from amt.tokenization.midi import read_midi
 
     model = load_model("stanford-crfm/music-small-800k")
-    out = accompany(model, read_midi("song.mid"), keep_instruments=[0],
-                    options=SamplingOptions(seed=1, pitch_range=(36, 72)), variations=4)
-    piece = out[0].midi  # kept notes keep their tracks (and names); new parts get tracks of their own
-    write_midi("song-1.mid", piece.events, meta=piece.meta, velocities=piece.velocities, tracks=piece.tracks)
+    out = accompany(model, read_midi("song.mid"), keep_parts=[1],  # part numbers: see `amt info song.mid`
+                    options=SamplingOptions(seed=1), variations=4)
+    out[0].midi.write("song-1.mid")  # kept notes tick-exact on their tracks; new parts on tracks of their own
 
 ``generate`` is the engine under the tasks: event prompt + anticipated controls in, new notes out.
 Names are imported on first use, so that ``amt.sampling.cli`` (imported by ``amt --help``) stays free

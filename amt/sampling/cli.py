@@ -1,4 +1,4 @@
-"""Subcommands of the sampler: accompany, infill, continue.
+"""Subcommands of the sampler: accompany, infill, continue, and ``info`` (a file's parts, to keep by number).
 
 Registration imports nothing heavy; the handlers import torch, the model and the tasks when they run.
 """
@@ -65,18 +65,36 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--candidates", type=int, default=1, metavar="C",
                         help="samples per variation, the one closest to --density/--polyphony is kept")
     parser.add_argument("--device", default="auto", help="torch device: auto (cuda when present), cpu, cuda")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar (there is none anyway when stderr is not a terminal)")
+
+
+def _add_keep(group, *, what: str) -> None:
+    """--keep-part, --keep-track, --keep-instrument: the three ways to say which parts to keep."""
+    group.add_argument("--keep-part", type=int, nargs="+", action="extend", metavar="N",
+                       help=f"part numbers to keep{what} (as `amt info IN.mid` lists them)")
+    group.add_argument("--keep-track", nargs="+", action="extend", metavar="NAME",
+                       help="track names to keep (every track of that name)")
+    group.add_argument("--keep-instrument", type=int, nargs="+", action="extend", metavar="N",
+                       help="General MIDI programs to keep (128 = drums)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add accompany, infill and continue to the ``amt`` parser."""
+    """Add info, accompany, infill and continue to the ``amt`` parser."""
+    info = subparsers.add_parser(
+        "info", help="list the parts of a MIDI file (numbers for --keep-part)",
+        description="One line per part (a track, channel and program): number, track name, channel, General "
+        "MIDI program, notes, pitch range, first and last second, and a guess at its role.")
+    info.add_argument("input", metavar="IN.mid", help="the MIDI file to describe")
+    info.add_argument("--json", action="store_true", help="print the parts as a JSON list")
+    info.set_defaults(func=_info)
+
     accompany = subparsers.add_parser(
         "accompany", help="write new parts around the parts you keep",
-        description="Keep some instruments or tracks of IN.mid unchanged and replace everything else with "
-        "new music written around them (e.g. harmony under a melody).")
-    keep = accompany.add_mutually_exclusive_group(required=True)
-    keep.add_argument("--keep-instrument", type=int, nargs="+", metavar="N",
-                      help="General MIDI programs to keep (128 = drums)")
-    keep.add_argument("--keep-track", nargs="+", metavar="NAME", help="track names to keep")
+        description="Keep some parts of IN.mid unchanged and replace the others with new music written "
+        "around them (e.g. harmony under a melody). By default the new parts are the replaced parts' "
+        "instruments in their register, each in a track of its own; a melody alone gets a piano.")
+    _add_keep(accompany.add_mutually_exclusive_group(required=True), what="")
     _add_common(accompany)
     accompany.set_defaults(func=_run)
 
@@ -89,6 +107,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     infill.add_argument("--start-bar", type=float, metavar="BAR",
                         help="first bar of the span (bars count from 1, using the file's meter)")
     infill.add_argument("--end-bar", type=float, metavar="BAR", help="last bar of the span (included)")
+    _add_keep(infill.add_mutually_exclusive_group(), what=" inside the span too")
     _add_common(infill)
     infill.set_defaults(func=_run)
 
@@ -127,11 +146,8 @@ def _span(args: argparse.Namespace, meta) -> tuple[float, float]:
 def _write_all(paths: list[Path], generations) -> None:
     """Write every output or none: all are encoded and written to temporary files before any is renamed."""
     from amt.fileio import atomic_paths
-    from amt.tokenization.midi import events_to_midi_bytes
 
-    files = [events_to_midi_bytes(g.midi.events, meta=g.midi.meta, velocities=g.midi.velocities,
-                                  tracks=g.midi.tracks)
-             for g in generations]
+    files = [g.midi.to_midi_bytes() for g in generations]
     with atomic_paths(paths) as temporary:
         for tmp, data in zip(temporary, files, strict=True):
             tmp.write_bytes(data)
@@ -159,19 +175,22 @@ def _run(args: argparse.Namespace) -> int:
     options.validate()
     paths = _output_paths(args)
     midi = read_midi(args.input)
+    keep = {"keep_parts": getattr(args, "keep_part", None), "keep_tracks": getattr(args, "keep_track", None),
+            "keep_instruments": getattr(args, "keep_instrument", None)}
     if args.command == "infill":
         start, end = _span(args, midi.meta)
-        task, task_args = infill, {"start": start, "end": end}
+        task, task_args = infill, {"start": start, "end": end, **keep}
     elif args.command == "continue":
         task, task_args = continue_piece, {"seconds": args.seconds}
     else:
-        task = accompany
-        task_args = {"keep_instruments": args.keep_instrument, "keep_tracks": args.keep_track}
+        task, task_args = accompany, keep
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     model = load_model(resolve_model_name(args.model), device=device)
 
     progress = [0.0] * args.variations
-    with tqdm(total=100, unit="%", desc=args.command, disable=None, leave=False) as bar:
+    # disable=None: no bar when stderr is not a terminal (a pipe, a log file).
+    with tqdm(total=100, unit="%", desc=args.command, disable=True if args.quiet else None, leave=False,
+              bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} elapsed, {remaining} left") as bar:
         def report(variation: int, event, fraction: float) -> None:
             progress[variation] = max(progress[variation], fraction)
             bar.update(round(100 * sum(progress) / len(progress)) - bar.n)
@@ -179,6 +198,31 @@ def _run(args: argparse.Namespace) -> int:
         generations = task(model, midi, options=options, variations=args.variations, callback=report,
                            **task_args)
     _write_all(paths, generations)
+    if generations[0].summary:
+        print(f"new notes written for: {generations[0].summary}")
     for path, generation in zip(paths, generations, strict=True):
         print(f"{path}: {int(generation.generated.sum())} new notes, {len(generation.midi.events)} in all")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    import json
+
+    from amt.tokenization.midi import read_midi
+    from amt.tokenization.parts import find_parts
+
+    midi = read_midi(args.input)
+    parts = find_parts(midi)
+    if args.json:
+        print(json.dumps([part.as_dict() for part in parts], indent=1))
+        return 0
+    print(f"{args.input}: {len(parts)} part{'s' if len(parts) != 1 else ''}, {len(midi)} notes, "
+          f"{midi.duration_seconds:.1f} s")
+    print(f"{'part':>4}  {'track':<30} {'ch':>2}  {'program':<26} {'notes':>5}  {'pitches':<7} "
+          f"{'from-to (s)':<13} role")
+    for p in parts:
+        channel = "-" if p.channel < 0 else str(p.channel + 1)
+        program = f"{p.program} {p.instrument}" if p.program < 128 else p.instrument
+        print(f"{p.number:>4}  {(p.name or '-')[:30]:<30} {channel:>2}  {program[:26]:<26} {p.notes:>5}  "
+              f"{f'{p.low}-{p.high}':<7} {f'{p.start:.1f}-{p.end:.1f}':<13} {p.role}")
     return 0

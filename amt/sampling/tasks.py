@@ -1,12 +1,15 @@
 """The co-pilot's tasks on a MIDI piece: accompany kept parts, infill a span, continue the piece.
 
 Each task decides which notes of the input are kept (as the prompt before the generation span, or as
-anticipated controls), calls ``generate`` and assembles whole pieces: the kept notes unchanged (timing,
-velocity, track) plus the new notes, with the input's ``MidiMeta`` (tempo map, meter, track names).
+anticipated controls), calls ``generate`` and assembles whole pieces: the kept notes unchanged (MIDI
+ticks, velocity, channel, track: written back tick-exact) plus the new notes, with the input's ``MidiMeta``
+(tempo map, meter, track names). Parts are picked as ``amt.tokenization.parts`` numbers them; by default
+accompany and infill write for the parts they replace (their instruments, register and share of notes).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,8 +20,9 @@ from amt.models.base import CausalLM
 from amt.sampling.options import SamplingOptions
 from amt.sampling.sampler import GRID_REACH, Callback, generate
 from amt.tokenization import ops
-from amt.tokenization.midi import MidiTokens
-from amt.tokenization.vocab import DUR_OFFSET, TIME_OFFSET, TIME_RESOLUTION
+from amt.tokenization.midi import GM_INSTRUMENT_NAMES, MidiTokens
+from amt.tokenization.parts import find_parts, keep_mask, part_index
+from amt.tokenization.vocab import DRUMS, DUR_OFFSET, MAX_PITCH, NOTE_OFFSET, TIME_OFFSET, TIME_RESOLUTION
 
 DEFAULT_VELOCITY = 80
 """Velocity of new notes when the input has no notes to take one from."""
@@ -28,11 +32,36 @@ VELOCITY_CONTEXT = 5 * TIME_RESOLUTION
 
 @dataclass
 class Generation:
-    """One output piece: ``midi`` holds kept and new notes (ordered by onset) with the input's meta;
-    ``generated[i]`` is True when note ``i`` is new."""
+    """One output piece: ``midi`` holds kept and new notes (ordered by onset) with the input's meta (plus a
+    track name for each new part); ``generated[i]`` is True when note ``i`` is new; ``summary`` says what
+    the new notes were written for (e.g. "Viola (part 3 Viola), Cello (part 4 Cello)")."""
 
     midi: MidiTokens
     generated: np.ndarray
+    summary: str = ""
+
+
+DEFAULT_ENSEMBLE = (0,)
+"""What accompanies a piece when every part is kept (a melody alone): an acoustic grand piano."""
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A part that new notes are written for: the input part it replaces (an index into ``find_parts``,
+    -1: none), its program, the track and channel they go on (-1: a new track, a free channel), and the
+    median pitch and note count of that part over the whole piece (its register and its share of the new
+    notes). ``voice`` is the program the model writes the part with: its own, or for single lines a program
+    of its family that no other part uses (see ``_restricted``)."""
+
+    part: int
+    program: int
+    track: int
+    channel: int
+    median: float
+    notes: int
+    label: str  # for messages: "Viola (part 3 Viola)"
+    name: str  # for a new track of an instrument that several new parts play: "Acoustic Grand Piano (Alto)"
+    voice: int = -1
 
 
 def context_velocities(onsets: np.ndarray, midi: MidiTokens) -> np.ndarray:
@@ -60,34 +89,179 @@ def _instrument_tracks(midi: MidiTokens) -> dict[int, int]:
     return tracks
 
 
-def _assemble(midi: MidiTokens, kept: np.ndarray, new: list[np.ndarray], *, join_tracks: bool
-              ) -> list[Generation]:
+def _targets(midi: MidiTokens, replaced: np.ndarray, *, own_tracks: bool) -> list[_Target]:
+    """The parts new notes are written for: every part with notes in ``replaced``, in its own new track
+    (``own_tracks``: an accompaniment) or on the part's track (an infill); none replaced: the default
+    ensemble in new tracks."""
+    found, index = find_parts(midi), part_index(midi)
+    pitches = ops.pitch_of(midi.events[:, 2])
+    chosen = [p for p in found if (replaced & (index == p.number - 1)).any()]
+    if not chosen:
+        return [_Target(-1, program, -1, -1, 60.0, 1, f"{GM_INSTRUMENT_NAMES[program]} (default ensemble)",
+                        GM_INSTRUMENT_NAMES[program])
+                for program in DEFAULT_ENSEMBLE]
+    return [_Target(p.number - 1, p.program, -1 if own_tracks else p.track, -1 if own_tracks else p.channel,
+                    float(np.median(pitches[index == p.number - 1])), p.notes,
+                    f"{p.instrument} (part {p.number}{' ' + p.name if p.name else ''})",
+                    f"{p.instrument} ({p.name or f'part {p.number}'})") for p in chosen]
+
+
+def _restricted(options: SamplingOptions | None, targets: list[_Target], midi: MidiTokens, kept: np.ndarray
+                ) -> tuple[SamplingOptions, list[_Target]]:
+    """``options`` with new notes limited to the targets' programs and to the pitch range of the parts they
+    replace (over the whole piece), unless the caller chose a range; and the targets with their voices.
+
+    With ``options.monophonic`` every pitched target gets a program of its own for the model (its own, else
+    the next one of its General MIDI family, else any, that no kept or other new part uses), so that parts
+    sharing a program (the voices of a chorale, all on program 0) come out as separate single lines rather
+    than one line shared out among them; the notes take the part's own program back afterwards."""
+    options = options or SamplingOptions()
+    used = {int(i) for i in ops.instrument_of(midi.events[kept, 2])}
+    voiced = []
+    for target in targets:
+        voice = target.program
+        if options.monophonic and target.program != DRUMS:
+            family = target.program - target.program % 8
+            candidates = [target.program, *range(family, family + 8), *range(DRUMS)]
+            voice = next((p for p in candidates if p not in used), target.program)
+            used.add(voice)
+        voiced.append(dataclasses.replace(target, voice=voice))
+    options = dataclasses.replace(options, instruments=sorted({t.voice for t in voiced}))
+    of_targets = np.isin(part_index(midi), [t.part for t in targets])
+    pitched = of_targets & (ops.instrument_of(midi.events[:, 2]) != DRUMS)
+    if options.pitch_range is None and pitched.any():
+        pitches = ops.pitch_of(midi.events[pitched, 2])
+        options = dataclasses.replace(options, pitch_range=(int(pitches.min()), int(pitches.max())))
+    return options, voiced
+
+
+def _assign(events: np.ndarray, targets: list[_Target], *, lines: bool) -> tuple[np.ndarray, np.ndarray]:
+    """New notes given to the target parts by register, the way an arranger splits a texture: the pitched
+    parts, lowest (by median pitch) first, take the new pitched notes from the lowest up, each as large a
+    share as it had of the replaced notes (drums go to a drum part when there is one). With ``lines`` (each
+    voice a single line), whole lines are given out instead: the lowest line to the lowest part, and so on.
+    Each note takes its part's program. Returns the relabelled events and each note's target index. The
+    model may pile every note onto one instrument or one register; this gives every replaced part its
+    share."""
+    instruments, pitches = ops.instrument_of(events[:, 2]), ops.pitch_of(events[:, 2])
+    drums = [k for k, t in enumerate(targets) if t.program == DRUMS]
+    pitched = [k for k, t in enumerate(targets) if t.program != DRUMS]
+    pitched = sorted(pitched, key=lambda k: targets[k].median) or drums
+    if lines:
+        return _relabel(events, targets, _by_line(instruments, pitches, targets, pitched, drums))
+    shares = np.cumsum([targets[k].notes for k in pitched], dtype=np.float64)
+    to_drums = (instruments == DRUMS) & bool(drums)
+    rank = np.zeros(len(events), np.float64)  # each note's place from the lowest, 0-1, drums aside
+    others = np.flatnonzero(~to_drums)
+    lowest_first = others[np.argsort(pitches[others], kind="stable")]
+    rank[lowest_first] = (np.arange(len(others)) + 0.5) / max(len(others), 1)
+    band = np.minimum(np.searchsorted(shares / shares[-1], rank), len(pitched) - 1)
+    return _relabel(events, targets, np.where(to_drums, drums[0] if drums else 0, np.asarray(pitched)[band]))
+
+
+def _by_line(instruments: np.ndarray, pitches: np.ndarray, targets: list[_Target], pitched: list[int],
+             drums: list[int]) -> np.ndarray:
+    """Each note's target when every voice is a single line: the lines (one per model instrument) ordered by
+    median pitch go to the pitched targets ordered by theirs; with fewer lines than targets, each line to the
+    target nearest its median."""
+    voices = [v for v in np.unique(instruments).tolist() if v != DRUMS]
+    medians = {v: float(np.median(pitches[instruments == v])) for v in voices}
+    voices.sort(key=lambda v: medians[v])
+    if len(voices) == len(pitched):
+        target_of = dict(zip(voices, pitched, strict=True))
+    else:
+        target_of = {v: min(pitched, key=lambda k: abs(targets[k].median - medians[v])) for v in voices}
+    return np.array([drums[0] if i == DRUMS and drums else target_of.get(i, pitched[0])
+                     for i in instruments.tolist()], np.int64)
+
+
+def _relabel(events: np.ndarray, targets: list[_Target], chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``events`` with each note's program replaced by its target's, and the targets (indices)."""
+    programs = np.array([targets[k].program for k in chosen.tolist()], np.int64)
+    out = events.copy()
+    out[:, 2] = NOTE_OFFSET + MAX_PITCH * programs + ops.pitch_of(events[:, 2])
+    return out, chosen
+
+
+def _assemble(midi: MidiTokens, kept: np.ndarray, new: list[np.ndarray], *, join_tracks: bool,
+              options: SamplingOptions | None, targets: list[_Target] | None = None) -> list[Generation]:
     """Whole pieces from the kept input notes (boolean mask ``kept``) and each variation's new notes.
 
-    Kept notes keep their track. With ``join_tracks``, a new note goes to the track its instrument plays on
-    in the input (a filled gap or a continuation belongs to the part it extends); otherwise, and for an
-    instrument new to the piece, it gets no track (-1), so a written file puts it on a track of its own
-    named after its instrument.
+    Kept notes keep their track, channel and MIDI ticks (they are written back tick-exact); new notes go on
+    the exact grid lines of ``options.grid`` when there is one (``_new_midi_ticks``). With
+    ``targets``, new notes are shared out among those parts (``_assign``): onto the part's track and
+    channel, or onto a new track per part named after its instrument. Without, and with ``join_tracks``, a
+    new note goes to the track its instrument plays on in the input (a filled gap or a continuation belongs
+    to the part it extends); otherwise, and for an instrument new to the piece, it gets no track (-1), so a
+    written file puts it on a track of its own named after its instrument.
     """
+    meta, summary = midi.meta, ""
+    if targets is not None:
+        names = list(meta.track_names)
+        own = [k for k, t in enumerate(targets) if t.track < 0]
+        repeated = len({targets[k].program for k in own}) < len(own)
+        new_track = {}
+        for k in own:  # several new parts on one instrument: say which part each one replaces
+            new_track[k] = len(names)
+            names.append(targets[k].name if repeated else GM_INSTRUMENT_NAMES[targets[k].program])
+        meta = dataclasses.replace(meta, track_names=tuple(names))
+        summary = ", ".join(t.label for t in targets)
     tracks_of = _instrument_tracks(midi) if join_tracks else {}
+    kept_notes = midi.take(kept)
     out = []
     for events in new:
-        new_tracks = np.array([tracks_of.get(int(i), -1) for i in ops.instrument_of(events[:, 2])], np.int32)
-        all_events = np.concatenate([midi.events[kept], events]).astype(np.int64).reshape(-1, 3)
-        velocities = np.concatenate([midi.velocities[kept],
+        if targets is not None:
+            events, chosen = _assign(events, targets, lines=bool(options and options.monophonic))
+            new_tracks = np.array([new_track.get(k, targets[k].track) for k in chosen.tolist()], np.int32)
+            new_channels = np.array([targets[k].channel for k in chosen.tolist()], np.int64)
+        else:
+            new_tracks = np.array([tracks_of.get(int(i), -1) for i in ops.instrument_of(events[:, 2])],
+                                  np.int32)
+            new_channels = np.full(len(events), -1)
+        all_events = np.concatenate([kept_notes.events, events]).astype(np.int64).reshape(-1, 3)
+        velocities = np.concatenate([kept_notes.velocities,
                                      context_velocities(events[:, 0] - TIME_OFFSET, midi)]).astype(np.uint8)
-        tracks = np.concatenate([midi.tracks[kept], new_tracks]).astype(np.int32)
-        generated = np.concatenate([np.zeros(int(kept.sum()), bool), np.ones(len(events), bool)])
+        tracks = np.concatenate([kept_notes.tracks, new_tracks]).astype(np.int32)
+        channels = np.concatenate([_or_unknown(kept_notes.channels, (len(kept_notes),)),
+                                   new_channels]).astype(np.int8)
+        ticks = np.concatenate([_or_unknown(kept_notes.midi_ticks, (len(kept_notes), 2)),
+                                _new_midi_ticks(midi, events, options)]).astype(np.int64)
+        generated = np.concatenate([np.zeros(len(kept_notes), bool), np.ones(len(events), bool)])
         order = np.argsort(all_events[:, 0], kind="stable")  # kept notes first on equal onsets
-        piece = MidiTokens(all_events[order], velocities[order], tracks[order], midi.meta, None)
-        out.append(Generation(piece, generated[order]))
+        piece = MidiTokens(all_events[order], velocities[order], tracks[order], meta, None, channels[order],
+                           ticks[order])
+        out.append(Generation(piece, generated[order], summary))
     return out
+
+
+def _new_midi_ticks(midi: MidiTokens, events: np.ndarray, options: SamplingOptions | None) -> np.ndarray:
+    """(N, 2) MIDI ticks of new notes' starts and ends: on the exact lines of ``options.grid`` (which the
+    sampler put them on, to the nearest 10 ms); -1 (the writer's nearest tick) without a grid."""
+    if options is None or not options.grid:
+        return np.full((len(events), 2), -1, np.int64)
+    onsets = events[:, 0] - TIME_OFFSET
+    on = midi.meta.snap_to_grid(onsets, options.grid)
+    off = midi.meta.snap_to_grid(onsets + events[:, 1] - DUR_OFFSET, options.grid)
+    return np.stack([on, np.where((on >= 0) & (off > on), off, -1)], axis=1).reshape(-1, 2)
+
+
+def _or_unknown(values: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    return np.full(shape, -1, np.int64) if values is None else values
 
 
 def _end_tick(midi: MidiTokens) -> int:
     if len(midi.events) == 0:
         return 0
     return int((midi.events[:, 0] - TIME_OFFSET + midi.events[:, 1] - DUR_OFFSET).max())
+
+
+def _end_by(events: np.ndarray, end: int) -> np.ndarray:
+    """New notes cut off at tick ``end`` (where the music ends): a note held past it would make the output
+    run on in silence."""
+    events = events.copy()
+    room = np.maximum(end - (events[:, 0] - TIME_OFFSET), 1)
+    events[:, 1] = DUR_OFFSET + np.minimum(events[:, 1] - DUR_OFFSET, room)
+    return events
 
 
 def _onsets(midi: MidiTokens) -> np.ndarray:
@@ -103,50 +277,50 @@ def _timing(midi: MidiTokens, options: SamplingOptions | None, end: int) -> dict
             "beat_ticks": midi.meta.grid_ticks(1, end + GRID_REACH) if beats else None}
 
 
-def accompany(model: CausalLM, midi: MidiTokens, *, keep_instruments: Sequence[int] | None = None,
-              keep_tracks: Sequence[str] | None = None, options: SamplingOptions | None = None,
-              variations: int = 1, callback: Callback | None = None, window: int | None = None
-              ) -> list[Generation]:
-    """Write new parts around the kept ones: the notes of ``keep_instruments`` (General MIDI programs, 128 =
-    drums) or ``keep_tracks`` (track names) become controls over the whole piece and come back unchanged;
-    every other note is replaced by new notes over the piece's span, from its first note to the end of its
-    last (silence before the first note, such as a pickup bar written late, is not part of the music)."""
-    if (keep_instruments is None) == (keep_tracks is None) or not (keep_instruments or keep_tracks):
-        raise GenerationError("give the instruments or the tracks to keep (one of the two)")
+def accompany(model: CausalLM, midi: MidiTokens, *, keep_parts: Sequence[int] | None = None,
+              keep_instruments: Sequence[int] | None = None, keep_tracks: Sequence[str] | None = None,
+              options: SamplingOptions | None = None, variations: int = 1, callback: Callback | None = None,
+              window: int | None = None) -> list[Generation]:
+    """Write new parts around the kept ones.
+
+    The notes of ``keep_parts`` (numbers from ``find_parts``), ``keep_instruments`` (General MIDI programs,
+    128 = drums) or ``keep_tracks`` (track names) become controls over the whole piece and come back
+    unchanged; every other part is replaced over the piece's span, from its first note to the end of its
+    last (silence before the first note, such as a pickup bar written late, is not part of the music).
+    Unless ``options.instruments`` says otherwise, the new notes are written for the replaced parts: with
+    their programs, in their register (``options.pitch_range`` defaults to the replaced notes' range), each
+    part getting its share by register, each in a new track named after its instrument. When every part is
+    kept (a melody alone) the default ensemble (``DEFAULT_ENSEMBLE``, a piano) accompanies it.
+    """
+    if not (keep_parts or keep_instruments or keep_tracks):
+        raise GenerationError("give the parts, tracks or instruments to keep")
     if len(midi.events) == 0:
         raise GenerationError(f"{midi.source or 'the input'} has no notes to accompany")
-    instruments = ops.instrument_of(midi.events[:, 2])
-    if keep_instruments is not None:
-        missing = sorted({int(i) for i in keep_instruments} - set(midi.instruments()))
-        if missing:
-            raise GenerationError(f"instrument(s) {missing} not in the file; it has "
-                                  f"{list(midi.instruments())}")
-        kept = np.isin(instruments, [int(i) for i in keep_instruments])
-    else:
-        names = midi.meta.track_names
-        # Track names match without regard to case or surrounding spaces.
-        with_notes = {t: names[t].strip().casefold() for t in set(midi.tracks.tolist())
-                      if 0 <= t < len(names)}
-        wanted = {name.strip().casefold() for name in keep_tracks}
-        missing = sorted(wanted - set(with_notes.values()))
-        if missing:
-            present = [names[t] for t in sorted(with_notes)]
-            raise GenerationError(f"track(s) {missing} have no notes in the file; its tracks with notes are "
-                                  f"{present}")
-        kept = np.isin(midi.tracks, [t for t, name in with_notes.items() if name in wanted])
+    kept = keep_mask(midi, parts=keep_parts, tracks=keep_tracks, instruments=keep_instruments)
+    targets = None
+    if options is None or options.instruments is None:
+        options, targets = _restricted(options, _targets(midi, ~kept, own_tracks=True), midi, kept)
     start, end = int(_onsets(midi).min()), max(_end_tick(midi), 1)
     new = generate(model, history=np.zeros((0, 3), np.int64), controls=ops.to_controls(midi.events[kept]),
                    start_time=start, end_time=end, options=options, variations=variations,
                    callback=callback, window=window, **_timing(midi, options, end))
     # New parts are not the kept ones: a new violin line is not "Violin I" even if that track is kept.
-    return _assemble(midi, kept, new, join_tracks=False)
+    return _assemble(midi, kept, [_end_by(events, end) for events in new], join_tracks=False,
+                     options=options, targets=targets)
 
 
 def infill(model: CausalLM, midi: MidiTokens, *, start: float, end: float,
-           options: SamplingOptions | None = None, variations: int = 1, callback: Callback | None = None,
-           window: int | None = None) -> list[Generation]:
+           keep_parts: Sequence[int] | None = None, keep_instruments: Sequence[int] | None = None,
+           keep_tracks: Sequence[str] | None = None, options: SamplingOptions | None = None,
+           variations: int = 1, callback: Callback | None = None, window: int | None = None
+           ) -> list[Generation]:
     """Replace the notes starting in ``[start, end)`` seconds with new ones: the notes before are the prompt,
-    the notes after are anticipated controls; both come back unchanged and new notes start inside the span."""
+    the notes after are anticipated controls; both come back unchanged and new notes start inside the span.
+
+    The parts chosen by ``keep_parts``, ``keep_instruments`` or ``keep_tracks`` (as in ``accompany``) are
+    kept inside the span too (a singer goes on while the piano is rewritten). Unless ``options.instruments``
+    says otherwise, new notes are written for the parts they replace (their programs, their register, each
+    on its own track) rather than by whatever instrument the model picks."""
     duration = _end_tick(midi) / TIME_RESOLUTION
     if not end > start:
         raise GenerationError(f"empty span: start {start} s is not before end {end} s")
@@ -155,10 +329,18 @@ def infill(model: CausalLM, midi: MidiTokens, *, start: float, end: float,
     first, last = round(start * TIME_RESOLUTION), round(end * TIME_RESOLUTION)
     onsets = _onsets(midi)
     before, after = onsets < first, onsets >= last
-    new = generate(model, history=midi.events[before], controls=ops.to_controls(midi.events[after]),
+    chosen = keep_mask(midi, parts=keep_parts, tracks=keep_tracks, instruments=keep_instruments)
+    kept = before | after | chosen
+    replaced = ~kept
+    if not replaced.any():
+        raise GenerationError(f"nothing to rewrite: every note in {start:g}-{end:g} s belongs to a kept part")
+    targets = None
+    if options is None or options.instruments is None:
+        options, targets = _restricted(options, _targets(midi, replaced, own_tracks=False), midi, kept)
+    new = generate(model, history=midi.events[before], controls=ops.to_controls(midi.events[kept & ~before]),
                    start_time=first, end_time=last, options=options, variations=variations,
                    callback=callback, window=window, **_timing(midi, options, last))
-    return _assemble(midi, before | after, new, join_tracks=True)
+    return _assemble(midi, kept, new, join_tracks=True, options=options, targets=targets)
 
 
 def continue_piece(model: CausalLM, midi: MidiTokens, *, seconds: float,
@@ -172,4 +354,5 @@ def continue_piece(model: CausalLM, midi: MidiTokens, *, seconds: float,
     new = generate(model, history=midi.events, controls=np.zeros((0, 3), np.int64), start_time=first,
                    end_time=last, options=options, variations=variations,
                    callback=callback, window=window, **_timing(midi, options, last))
-    return _assemble(midi, np.ones(len(midi.events), bool), new, join_tracks=True)
+    return _assemble(midi, np.ones(len(midi.events), bool), [_end_by(events, last) for events in new],
+                     join_tracks=True, options=options)
