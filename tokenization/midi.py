@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 MAX_FILE_BYTES = 64 * 2**20
 """Files larger than this are refused before parsing (real MIDI files are rarely over 1 MB)."""
 MAX_TRACKS = 10_000
+"""Track chunks a file may have, read or written (the writer adds a tempo track to the ones with notes)."""
 MIN_TEMPO = 1_000
 """Microseconds per quarter note: faster than 60,000 BPM is not music but a corrupt file."""
 MAX_SECONDS = 24 * 3600
@@ -643,12 +644,21 @@ def _vlq(value: int) -> bytes:
     return bytes(reversed(out))
 
 
+MAX_DELTA = 2**28 - 1
+"""The longest delta time the standard allows (a variable-length quantity of at most 4 bytes)."""
+_NO_OP = b"\xff\x01\x00"
+"""An empty text event: bridges a gap longer than ``MAX_DELTA``; readers ignore it."""
+
+
 def _track_chunk(messages: list[tuple[int, int, int, bytes]]) -> bytes:
     """A track chunk from (tick, tie order, tie order, message bytes), sorted, with end of track."""
     messages.sort(key=lambda m: m[:3])
     body = bytearray()
     now = 0
     for tick, _, _, raw in messages:
+        while tick - now > MAX_DELTA:  # fine MIDI ticks (e.g. 32,000 per fast quarter) and a long gap
+            body += _vlq(MAX_DELTA) + _NO_OP
+            now += MAX_DELTA
         body += _vlq(tick - now)
         body += raw
         now = tick
@@ -779,6 +789,14 @@ def events_to_midi_bytes(
         or note.max() >= MAX_PITCH * (DRUMS + 1)
     ):
         raise TokenError("events must be (time, duration, note) event tokens (controls: use from_controls)")
+    # What the reader refuses is refused here, before anything is written.
+    if len(events) and onset.max() > MAX_SECONDS * TIME_RESOLUTION:
+        raise TokenError(f"a note starts {onset.max() / TIME_RESOLUTION / 3600:.1f} hours in: MIDI files "
+                         f"here end within {MAX_SECONDS // 3600} hours")
+    starts, us, _ = meta.tempo_map()
+    if us.min() < MIN_TEMPO or us.max() >= 2**24:
+        raise TokenError(f"tempo out of range: {60e6 / us.max():.4g}-{60e6 / us.min():.4g} quarter notes per "
+                         f"minute (a MIDI file holds {60e6 / (2**24 - 1):.4g}-{60e6 / MIN_TEMPO:.4g})")
     instrument, pitch = note // MAX_PITCH, note % MAX_PITCH
     velocity = (
         np.full(len(events), DEFAULT_VELOCITY)
@@ -788,7 +806,6 @@ def events_to_midi_bytes(
     on, off = _midi_ticks(meta, onset, duration)
 
     conductor: list[tuple[int, int, int, bytes]] = []
-    starts, us, _ = meta.tempo_map()
     for t, u in zip(starts.tolist(), us.tolist(), strict=True):
         conductor.append((t, 0, len(conductor), _meta_message(0x51, int(u).to_bytes(3, "big"))))
     for t, numerator, denominator in meta.time_signatures:
@@ -798,6 +815,9 @@ def events_to_midi_bytes(
 
     # Output tracks, in the order a reader merges their simultaneous messages: indexed tracks, then the rest.
     groups = sorted(set(zip(track.tolist(), instrument.tolist(), strict=True)), key=lambda g: (g[0] < 0, g))
+    if 1 + len(groups) > MAX_TRACKS:
+        raise TokenError(f"{1 + len(groups):,} tracks to write (a tempo track and one per track and "
+                         f"instrument with notes), over the {MAX_TRACKS:,} a MIDI file here may have")
     rank = {g: k for k, g in enumerate(groups)}
     group = np.array([rank[g] for g in zip(track.tolist(), instrument.tolist(), strict=True)], dtype=np.int64)
     # Voices are assigned in the order the note-ons will be read back (tick, then track, then file order),
