@@ -79,3 +79,14 @@ def test_one_track_fewer_round_trips():
 def test_reader_still_refuses_more_tracks_than_its_limit():
     with pytest.raises(MidiError, match="tracks"):
         read_midi(_many_track_file(MAX_TRACKS + 1))
+
+
+def test_detokenize_refuses_tokens_it_could_not_write_readably(tmp_path, capsys):
+    from amt.cli import main
+
+    tokens = tmp_path / "far.txt"
+    tokens.write_text(" ".join(map(str, _events([0, 25 * 3600 * TIME_RESOLUTION]).reshape(-1).tolist())))
+    out = tmp_path / "far.mid"
+    assert main(["detokenize", str(tokens), "--out", str(out)]) == 2
+    assert "24 hours" in capsys.readouterr().err
+    assert not out.exists()
