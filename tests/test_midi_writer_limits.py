@@ -90,3 +90,43 @@ def test_detokenize_refuses_tokens_it_could_not_write_readably(tmp_path, capsys)
     assert main(["detokenize", str(tokens), "--out", str(out)]) == 2
     assert "24 hours" in capsys.readouterr().err
     assert not out.exists()
+
+
+def _dense_file(notes: int) -> bytes:
+    """One track of ``notes`` notes with running status: 6 bytes a note."""
+    pitch = 60 + np.arange(notes) % 24
+    body = np.stack([np.ones(notes), pitch, np.full(notes, 64), np.ones(notes), pitch, np.zeros(notes)], 1)
+    track = b"\x00\x90" + body.astype(np.uint8).tobytes()[1:] + b"\x00\xff\x2f\x00"
+    header = b"MThd" + (6).to_bytes(4, "big") + (0).to_bytes(2, "big") + (1).to_bytes(2, "big")
+    return header + (480).to_bytes(2, "big") + b"MTrk" + len(track).to_bytes(4, "big") + track
+
+
+def test_a_file_with_more_messages_than_the_limit_is_refused_naming_the_limit(monkeypatch):
+    data = _dense_file(3000)  # 6,001 messages with the end of track
+    assert len(read_midi(data, max_messages=6001)) == 3000
+    with pytest.raises(MidiError, match=r"6,000.*AMT_MAX_MIDI_MESSAGES"):
+        read_midi(data, max_messages=6000)
+    monkeypatch.setenv("AMT_MAX_MIDI_MESSAGES", "5000")
+    with pytest.raises(MidiError, match="5,000"):
+        read_midi(data)
+    monkeypatch.setenv("AMT_MAX_MIDI_MESSAGES", "7000")
+    assert len(read_midi(data)) == 3000
+    monkeypatch.setenv("AMT_MAX_MIDI_MESSAGES", "many")
+    with pytest.raises(MidiError, match="AMT_MAX_MIDI_MESSAGES"):
+        read_midi(data)
+
+
+def test_the_default_limit_refuses_a_file_of_millions_of_notes_in_bounded_memory():
+    import tracemalloc
+
+    from amt.tokenization.midi import MAX_MESSAGES
+
+    data = _dense_file(MAX_MESSAGES // 2 + 1)
+    tracemalloc.start()
+    try:
+        with pytest.raises(MidiError, match="messages"):
+            read_midi(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 24 * len(data)  # bytes a file byte may cost while parsing (was 78 on such files)
