@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -46,7 +47,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # inside the try: a closed pipe shows here, not at interpreter exit
+        return status
+    except BrokenPipeError:
+        # The reader left (`amt tokenize FILE | head`): stop quietly like any Unix tool. stdout goes to
+        # /dev/null so that the interpreter's final flush does not fail again (Python's documented recipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # what a shell reports for a tool ended by SIGPIPE
     except AmtError as error:
         print(f"amt {args.command}: error: {error}", file=sys.stderr)
         return 2

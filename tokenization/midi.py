@@ -31,6 +31,7 @@ that want a ``symusic.Score``.
 from __future__ import annotations
 
 import os
+from array import array
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -55,7 +56,13 @@ if TYPE_CHECKING:
 
 MAX_FILE_BYTES = 64 * 2**20
 """Files larger than this are refused before parsing (real MIDI files are rarely over 1 MB)."""
+MAX_MESSAGES = 2_000_000
+"""MIDI messages a file may hold (a note is two): about a million notes, far beyond real music. Parsing costs
+about 270 bytes of memory a message plus 16 a byte of the file. Raised by ``read_midi(max_messages=...)`` or
+the environment variable named by ``MAX_MESSAGES_VARIABLE`` (which reaches ``amt prepare``'s workers too)."""
+MAX_MESSAGES_VARIABLE = "AMT_MAX_MIDI_MESSAGES"
 MAX_TRACKS = 10_000
+"""Track chunks a file may have, read or written (the writer adds a tempo track to the ones with notes)."""
 MIN_TEMPO = 1_000
 """Microseconds per quarter note: faster than 60,000 BPM is not music but a corrupt file."""
 MAX_SECONDS = 24 * 3600
@@ -301,11 +308,14 @@ class MidiTokens:
 def _vlq_lengths(b: np.ndarray) -> np.ndarray:
     """For every byte position, the length of a variable-length quantity starting there (0: over 4 bytes)."""
     n = len(b)
-    idx = np.where(b < 0x80, np.arange(n, dtype=np.int32), np.int32(n + 8))
-    end = np.minimum.accumulate(idx[::-1])[::-1]  # first terminating byte at or after each position
-    length = end - np.arange(n, dtype=np.int32) + 1
-    length[length > 4] = 0  # the standard allows at most 4 bytes
-    return length
+    position = np.arange(n, dtype=np.int32)
+    end = np.where(b < 0x80, position, np.int32(n + 8))
+    end = np.minimum.accumulate(end[::-1])[::-1]  # first terminating byte at or after each position
+    end -= position  # in place: this runs over every byte of the file, so memory is counted in bytes a byte
+    del position
+    end += 1
+    end[end > 4] = 0  # the standard allows at most 4 bytes
+    return end.astype(np.int8)
 
 
 def _vlq_values(padded: np.ndarray, at: np.ndarray, length: np.ndarray) -> np.ndarray:
@@ -322,8 +332,12 @@ _KIND_OF_STATUS = np.array([0] * 0x80 + [2] * 0x40 + [1] * 0x20 + [2] * 0x10 + [
 _KIND_OF_STATUS[[0xF0, 0xF7, 0xFF]] = 3
 
 
-def _message_starts(kind, explicit_next, status_pos, chunk_end, starts, tracks, name) -> np.ndarray:
-    """Byte positions where messages start, in order.
+_WALK_BLOCK = 1 << 16
+"""Bytes walked between checks of the message count (a check per message would slow the walk)."""
+
+
+def _message_starts(kind, explicit_next, status_pos, starts, ends, tracks, name, max_messages) -> np.ndarray:
+    """Byte positions where messages start, in order; MidiError past ``max_messages`` messages.
 
     Where a message starts depends on the length of the one before (and, with running status, on the last
     status byte): a sequential chain, walked here with one cheap step per message over precomputed tables
@@ -333,34 +347,42 @@ def _message_starts(kind, explicit_next, status_pos, chunk_end, starts, tracks, 
     kinds = memoryview(np.ascontiguousarray(kind, dtype=np.int8))
     nexts = memoryview(np.ascontiguousarray(explicit_next, dtype=np.int32))
     status = memoryview(np.ascontiguousarray(status_pos, dtype=np.int32))
-    found: list[int] = []
+    found = array("q")  # 8 bytes a message (a list of ints costs 40)
     add = found.append
-    for track, start in zip(tracks.tolist(), starts.tolist(), strict=True):
-        end = int(chunk_end[start])
+    truncated = "track {} is truncated (a message runs past the end of its chunk)"
+    for track, start, end in zip(tracks.tolist(), starts.tolist(), ends.tolist(), strict=True):
         p, running = start, 0
         while p < end:
-            k = kinds[p]
-            add(p)
-            if k == 0:
-                if running == 0:
-                    raise MidiError(name, f"running status without a status byte in track {track}")
-                p = status[p] + running
-            elif k < 3:
-                running = k
-                p = nexts[p]
-            elif k == 3:
-                p = nexts[p]
-            elif k == 4:
-                raise MidiError(name, f"invalid message in track {track}")
-            else:
-                break
+            stop = min(end, p + _WALK_BLOCK)
+            while p < stop:
+                k = kinds[p]
+                add(p)
+                if k == 0:
+                    if running == 0:
+                        raise MidiError(name, f"running status without a status byte in track {track}")
+                    p = status[p] + running
+                elif k < 3:
+                    running = k
+                    p = nexts[p]
+                elif k == 3:
+                    p = nexts[p]
+                elif k == 4:
+                    raise MidiError(name, f"invalid message in track {track}")
+                else:
+                    raise MidiError(name, truncated.format(track))
+            if len(found) > max_messages:
+                raise MidiError(name, f"over {max_messages:,} MIDI messages (a note is two), the limit for "
+                                f"one file: set {MAX_MESSAGES_VARIABLE}=N to raise it")
         if p != end:
-            raise MidiError(name, f"track {track} is truncated (a message runs past the end of its chunk)")
-    return np.array(found, dtype=np.int64)
+            raise MidiError(name, truncated.format(track))
+    return np.frombuffer(found, dtype=np.int64)
 
 
-def _parse_tracks(chunks: list[bytes], name: str):
-    """Decode the messages of all track chunks at once: arrays in (track, message) order."""
+def _parse_tracks(chunks: list[memoryview], name: str, max_messages: int):
+    """Decode the messages of all track chunks at once: arrays in (track, message) order.
+
+    The tables over every byte of the file are kept to a few: they cost about 16 bytes a byte at the peak.
+    """
     buffer = b"".join(chunks)
     b = np.frombuffer(buffer, dtype=np.uint8)
     n = len(b)
@@ -370,15 +392,21 @@ def _parse_tracks(chunks: list[bytes], name: str):
     if n == 0:
         empty = np.zeros(0, np.int64)
         return buffer, empty, empty, empty, empty, empty, empty
-    chunk_end = np.repeat((chunk_start + sizes).astype(np.int32), sizes)
+    chunk_end = chunk_start + sizes
     vlen = _vlq_lengths(b)
     padded = np.concatenate([b, np.zeros(4, np.uint8)])
-    raw_status_pos = np.arange(n, dtype=np.int32) + vlen
-    status_pos = np.minimum(raw_status_pos, n - 1)
+    status_pos = np.arange(n, dtype=np.int32)
+    status_pos += vlen
+    cut = np.zeros(n, dtype=bool)  # the status byte lies past the end of the chunk
+    for a, e in zip(chunk_start.tolist(), chunk_end.tolist(), strict=True):
+        cut[a:e] = status_pos[a:e] >= e
+    cut &= vlen > 0
+    np.minimum(status_pos, n - 1, out=status_pos)
     sb = b[status_pos]
     kind = _KIND_OF_STATUS[sb]
     # Channel messages: the next starts after the data bytes. Meta and sysex (few): after their payload.
-    explicit_next = status_pos + 1 + kind
+    explicit_next = status_pos + 1
+    explicit_next += kind
     system = np.flatnonzero(kind == 3)
     raw_len_pos = status_pos[system] + np.where(sb[system] == 0xFF, 2, 1)
     len_pos = np.minimum(raw_len_pos, n - 1)
@@ -386,9 +414,13 @@ def _parse_tracks(chunks: list[bytes], name: str):
     explicit_next[system] = np.minimum(len_pos + vlen[len_pos] + payload_len, np.iinfo(np.int32).max)
     kind[system[vlen[len_pos] == 0]] = 4
     kind[vlen == 0] = 4
-    kind[(raw_status_pos >= chunk_end) & (vlen > 0)] = 5  # cut off by the end of the chunk
-    kind[system[(raw_len_pos >= chunk_end[system]) & (vlen[system] > 0)]] = 5
-    s = _message_starts(kind, explicit_next, status_pos, chunk_end, starts, np.flatnonzero(sizes), name)
+    kind[cut] = 5  # cut off by the end of the chunk
+    system_end = chunk_end[np.searchsorted(chunk_start, system, side="right") - 1]
+    kind[system[(raw_len_pos >= system_end) & (vlen[system] > 0)]] = 5
+    del cut, system, raw_len_pos, len_pos, payload_len, system_end
+    s = _message_starts(kind, explicit_next, status_pos, starts, chunk_end[sizes > 0], np.flatnonzero(sizes),
+                        name, max_messages)
+    del kind, explicit_next
 
     track = (np.searchsorted(chunk_start, s, side="right") - 1).astype(np.int64)
     sp = status_pos[s].astype(np.int64)
@@ -439,8 +471,21 @@ def _read_bytes(source: str | os.PathLike | bytes, name: str | None, max_bytes: 
         raise MidiError(label, f"cannot read file ({error.strerror or error})") from None
 
 
-def _split_chunks(data: bytes, name: str) -> tuple[int, int, list[bytes]]:
-    """Check the header; return (format, ticks per beat, track chunks)."""
+def _message_limit(max_messages: int | None, name: str) -> int:
+    """``max_messages``, else the environment's ``AMT_MAX_MIDI_MESSAGES``, else ``MAX_MESSAGES``."""
+    if max_messages is not None:
+        return max_messages
+    text = os.environ.get(MAX_MESSAGES_VARIABLE)
+    if text is None:
+        return MAX_MESSAGES
+    try:
+        return int(text.replace(",", "").replace("_", ""))
+    except ValueError:
+        raise MidiError(name, f"{MAX_MESSAGES_VARIABLE} must be a whole number, got {text!r}") from None
+
+
+def _split_chunks(data: bytes, name: str) -> tuple[int, int, list[memoryview]]:
+    """Check the header; return (format, ticks per beat, track chunks: views of ``data``, not copies)."""
     if not data:
         raise MidiError(name, "empty file")
     if data[:4] != b"MThd":
@@ -461,14 +506,15 @@ def _split_chunks(data: bytes, name: str) -> tuple[int, int, list[bytes]]:
         raise MidiError(name, "MIDI format 2 (independent sequences) is not supported")
     if ntracks > MAX_TRACKS:
         raise MidiError(name, f"{ntracks:,} tracks, over the limit of {MAX_TRACKS:,}")
-    chunks: list[bytes] = []
+    chunks: list[memoryview] = []
+    view = memoryview(data)
     p = 8 + header_len
     while p + 8 <= len(data) and len(chunks) < ntracks:
         kind, size = data[p : p + 4], int.from_bytes(data[p + 4 : p + 8], "big")
         if p + 8 + size > len(data):
             raise MidiError(name, f"truncated MIDI file (track {len(chunks)} runs past the end of the file)")
         if kind == b"MTrk":
-            chunks.append(data[p + 8 : p + 8 + size])
+            chunks.append(view[p + 8 : p + 8 + size])
         p += 8 + size
     if len(chunks) < ntracks:
         raise MidiError(name, f"truncated MIDI file: header announces {ntracks} tracks, found {len(chunks)}")
@@ -476,17 +522,23 @@ def _split_chunks(data: bytes, name: str) -> tuple[int, int, list[bytes]]:
 
 
 def read_midi(
-    source: str | os.PathLike | bytes, *, name: str | None = None, max_bytes: int = MAX_FILE_BYTES
+    source: str | os.PathLike | bytes,
+    *,
+    name: str | None = None,
+    max_bytes: int = MAX_FILE_BYTES,
+    max_messages: int | None = None,
 ) -> MidiTokens:
     """Read a standard MIDI file (path or bytes) into events plus side information.
 
     Raises ``MidiError`` (naming the file and the reason) for anything that is not a readable MIDI file:
     empty, not MIDI, truncated, SMPTE timing, zero or absurd tempo, data bytes above 127, too many tracks,
-    over ``max_bytes``.
+    over ``max_bytes`` or over ``max_messages`` MIDI messages (default: the environment variable
+    ``AMT_MAX_MIDI_MESSAGES``, else ``MAX_MESSAGES``), which bounds the memory parsing takes.
     """
     data, label = _read_bytes(source, name, max_bytes)
+    limit = _message_limit(max_messages, label)
     _, tpb, chunks = _split_chunks(data, label)
-    buffer, tick, track, status, data1, data2, length = _parse_tracks(chunks, label)
+    buffer, tick, track, status, data1, data2, length = _parse_tracks(chunks, label, limit)
     order = np.argsort(tick, kind="stable")  # concatenation is in (track, message) order: stable = mido merge
     tick, track, status, data1, data2, length = (
         a[order] for a in (tick, track, status, data1, data2, length)
@@ -681,12 +733,21 @@ def _vlq(value: int) -> bytes:
     return bytes(reversed(out))
 
 
+MAX_DELTA = 2**28 - 1
+"""The longest delta time the standard allows (a variable-length quantity of at most 4 bytes)."""
+_NO_OP = b"\xff\x01\x00"
+"""An empty text event: bridges a gap longer than ``MAX_DELTA``; readers ignore it."""
+
+
 def _track_chunk(messages: list[tuple[int, int, int, bytes]]) -> bytes:
     """A track chunk from (tick, tie order, tie order, message bytes), sorted, with end of track."""
     messages.sort(key=lambda m: m[:3])
     body = bytearray()
     now = 0
     for tick, _, _, raw in messages:
+        while tick - now > MAX_DELTA:  # fine MIDI ticks (e.g. 32,000 per fast quarter) and a long gap
+            body += _vlq(MAX_DELTA) + _NO_OP
+            now += MAX_DELTA
         body += _vlq(tick - now)
         body += raw
         now = tick
@@ -838,6 +899,14 @@ def events_to_midi_bytes(
         or note.max() >= MAX_PITCH * (DRUMS + 1)
     ):
         raise TokenError("events must be (time, duration, note) event tokens (controls: use from_controls)")
+    # What the reader refuses is refused here, before anything is written.
+    if len(events) and onset.max() > MAX_SECONDS * TIME_RESOLUTION:
+        raise TokenError(f"a note starts {onset.max() / TIME_RESOLUTION / 3600:.1f} hours in: MIDI files "
+                         f"here end within {MAX_SECONDS // 3600} hours")
+    starts, us, _ = meta.tempo_map()
+    if us.min() < MIN_TEMPO or us.max() >= 2**24:
+        raise TokenError(f"tempo out of range: {60e6 / us.max():.4g}-{60e6 / us.min():.4g} quarter notes per "
+                         f"minute (a MIDI file holds {60e6 / (2**24 - 1):.4g}-{60e6 / MIN_TEMPO:.4g})")
     instrument, pitch = note // MAX_PITCH, note % MAX_PITCH
     velocity = (
         np.full(len(events), DEFAULT_VELOCITY)
@@ -851,7 +920,6 @@ def events_to_midi_bytes(
     music_end = int(off.max(initial=0))
 
     conductor: list[tuple[int, int, int, bytes]] = []
-    starts, us, _ = meta.tempo_map()
     for t, u in zip(starts.tolist(), us.tolist(), strict=True):
         if t == 0 or t < music_end:
             conductor.append((t, 0, len(conductor), _meta_message(0x51, int(u).to_bytes(3, "big"))))
@@ -864,6 +932,9 @@ def events_to_midi_bytes(
 
     # Output tracks, in the order a reader merges their simultaneous messages: indexed tracks, then the rest.
     groups = sorted(set(zip(track.tolist(), instrument.tolist(), strict=True)), key=lambda g: (g[0] < 0, g))
+    if 1 + len(groups) > MAX_TRACKS:
+        raise TokenError(f"{1 + len(groups):,} tracks to write (a tempo track and one per track and "
+                         f"instrument with notes), over the {MAX_TRACKS:,} a MIDI file here may have")
     rank = {g: k for k, g in enumerate(groups)}
     group = np.array([rank[g] for g in zip(track.tolist(), instrument.tolist(), strict=True)], dtype=np.int64)
     # Voices are assigned in the order the note-ons will be read back (tick, then track, then file order),

@@ -14,7 +14,8 @@ seeds torch from ``(seed, step)`` before every step and the data are a function 
 step counter *is* the RNG and data position. The learning-rate schedule is a function of the step too.
 
 Folders are written under a temporary name in the same parent and renamed into place, so an interrupted
-save never leaves a half-written checkpoint. ``OUT/best`` holds the model (and trainer state) with the lowest
+save never leaves a half-written checkpoint (a save killed part-way leaves a hidden temporary folder,
+which the next run or pruning removes). ``OUT/best`` holds the model (and trainer state) with the lowest
 validation loss so far.
 """
 
@@ -40,6 +41,9 @@ OPTIMIZER_TENSORS = "optimizer.safetensors"
 OPTIMIZER_GROUPS = "optimizer.json"
 STRUCTURE = "embedding_structure.safetensors"
 _STEP_FOLDER = re.compile(r"^step-(\d+)$")
+# atomic_directory's temporary names: ``.NAME.<8 hex>.tmp`` (being written) and ``.NAME.<8 hex>.old`` (the
+# folder it replaces, until the new one is in place).
+_PARTIAL_SAVE = re.compile(r"^\.(step-\d+|best)\.[0-9a-f]{8}\.(tmp|old)$")
 
 
 def optimizer_to_files(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -103,8 +107,28 @@ def list_checkpoints(out: str | os.PathLike) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def remove_partial_saves(out: str | os.PathLike) -> None:
+    """Delete what saves killed part-way (SIGKILL, power loss) left in a run folder: temporary checkpoint
+    folders, which can hold gigabytes each. A folder moved aside to be replaced whose replacement never
+    arrived (the kill struck between the two renames) is the only complete copy: it is put back instead."""
+    out = Path(out)
+    for root in (out, out / CHECKPOINTS):
+        if not root.is_dir():
+            continue
+        for path in sorted(root.iterdir(), key=lambda p: p.name.endswith(".tmp")):  # .old first
+            match = _PARTIAL_SAVE.match(path.name)
+            if not match:
+                continue
+            final = root / match.group(1)
+            if match.group(2) == "old" and not final.exists():
+                os.replace(path, final)
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+
+
 def prune_checkpoints(out: str | os.PathLike, keep: int) -> None:
-    """Delete all but the ``keep`` most recent checkpoints of a run."""
+    """Delete all but the ``keep`` most recent checkpoints of a run, and any partial saves."""
+    remove_partial_saves(out)
     for folder in list_checkpoints(out)[:-keep]:
         shutil.rmtree(folder)
 

@@ -198,12 +198,15 @@ def open_corpus(config: Config):
 class _Logger:
     """metrics.jsonl always; TensorBoard when installed (the optional ``amt[train]`` extra)."""
 
-    def __init__(self, out: Path, enabled: bool):
+    def __init__(self, out: Path, enabled: bool, start: int = 0):
+        """Logs of a run starting (or resuming) after step ``start``: what a killed run logged beyond its last
+        checkpoint is dropped, so that each step is logged once."""
         self.enabled = enabled
         self.writer = None
         if not enabled:
             return
         self.path = out / "metrics.jsonl"
+        _truncate_metrics(self.path, start)
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
@@ -211,7 +214,8 @@ class _Logger:
                   "logging to metrics.jsonl only",
                   file=sys.stderr)
         else:
-            self.writer = SummaryWriter(str(out / "tensorboard"))
+            # purge_step hides the events of the steps to be redone from TensorBoard.
+            self.writer = SummaryWriter(str(out / "tensorboard"), purge_step=start + 1 if start else None)
 
     def log(self, step: int, values: dict[str, float]) -> None:
         if not self.enabled:
@@ -225,6 +229,20 @@ class _Logger:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Keep the lines of metrics.jsonl up to ``step`` (a line cut short by a kill is dropped too)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line + "\n")
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    atomic_write_text(path, "".join(kept))
 
 
 def _seed_step(seed: int, step: int, rank: int) -> None:
@@ -265,6 +283,10 @@ def train(config: Config, *, init: str | None = None, resume: bool = False,
                                          training=False), t.eval_sequences)[dist.rank::dist.world]
 
     # Model and optimizer, fresh or from the newest checkpoint.
+    if dist.main:
+        ckpt.remove_partial_saves(out)
+    if dist.world > 1:
+        torch.distributed.barrier()  # every rank then sees the same checkpoints
     checkpoints = ckpt.list_checkpoints(out) if resume else []
     state: dict[str, Any] = {"step": 0, "tokens": 0, "best_valid_loss": None, "valid": [], "seed": t.seed}
     if checkpoints:
@@ -313,7 +335,7 @@ def train(config: Config, *, init: str | None = None, resume: bool = False,
         import yaml
 
         atomic_write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
-    logger = _Logger(out, dist.main)
+    logger = _Logger(out, dist.main, start)
     bar = None
     if progress and dist.main:
         from tqdm import tqdm

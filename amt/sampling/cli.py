@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from amt.errors import GenerationError
-from amt.sampling.options import BEAT_PARALLELS
+from amt.sampling.options import BEAT_PARALLELS, DEFAULT_MAX_SECONDS
 
 TASK_SUFFIX = {"accompany": "accompanied", "infill": "infilled", "continue": "continued"}
 
@@ -64,6 +64,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         "tempo (4: sixteenths, 3: eighth triplets)")
     parser.add_argument("--candidates", type=int, default=1, metavar="C",
                         help="samples per variation, the one closest to --density/--polyphony is kept")
+    parser.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS, metavar="S",
+                        help="most seconds of music to write; a longer span is refused (default "
+                        f"{DEFAULT_MAX_SECONDS:g})")
     parser.add_argument("--device", default="auto", help="torch device: auto (cuda when present), cpu, cuda")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bar (there is none anyway when stderr is not a terminal)")
@@ -171,7 +174,7 @@ def _run(args: argparse.Namespace) -> int:
         pitch_range=args.pitch_range, max_instruments=args.max_instruments, density=args.density,
         polyphony=args.polyphony, monophonic=args.monophonic, legato=args.legato,
         no_parallels=args.no_parallels, beat_parallels=beat_parallels, grid=args.grid,
-        candidates=args.candidates)
+        candidates=args.candidates, max_seconds=args.max_seconds)
     options.validate()
     paths = _output_paths(args)
     midi = read_midi(args.input)

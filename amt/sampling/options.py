@@ -13,6 +13,9 @@ BEAT_PARALLELS = 0.6
 """Default ``SamplingOptions.beat_parallels``: chosen on the validation chorales (MODEL_CARD.md)."""
 MAX_GRID = 24
 """Finest grid, in steps per quarter note: at 120 bpm a step of 24 is about two 10 ms ticks."""
+DEFAULT_MAX_SECONDS = 600.0
+"""Default ``SamplingOptions.max_seconds``: ten minutes, longer than most pieces; a few bytes of MIDI can
+span hours of music, which would take hours to write."""
 
 
 @dataclass
@@ -54,6 +57,8 @@ class SamplingOptions:
       Bach's rate of them on the validation chorales (see MODEL_CARD.md).
     - ``candidates``: samples per variation, generated in the same batch; the one closest to the density and
       polyphony targets is kept (needs a target).
+    - ``max_seconds``: the longest span of music to write; a longer one is refused before decoding starts
+      (the span of ``accompany`` is the whole piece).
     """
 
     top_p: float = 0.95
@@ -70,6 +75,7 @@ class SamplingOptions:
     no_parallels: bool = False
     beat_parallels: float = BEAT_PARALLELS
     candidates: int = 1
+    max_seconds: float = DEFAULT_MAX_SECONDS
 
     @property
     def weighs_beats(self) -> bool:
@@ -106,6 +112,8 @@ class SamplingOptions:
                 raise GenerationError(f"{name} applies to parts that play one note at a time: set monophonic")
         if not 0.0 <= self.beat_parallels <= 1.0:
             raise GenerationError(f"beat_parallels must be in [0, 1], got {self.beat_parallels}")
+        if not (self.max_seconds > 0 and math.isfinite(self.max_seconds)):
+            raise GenerationError(f"max_seconds must be a positive number, got {self.max_seconds}")
         if self.candidates < 1:
             raise GenerationError(f"candidates must be at least 1, got {self.candidates}")
         if self.candidates > 1 and self.density is None and self.polyphony is None:

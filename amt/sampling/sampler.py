@@ -553,6 +553,11 @@ def generate(model: CausalLM, *, history: np.ndarray, controls: np.ndarray, star
         raise GenerationError(f"variations must be at least 1, got {variations}")
     if not 0 <= start_time < end_time:
         raise GenerationError(f"empty generation span: start {start_time} and end {end_time} ticks")
+    span = (end_time - start_time) / TIME_RESOLUTION
+    if span > options.max_seconds:
+        raise GenerationError(f"the music to write lasts {span:,.0f} s ({span / 60:,.1f} min), over the cap "
+                              f"of max_seconds = {options.max_seconds:g} s: raise the cap to write it "
+                              "(amt commands: --max-seconds)")
     history = _check_events(history, "history", control=False)
     controls = _check_events(controls, "controls", control=True)
     if len(history) and int(history[-1, 0]) - TIME_OFFSET > start_time:
