@@ -128,7 +128,8 @@ def main() -> None:
                 copy, view = output_rows_speed(model, batch)
                 table.append(f"| {shape} | {batch} | {copy:.2f} | {view:.2f} |")
             del model
-        setting += "; note-step output product, 90% of the 16,512 note rows allowed"
+        setting = (f"{name}, {torch.get_num_threads()} threads, torch {torch.__version__}, {args.dtype}; "
+                   "note-step output product, 90% of the 16,512 note rows allowed")
         args.shapes = []
     else:
         table = ["| model | params | batch | prefill tok/s | decode tok/s per seq | decode tok per CPU-s "
