@@ -141,7 +141,7 @@ def read_pickled_tensors(file: Path) -> dict[str, torch.Tensor]:
 def _without_shared_storage(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``tensors`` as safetensors can write them (no two sharing memory): a second name for the very same
     view is dropped (a tied output layer, which every amt backbone ties again on load); other tensors that
-    overlap an earlier one are copied."""
+    overlap an earlier one are copied. By hand: safetensors' own helper for this is private."""
     seen: dict[int, tuple] = {}
     result = {}
     for name, t in tensors.items():
@@ -308,8 +308,10 @@ def load_model(name_or_path: str | os.PathLike, *, device: Any = None,
 
     ``model_type`` "gpt2" gives a ``GPT`` (published AMT checkpoints load unchanged), "mamba" a ``Mamba``.
     Floating weights are cast to ``dtype`` (default float32) and moved to ``device`` (default CPU). The model
-    is returned in eval mode. Raises ModelError for a missing folder, a wrong vocabulary, missing,
-    unexpected or misshapen tensors, or pickle-only weights.
+    is returned in eval mode. A folder with only ``pytorch_model.bin`` is read through its converted copy
+    (``converted_pickle``). Raises ModelError for a missing folder, a wrong vocabulary, a config whose sizes
+    disagree with the weights, missing, unexpected or misshapen tensors, NaN or infinite weights, or a pickle
+    that holds anything but tensors.
     """
     folder = resolve_folder(name_or_path)
     config = read_config(folder)
