@@ -16,6 +16,16 @@ from collections.abc import Sequence
 from amt import __version__
 from amt.errors import AmtError
 
+THREADS_ENV = "AMT_THREADS"
+
+
+def default_threads() -> int:
+    """Torch CPU threads unless --threads or $AMT_THREADS says otherwise: half the cores, at most 4 (one on a
+    2-core machine). Decoding runs one small matrix product after another: on a shared 2-core machine a
+    second thread made accompaniment 2-6x slower (bench/RESULTS.md, "Threads"), and half the cores leaves
+    room for the DAW or browser beside it."""
+    return max(1, min(4, (os.cpu_count() or 1) // 2))
+
 COMMAND_MODULES: tuple[str, ...] = (
     "amt.tokenization.cli",
     "amt.sampling.cli",
@@ -33,10 +43,34 @@ def build_parser() -> argparse.ArgumentParser:
         "accompaniments, infillings and continuations.",
     )
     parser.add_argument("--version", action="version", version=f"amt {__version__}")
+    threads_help = (f"CPU threads for torch (default ${THREADS_ENV}, else half the cores, at most 4: "
+                    f"{default_threads()} here); more help big models on an idle machine")
+    parser.add_argument("--threads", type=int, default=None, metavar="N", help=threads_help)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
+    for subparser in subparsers.choices.values():  # also after the command: amt accompany ... --threads 2
+        subparser.add_argument("--threads", type=int, default=argparse.SUPPRESS, metavar="N",
+                               help=threads_help)
     return parser
+
+
+def set_threads(threads: int | None) -> int:
+    """Use ``threads`` CPU threads in torch (None: ``$AMT_THREADS``, else ``default_threads()``); returns the
+    number. Set before torch is imported (through ``OMP_NUM_THREADS``) and after (``torch.set_num_threads``),
+    so that it holds whenever a command imports torch. Raises AmtError for a number below 1."""
+    if threads is None:
+        value = os.environ.get(THREADS_ENV, "").strip()
+        try:
+            threads = int(value) if value else default_threads()
+        except ValueError:
+            raise AmtError(f"${THREADS_ENV} must be a whole number of threads, not {value!r}") from None
+    if threads < 1:
+        raise AmtError(f"the number of threads must be at least 1, not {threads}")
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    return threads
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        set_threads(args.threads)
         status = int(args.func(args) or 0)
         sys.stdout.flush()  # inside the try: a closed pipe shows here, not at interpreter exit
         return status

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from amt.cli import default_threads
 from amt.models import DEFAULT_MODEL, load_model
 from amt.sampling import SamplingOptions, accompany
 from amt.tokenization import ops
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=str(DEFAULT_MODEL))
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--threads", type=int, default=default_threads(), help="default: amt's own default")
     parser.add_argument("--record", action="store_true", help="write the table to bench/RESULTS.md")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -87,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
                    f"{args.threads} torch threads, torch {torch.__version__}, load average "
                    f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}. "
                    f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC.")
-        command = (f"Command: `python bench/accompany.py --seconds {args.seconds:g} "
-                   f"--repeat {args.repeat} --record`.")
+        model = "" if args.model == str(DEFAULT_MODEL) else f"--model {args.model} "
+        command = (f"Command: `python bench/accompany.py {model}--seconds {args.seconds:g} "
+                   f"--repeat {args.repeat} --threads {args.threads} --record`.")
         record_section("## Accompany", f"{machine}\n{command}\n\n{table}\n")
     return 0
 

@@ -7,6 +7,7 @@ different devices and shapes complement each other).
 
     python bench/models.py                          # tiny and AMT-small shapes, batch 1, CPU
     python bench/models.py --batch 1 8 --device cuda --dtype bfloat16 --record
+    python bench/models.py --output-rows --threads 1 --record   # the sampler's note-step output product
 """
 
 from __future__ import annotations
@@ -73,6 +74,29 @@ def uncached_speed(model, batch: int, prefill: int, tokens: int) -> float:
     return tokens / (time.perf_counter() - start)
 
 
+@torch.inference_mode()
+def output_rows_speed(model, batch: int, repeats: int = 30) -> tuple[float, float]:
+    """CPU-milliseconds of the note step's output product when 90% of the note block's 16,512 rows may be
+    drawn (free sampling: nearly all), median over interleaved repeats: the rows copied out first (amt before
+    issue 23) against a view of the contiguous block with the columns picked after (amt now)."""
+    from amt.sampling.masks import BLOCKS, NOTE_POSITION
+
+    first, size = BLOCKS[NOTE_POSITION]
+    weight = model.output_weight()
+    hidden = torch.randn(batch, weight.shape[1], device=weight.device, dtype=weight.dtype)
+    columns = torch.arange(size, device=weight.device)[torch.rand(size, device=weight.device) < 0.9]
+    low, high = int(columns[0]), int(columns[-1]) + 1
+    ways = {"copy": lambda: hidden @ weight[first + columns].T,
+            "view": lambda: (hidden @ weight[first + low : first + high].T)[:, columns - low]}
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(repeats):
+        for name, way in ways.items():
+            start = time.process_time()
+            way()
+            times[name].append(time.process_time() - start)
+    return tuple(1000 * sorted(t)[len(t) // 2] for t in times.values())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", nargs="+", choices=list(SHAPES),
@@ -84,6 +108,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--output-rows", action="store_true",
+                        help="time the sampler's note-step output product instead (copy vs view)")
     parser.add_argument("--record", action="store_true", help="add the table to bench/RESULTS.md")
     args = parser.parse_args()
     if args.threads:
@@ -93,8 +119,21 @@ def main() -> None:
     setting = (f"{name}, {torch.get_num_threads()} threads, torch {torch.__version__}, {args.dtype}, "
                f"prefill {args.prefill}, decode {args.tokens} tokens")
     print(f"device: {setting}\n")
-    table = ["| model | params | batch | prefill tok/s | decode tok/s per seq | decode tok per CPU-s "
-             "| uncached tok/s per seq |", "|---|---|---|---|---|---|---|"]
+    if args.output_rows:
+        table = ["| model | batch | rows copied, CPU ms | view of the block, CPU ms |", "|---|---|---|---|"]
+        for shape in (s for s in args.shapes if s.startswith("gpt2")):
+            torch.manual_seed(0)
+            model = create_model(SHAPES[shape]).to(device=device, dtype=getattr(torch, args.dtype)).eval()
+            for batch in args.batch:
+                copy, view = output_rows_speed(model, batch)
+                table.append(f"| {shape} | {batch} | {copy:.2f} | {view:.2f} |")
+            del model
+        setting = (f"{name}, {torch.get_num_threads()} threads, torch {torch.__version__}, {args.dtype}; "
+                   "note-step output product, 90% of the 16,512 note rows allowed")
+        args.shapes = []
+    else:
+        table = ["| model | params | batch | prefill tok/s | decode tok/s per seq | decode tok per CPU-s "
+                 "| uncached tok/s per seq |", "|---|---|---|---|---|---|---|"]
     print("\n".join(table))
     for shape in args.shapes:
         torch.manual_seed(0)

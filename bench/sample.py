@@ -122,8 +122,43 @@ def _baseline(shape: str, device: str, batch: int, events: int, prompt_events: i
     return {"events": n, "seconds": total, "rate": n / total, "decode_rate": n / total, "peak": _peak(device)}
 
 
+def _hf_generate(shape: str, device: str, batch: int, events: int, prompt_events: int, threads: int) -> dict:
+    """Hugging Face ``generate`` with its KV cache on the same weights (as a ``GPT2LMHeadModel``): top-p
+    sampling over the whole vocabulary, without the AMT grammar's masks (so it scores all 55,028 output rows
+    per token where amt scores only the block it draws from)."""
+    import torch
+    import transformers
+
+    from amt.tokenization.vocab import ANTICIPATE, EVENT_SIZE
+
+    torch.set_num_threads(threads)
+    model = _model(shape, device)
+    c = model.config
+    config = transformers.GPT2Config(vocab_size=c.vocab_size, n_positions=c.n_positions, n_embd=c.n_embd,
+                                     n_layer=c.n_layer, n_head=c.n_head, scale_attn_by_inverse_layer_idx=True,
+                                     tie_word_embeddings=True)
+    hf = transformers.GPT2LMHeadModel(config).to(device).eval()
+    hf.load_state_dict(model.checkpoint_state_dict(), strict=False)
+    hf.tie_weights()
+    tokens = torch.tensor([ANTICIPATE, *_prompt(prompt_events).reshape(-1).tolist()], device=device)
+    tokens = tokens.repeat(batch, 1)
+    new = EVENT_SIZE * events
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        hf.generate(tokens, attention_mask=torch.ones_like(tokens), do_sample=True, top_p=0.95, top_k=0,
+                    max_new_tokens=new, min_new_tokens=new, use_cache=True, pad_token_id=0)
+    _sync(device)
+    total = time.perf_counter() - t0
+    n = events * batch
+    return {"events": n, "seconds": total, "rate": n / total, "decode_rate": n / total, "peak": _peak(device)}
+
+
+KINDS = {"cached": _cached, "baseline": _baseline, "hf": _hf_generate}
+
+
 def _worker(queue, kind: str, *args) -> None:
-    queue.put((_cached if kind == "cached" else _baseline)(*args))
+    queue.put(KINDS[kind](*args))
 
 
 def run_isolated(kind: str, *args) -> dict:
@@ -161,6 +196,8 @@ def main() -> None:
     parser.add_argument("--baseline-events", type=int, default=1, help="events per row, baseline")
     parser.add_argument("--prompt-events", type=int, default=200, help="prompt events (3 tokens each)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--hf", action="store_true",
+                        help="also time Hugging Face generate (KV cache) on the same weights")
     parser.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
     args = parser.parse_args()
 
@@ -169,12 +206,13 @@ def main() -> None:
         common = (args.shape, args.device, batch)
         cached = run_isolated("cached", *common, args.events, args.prompt_events, args.threads)
         base = run_isolated("baseline", *common, args.baseline_events, args.prompt_events, args.threads)
-        rows.append((batch, cached, base))
+        hf = run_isolated("hf", *common, args.events, args.prompt_events, args.threads) if args.hf else None
+        rows.append((batch, cached, base, hf))
 
     lines = ["| batch | sampler | events | seconds | events/s (all) | events/s (decode) | peak MiB "
              "| speed-up |",
              "|---:|---|---:|---:|---:|---:|---:|---:|"]
-    for batch, cached, base in rows:
+    for batch, cached, base, hf in rows:
         lines.append(f"| {batch} | amt cached | {cached['events']} | {cached['seconds']:.1f} "
                      f"| {cached['rate']:.2f} | {cached['decode_rate']:.2f} | {cached['peak']:.0f} | "
                      f"{cached['rate'] / base['rate']:.0f}x (all), "
@@ -182,6 +220,10 @@ def main() -> None:
         lines.append(f"| {batch} | baseline: full window x3 per event, no cache | {base['events']} | "
                      f"{base['seconds']:.1f} | {base['rate']:.3f} | {base['rate']:.3f} | {base['peak']:.0f} "
                      "| 1x |")
+        if hf is not None:
+            lines.append(f"| {batch} | HF generate, KV cache, no masks | {hf['events']} "
+                         f"| {hf['seconds']:.1f} | {hf['rate']:.2f} | {hf['rate']:.2f} | {hf['peak']:.0f} | "
+                         f"{hf['rate'] / base['rate']:.0f}x (all) |")
     table = "\n".join(lines)
     where = machine(args.device)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

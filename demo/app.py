@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from amt.demo import callbacks
 from amt.demo.audio import AudioError, Renderer, find_renderer
 from amt.demo.callbacks import MAX_CONTINUE_SECONDS, MAX_UPLOAD_BYTES, MAX_VARIATIONS, Piece, Request
 from amt.errors import AmtError
+from amt.models import DEFAULT_MODEL, PUBLISHED_MODELS, load_model
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +51,33 @@ class _Slot:
     download: gr.File
 
 
-class DemoApp:
-    """The page and the state it needs beyond one session: the model, the audio renderer, a work folder."""
+def model_choices(names: Sequence[str]) -> list[tuple[str, str]]:
+    """(label, name) for the model picker: the built-in model (when installed), ``names`` (folders or Hub
+    ids given on the command line) and the published AMT models, each once."""
+    choices: dict[str, str] = {}
+    if (DEFAULT_MODEL / "config.json").is_file():
+        choices[str(DEFAULT_MODEL)] = "built-in model"
+    for name in names:
+        path = Path(name).expanduser()
+        choices.setdefault(str(name), f"{path.name} ({path})" if path.exists() else str(name))
+    for name, size in PUBLISHED_MODELS.items():
+        choices.setdefault(name, f"{name} (downloaded on first use: {size})")
+    return [(label, name) for name, label in choices.items()]
 
-    def __init__(self, model, *, renderer: Renderer | str | None = "auto", workdir: str | Path | None = None,
+
+class DemoApp:
+    """The page and the state it needs beyond one session: the model, the audio renderer, a work folder.
+
+    ``model_name`` is where ``model`` came from; the picker offers it, ``models`` (more folders or Hub ids)
+    and the published AMT models. The model is shared by every visitor: picking another one replaces it
+    for all (one is held in memory at a time)."""
+
+    def __init__(self, model, *, model_name: str | None = None, models: Sequence[str] = (),
+                 renderer: Renderer | str | None = "auto", workdir: str | Path | None = None,
                  max_seconds: float = callbacks.MAX_PIECE_SECONDS):
         self.model = model
+        self.model_name = model_name or "(given model)"
+        self.model_choices = model_choices([self.model_name, *models])
         if renderer == "auto":
             self.renderer, self.audio_note = find_renderer()
         else:
@@ -72,6 +95,11 @@ class DemoApp:
             gr.Markdown(INTRO)
             if self.audio_note:
                 gr.Markdown(f"_{self.audio_note}_", elem_id="audio-note")
+            with gr.Row():
+                model_name = gr.Dropdown(choices=self.model_choices, value=self.model_name, label="Model",
+                                         scale=2, elem_id="model")
+                model_status = gr.Markdown(self._model_summary(), elem_id="model-status",
+                                           elem_classes=["amt-status"])
             piece = gr.State(None)
             with gr.Row():
                 with gr.Column(scale=1, min_width=300):
@@ -156,6 +184,9 @@ class DemoApp:
                 lambda: hide_results, None, groups, queue=False)
             example.input(self.load_example, [example], load_outputs, concurrency_limit=4).then(
                 lambda: hide_results, None, groups, queue=False)
+            # Same queue as generation: a model is never swapped in the middle of a request.
+            model_name.input(self.select_model, [model_name], [model_name, model_status],
+                             concurrency_limit=1, concurrency_id="model")
             task.change(lambda t: [gr.Group(visible=t in ("accompany", "infill")),
                                    gr.Group(visible=t == "infill"), gr.Group(visible=t == "continue")],
                         [task], [keep_group, infill_group, continue_group], queue=False)
@@ -182,6 +213,31 @@ class DemoApp:
         path = self.workdir / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
         path.mkdir()
         return path
+
+    def _model_summary(self) -> str:
+        millions = self.model.num_parameters() / 1e6
+        return f"Model: **{Path(self.model_name).name}**, {millions:.0f} M parameters"
+
+    def select_model(self, name: str | None,
+                     progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (shows the download's progress)
+        """Load the picked model in place of the current one; an error leaves the current one and is shown
+        in the page."""
+        if not name or name == self.model_name:
+            return gr.Dropdown(value=self.model_name), self._model_summary()
+        progress(0.0, desc=f"Loading {name}")
+        try:
+            model = load_model(name, device=self.model.device)
+        except AmtError as error:
+            message = f"Could not load {name}: {error}"
+            gr.Warning(message)
+            return gr.Dropdown(value=self.model_name), _error_markdown(message)
+        except Exception as error:  # a bug must still reach the page as a sentence
+            logger.exception("loading model %s failed", name)
+            message = f"Could not load {name} ({type(error).__name__}: {error})."
+            gr.Warning(message)
+            return gr.Dropdown(value=self.model_name), _error_markdown(message)
+        self.model, self.model_name = model, name
+        return gr.Dropdown(value=name), self._model_summary()
 
     def load_upload(self, path: str | None):
         """Load an uploaded file."""

@@ -15,8 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1; 0.0.0.0 to serve the local network)")
     parser.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
-    parser.add_argument("--model", default=None,
-                        help="model folder or Hugging Face Hub id (default: the built-in model)")
+    parser.add_argument("--model", action="append", default=None,
+                        help="model folder or Hugging Face Hub id (default: the built-in model); repeat it "
+                        "to offer more in the page's model picker (the first is loaded at start)")
     parser.add_argument("--device", default=None,
                         help="torch device, e.g. cpu or cuda (default: best available)")
     parser.add_argument("--share", choices=("on", "off"), default="off",
@@ -35,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
         raise AmtError(f"--port must be 1-65535, not {args.port}")
     if args.max_seconds is not None and args.max_seconds <= 0:
         raise AmtError(f"--max-seconds must be positive, not {args.max_seconds:g}")
-    name = resolve_model_name(args.model)  # before the slow imports: a missing model fails at once
+    names = args.model or []
+    name = resolve_model_name(names[0] if names else None)  # before the slow imports: fail at once
 
     from amt.demo.app import DemoApp
     from amt.demo.callbacks import MAX_PIECE_SECONDS
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     max_seconds = MAX_PIECE_SECONDS if args.max_seconds is None else args.max_seconds
     print(f"amt demo: loading {name}", flush=True)
     model = load_model(name, device=args.device)
-    app = DemoApp(model, max_seconds=max_seconds)
+    app = DemoApp(model, model_name=name, models=names[1:], max_seconds=max_seconds)
     if app.audio_note:
         print(f"amt demo: {app.audio_note}", flush=True)
     try:

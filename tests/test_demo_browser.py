@@ -1,6 +1,6 @@
 """End to end in a real browser: headless Chromium opens the demo page, uploads a MIDI file, generates one
 variation, and finds its audio player and MIDI download; on a file whose parts all share program 0, lists
-the parts by number and rewrites a span while keeping one part.
+the parts by number and rewrites a span while keeping one part; and picks models, showing load errors.
 
 Needs Debian's ``chromium`` (or ``$AMT_CHROMIUM``) and the ``playwright`` Python package; Playwright's own
 browser downloads are not used. Set ``AMT_DEMO_SCREENSHOT=docs/demo.png`` to save a screenshot of the page,
@@ -165,5 +165,79 @@ def test_parts_by_number_and_an_infill_that_keeps_a_part(demo_url, tmp_path):
             assert np.array_equal(written.events[voice], original.events[original.tracks == 1])
             page.screenshot(path=os.environ.get("AMT_DEMO_PARTS_SCREENSHOT") or str(tmp_path / "parts.png"),
                             full_page=True)
+        finally:
+            context.close()
+
+
+@pytest.fixture(scope="module")
+def picker_url(tmp_path_factory):
+    """A demo started with two tiny models and a broken folder on its command line, offline."""
+    import huggingface_hub.constants
+
+    from amt.demo.app import DemoApp
+    from amt.models import create_model, load_model, tiny_config
+
+    root = tmp_path_factory.mktemp("picker")
+    for name, backbone in (("tiny-a", "gpt2"), ("tiny-b", "mamba")):
+        create_model(tiny_config(backbone)).save_pretrained(root / name)
+    (root / "broken").mkdir()
+    (root / "broken" / "config.json").write_text("{not json")
+    folders = [str(root / name) for name in ("tiny-a", "tiny-b", "broken")]
+    app = DemoApp(load_model(folders[0], device="cpu"), model_name=folders[0], models=folders[1:],
+                  workdir=tmp_path_factory.mktemp("picker-work"))
+    port = free_port()
+    with pytest.MonkeyPatch.context() as patch:  # a published model must not be downloaded in a test
+        patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+        patch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(root / "hub-cache"))
+        app.launch(port=port, block=False, quiet=True)
+        try:
+            yield f"http://127.0.0.1:{port}/"
+        finally:
+            app.close()
+
+
+def test_model_picker_lists_loads_and_shows_errors(picker_url, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900},
+        )
+        try:
+            page = context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(picker_url)
+            status = page.locator("#model-status")
+            expect(status).to_contain_text("tiny-a")
+            picker = page.locator("#model input").first
+
+            def pick(label: str) -> None:
+                option = page.get_by_role("option").filter(has_text=label)
+                if not option.count():
+                    picker.click()  # open the list
+                expect(option).to_have_count(1)
+                option.dispatch_event("mousedown")  # Gradio picks on mousedown; the list may still be moving
+
+            picker.click()  # the list: built-in, the folders given, the published models with their size
+            options = page.get_by_role("option")
+            expect(options.filter(has_text="built-in model")).to_have_count(1)
+            expect(options.filter(has_text="tiny-b")).to_have_count(1)
+            medium = "music-medium-800k (downloaded on first use: 360 M parameters, about 1.4 GB)"
+            expect(options.filter(has_text=medium)).to_have_count(1)
+            expect(options.filter(has_text="downloaded on first use")).to_have_count(3)
+
+            pick("tiny-b")
+            expect(status).to_contain_text("tiny-b")
+            pick("broken")  # an error in the page; the loaded model stays
+            expect(status).to_contain_text("Could not load")
+            expect(status).to_contain_text("config.json")
+            expect(picker).to_have_value(re.compile("tiny-b"))
+            pick("music-small-800k")  # offline, with an empty Hub cache
+            expect(status).to_contain_text("HF_HUB_OFFLINE")
+            expect(page.locator("body")).not_to_contain_text("Traceback")
+            pick("built-in model")
+            expect(status).to_contain_text("Model: default")
         finally:
             context.close()

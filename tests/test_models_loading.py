@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from safetensors.torch import load_file, save_file
 import amt.models
 from amt.errors import ModelError
 from amt.models import GPT, GPTConfig, Mamba, create_model, load_model, resolve_model_name, tiny_config
+from amt.models.loading import CACHE_ENV, weights_cache
 from amt.tokenization.vocab import CONTEXT_SIZE, VOCAB_SIZE
 
 from conftest import REFERENCE_DIR
@@ -28,6 +30,12 @@ def reference_tokens() -> torch.Tensor:
     tokens = np.array(" ".join(lines).split(), dtype=np.int64)
     assert tokens.shape == (CONTEXT_SIZE,)
     return torch.from_numpy(tokens)[None]
+
+
+@pytest.fixture(autouse=True)
+def private_weights_cache(tmp_path, monkeypatch):
+    """Converted pickles go to this test's folder, not the user's cache."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "converted"))
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +148,8 @@ def test_loading_leaves_the_initialisers_working(saved, monkeypatch):
     # when the folder turns out to be bad.
     original = torch.nn.init.normal_
     load_model(saved)
-    edit_config(saved, n_embd=48)
-    with pytest.raises(ModelError):
+    edit_config(saved, n_inner=48)  # found only after the model is built
+    with pytest.raises(ModelError, match="wrong shapes"):
         load_model(saved)
     assert torch.nn.init.normal_ is original
     torch.manual_seed(0)
@@ -179,10 +187,10 @@ def test_missing_weights_are_refused(saved):
         load_model(saved)
 
 
-def test_pickle_only_folder_is_refused_without_unpickling(saved):
+def test_garbage_pickle_is_refused(saved):
     (saved / "model.safetensors").unlink()
-    (saved / "pytorch_model.bin").write_bytes(b"not read: unpickling could run code")
-    with pytest.raises(ModelError, match=r"pytorch_model\.bin.*[Cc]onvert"):
+    (saved / "pytorch_model.bin").write_bytes(b"not a pickle at all")
+    with pytest.raises(ModelError, match=r"pytorch_model\.bin: not a readable PyTorch weights file"):
         load_model(saved)
 
 
@@ -197,8 +205,47 @@ def test_missing_and_unexpected_tensors_are_named(saved):
 
 
 def test_wrong_shapes_are_named(saved):
-    edit_config(saved, n_embd=128)
-    with pytest.raises(ModelError, match=r"wrong shapes: transformer\.wte\.weight"):
+    edit_config(saved, n_inner=128)
+    with pytest.raises(ModelError, match=r"wrong shapes: transformer\.h\.0\.mlp\.c_fc\.weight \(256, 64\) "
+                                         r"\(config says \(128, 64\)"):
+        load_model(saved)
+    edit_config(saved, n_inner=None, n_embd=128)
+    with pytest.raises(ModelError, match=r"wte\.weight \(55028, 64\) \(config says \(55028, 128\)"):
+        load_model(saved)
+
+
+@pytest.mark.parametrize("changes", [{"n_embd": 2**40, "n_head": 1}, {"n_layer": 10**6}, {"n_layer": 10**18},
+                                     {"n_inner": 2**62}, {"n_positions": 2**62}])
+def test_huge_sizes_are_refused_before_building(saved, changes):
+    # Before the sizes were checked against the weights, these stalled (a million layers) or crashed.
+    edit_config(saved, **changes)
+    with pytest.raises(ModelError, match=r"do not match config\.json|cannot be built"):
+        load_model(saved)
+
+
+def test_huge_mamba_sizes_are_refused_before_building(tmp_path):
+    create_model(tiny_config("mamba")).save_pretrained(tmp_path)
+    for changes in ({"n_layer": 10**6}, {"d_model": 2**40}, {"d_state": 2**61}, {"expand": 2**40}):
+        edit_config(tmp_path, **{**tiny_config("mamba").to_dict(), **changes})
+        with pytest.raises(ModelError, match=r"do not match config\.json|cannot be built"):
+            load_model(tmp_path)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_weights_are_refused(saved, value):
+    tensors = load_file(saved / "model.safetensors")
+    tensors["transformer.h.1.attn.c_proj.weight"][3, 5] = value
+    save_file(tensors, saved / "model.safetensors")
+    with pytest.raises(ModelError, match=r"NaN or infinite values: transformer\.h\.1\.attn\.c_proj\.weight"):
+        load_model(saved)
+
+
+def test_deeply_nested_config_is_refused(saved):
+    (saved / "config.json").write_text('{"model_type": "gpt2", "x": ' + "[" * 200_000 + "]" * 200_000 + "}")
+    with pytest.raises(ModelError, match=r"config\.json: (nested too deeply|.* too large)"):
+        load_model(saved)
+    (saved / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ModelError, match=r"config\.json: nested too deeply"):
         load_model(saved)
 
 
@@ -232,22 +279,85 @@ def test_unknown_hub_id_offline_names_it(tmp_path, monkeypatch):
         load_model("nobody-here/no-such-model")
 
 
-def test_hub_repo_without_safetensors_explains_conversion(tmp_path, monkeypatch):
+def test_pickle_only_hub_repo_is_downloaded_and_converted(hf_model, tmp_path, monkeypatch):
     import huggingface_hub
 
-    snapshot = tmp_path / "snapshot"
-    create_model(tiny_config("gpt2")).save_pretrained(snapshot)
-    (snapshot / "model.safetensors").unlink()  # what the allow-list leaves of a pickle-only repo
+    # A fake Hub: a repository like the published AMT models, with config.json and pytorch_model.bin only.
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    hf_model.config.to_json_file(repo / "config.json")
+    torch.save(hf_model.state_dict(), repo / "pytorch_model.bin")
     asked = []
 
     def fake_snapshot_download(repo_id, allow_patterns):
         asked.append((repo_id, allow_patterns))
+        snapshot = tmp_path / f"snapshot-{len(asked)}"
+        snapshot.mkdir()
+        for file in repo.iterdir():
+            if any(fnmatch.fnmatch(file.name, pattern) for pattern in allow_patterns):
+                (snapshot / file.name).symlink_to(file)
         return str(snapshot)
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
-    with pytest.raises(ModelError, match=r"'stanford-crfm/music-small-800k' has no safetensors.*Convert"):
-        load_model("stanford-crfm/music-small-800k")
-    assert asked and not any(p.endswith(".bin") for p in asked[0][1])  # pickles are never downloaded
+    model = load_model("stanford-crfm/music-small-800k")
+    assert isinstance(model, GPT) and model.config.n_embd == 64
+    # safetensors first; the pickle only because there were none
+    assert [a[0] for a in asked] == ["stanford-crfm/music-small-800k"] * 2
+    assert "pytorch_model.bin" not in asked[0][1] and "pytorch_model.bin" in asked[1][1]
+
+
+def test_pickled_state_dict_loads_like_its_safetensors_twin(hf_model, hf_folder, hf_logits, tmp_path,
+                                                              monkeypatch):
+    # What the published AMT repositories ship: a GPT2LMHeadModel state dict written with torch.save.
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    (folder / "config.json").write_bytes((hf_folder / "config.json").read_bytes())
+    torch.save(hf_model.state_dict(), folder / "pytorch_model.bin")
+    tokens = reference_tokens()[:, :200]
+    with torch.no_grad():
+        twin = load_model(hf_folder)(tokens)
+        assert torch.equal(load_model(folder)(tokens), twin)
+        assert (twin - hf_logits[:, :200]).abs().max() < 1e-4
+    cached = list(weights_cache().glob("*.safetensors"))
+    assert len(cached) == 1 and not list(weights_cache().glob(".*"))  # converted once, no temporary left
+    # Later loads read the cache: the pickle is not opened again.
+    monkeypatch.setattr(torch, "load", lambda *args, **kwargs: pytest.fail("the pickle was read again"))
+    with torch.no_grad():
+        assert torch.equal(load_model(folder)(tokens), twin)
+
+
+def test_pickle_that_runs_code_is_refused_and_never_runs(saved, tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    (saved / "model.safetensors").unlink()
+    state = {"transformer.wte.weight": torch.zeros(2, 2), "payload": Exploit()}
+    torch.save(state, saved / "pytorch_model.bin")
+    assert not marker.exists()
+    with pytest.raises(ModelError, match=r"pytorch_model\.bin: refused: it holds objects other than tensors"):
+        load_model(saved)
+    assert not marker.exists() and not list(weights_cache().glob("*"))
+
+
+def test_pickle_holding_non_tensors_is_refused(saved):
+    (saved / "model.safetensors").unlink()
+    torch.save({"transformer.wte.weight": torch.zeros(2, 2), "step": 5}, saved / "pytorch_model.bin")
+    with pytest.raises(ModelError, match="refused: it must hold a flat dict of named tensors"):
+        load_model(saved)
+
+
+def test_truncated_pickle_gives_a_clear_error(saved):
+    tensors = load_file(saved / "model.safetensors")
+    (saved / "model.safetensors").unlink()
+    torch.save(tensors, saved / "pytorch_model.bin")
+    data = (saved / "pytorch_model.bin").read_bytes()
+    (saved / "pytorch_model.bin").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelError, match=r"not a readable PyTorch weights file, perhaps truncated"):
+        load_model(saved)
+    assert not list(weights_cache().glob("*"))
 
 
 def test_default_model_resolution(tmp_path, monkeypatch):

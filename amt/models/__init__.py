@@ -23,6 +23,15 @@ DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "checkpoints" / "defaul
 """The built-in model folder shipped with the package (amt/checkpoints/default)."""
 
 
+PUBLISHED_MODELS: dict[str, str] = {
+    "stanford-crfm/music-small-800k": "128 M parameters, about 0.5 GB",
+    "stanford-crfm/music-medium-800k": "360 M parameters, about 1.4 GB",
+    "stanford-crfm/music-large-800k": "780 M parameters, about 3.1 GB",
+}
+"""The published AMT models on the Hugging Face Hub (Thickstun et al.), with the size of their float32
+``pytorch_model.bin`` (downloaded on first use, then converted once to safetensors)."""
+
+
 def resolve_model_name(name: str | None) -> str:
     """``name`` itself, or the built-in model folder when ``name`` is None; raises ModelError if that is
     not installed."""
@@ -36,6 +45,7 @@ def resolve_model_name(name: str | None) -> str:
 __all__ = [
     "DEFAULT_MODEL",
     "GPT",
+    "PUBLISHED_MODELS",
     "CausalLM",
     "GPTConfig",
     "KVCache",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import torch
 from torch import nn
@@ -47,6 +47,10 @@ class CausalLM(nn.Module):
 
     config: ModelConfig
     max_positions: int | None  # the longest sequence the model accepts; None when unbounded (Mamba)
+    # Checkpoint names the loader compares with config.json before building: the token embedding
+    # [vocab_size, hidden_size] and the prefix of the numbered layers ("PREFIX0.", "PREFIX1." ...).
+    embedding_key: ClassVar[str]
+    layer_prefix: ClassVar[str]
 
     def __init__(self, config: ModelConfig):
         super().__init__()

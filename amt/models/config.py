@@ -78,6 +78,11 @@ class GPTConfig:
                              "(tie_word_embeddings must be true)")
 
     @property
+    def hidden_size(self) -> int:
+        """Width of the residual stream (the token embedding's columns)."""
+        return self.n_embd
+
+    @property
     def inner_dim(self) -> int:
         """Width of the MLP hidden layer."""
         return self.n_inner or 4 * self.n_embd
@@ -132,6 +137,11 @@ class MambaConfig:
                              f"headdim {self.headdim}")
         if self.nheads % self.ngroups:
             raise ModelError(f"MambaConfig: {self.nheads} heads do not split into {self.ngroups} groups")
+
+    @property
+    def hidden_size(self) -> int:
+        """Width of the residual stream (the token embedding's columns)."""
+        return self.d_model
 
     @property
     def d_inner(self) -> int:

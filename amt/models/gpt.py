@@ -133,6 +133,8 @@ class GPT(CausalLM):
     """GPT-2 language model with tied input/output embeddings and learned positions."""
 
     config: GPTConfig
+    embedding_key = "transformer.wte.weight"
+    layer_prefix = "transformer.h."
 
     def __init__(self, config: GPTConfig):
         super().__init__(config)

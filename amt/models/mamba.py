@@ -217,6 +217,8 @@ class Mamba(CausalLM):
 
     config: MambaConfig
     max_positions = None
+    embedding_key = "backbone.embedding.weight"
+    layer_prefix = "backbone.layers."
 
     def __init__(self, config: MambaConfig):
         super().__init__(config)
