@@ -92,6 +92,17 @@ def test_amt_info_prints_one_line_per_part_and_json(tmp_path, capsys):
     assert parts[1]["instrument"] == "Acoustic Grand Piano" and parts[1]["role"] == "chords"
 
 
+@pytest.mark.parametrize("content", [b"garbage", b"MThd\x00\x00\x00\x06\x00\x01", b""])
+def test_amt_info_refuses_a_file_that_is_not_midi_in_one_line(tmp_path, capsys, content):
+    path = tmp_path / "bad.mid"
+    path.write_bytes(content)
+    assert main(["info", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith("amt info: error: ")
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+    assert main(["info", str(tmp_path / "missing.mid")]) == 2
+
+
 def test_notes_read_from_a_file_are_written_back_tick_exact_and_end_with_the_music():
     data = song()
     midi = read_midi(data)
