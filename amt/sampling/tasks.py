@@ -8,12 +8,13 @@ velocity, track) plus the new notes, with the input's ``MidiMeta`` (tempo map, m
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from amt.errors import GenerationError
 from amt.models.base import CausalLM
+from amt.sampling.meter import beats, file_grid
 from amt.sampling.options import SamplingOptions
 from amt.sampling.sampler import GRID_REACH, Callback, generate
 from amt.tokenization import ops
@@ -29,10 +30,12 @@ VELOCITY_CONTEXT = 5 * TIME_RESOLUTION
 @dataclass
 class Generation:
     """One output piece: ``midi`` holds kept and new notes (ordered by onset) with the input's meta;
-    ``generated[i]`` is True when note ``i`` is new."""
+    ``generated[i]`` is True when note ``i`` is new; ``notes`` says which musical defaults were switched
+    off for this piece and why (no meter, an unclear key...)."""
 
     midi: MidiTokens
     generated: np.ndarray
+    notes: tuple[str, ...] = field(default=())
 
 
 def context_velocities(onsets: np.ndarray, midi: MidiTokens) -> np.ndarray:
@@ -60,8 +63,8 @@ def _instrument_tracks(midi: MidiTokens) -> dict[int, int]:
     return tracks
 
 
-def _assemble(midi: MidiTokens, kept: np.ndarray, new: list[np.ndarray], *, join_tracks: bool
-              ) -> list[Generation]:
+def _assemble(midi: MidiTokens, kept: np.ndarray, new: list[np.ndarray], *, join_tracks: bool,
+              notes: Sequence[str] = ()) -> list[Generation]:
     """Whole pieces from the kept input notes (boolean mask ``kept``) and each variation's new notes.
 
     Kept notes keep their track. With ``join_tracks``, a new note goes to the track its instrument plays on
@@ -80,7 +83,7 @@ def _assemble(midi: MidiTokens, kept: np.ndarray, new: list[np.ndarray], *, join
         generated = np.concatenate([np.zeros(int(kept.sum()), bool), np.ones(len(events), bool)])
         order = np.argsort(all_events[:, 0], kind="stable")  # kept notes first on equal onsets
         piece = MidiTokens(all_events[order], velocities[order], tracks[order], midi.meta, None)
-        out.append(Generation(piece, generated[order]))
+        out.append(Generation(piece, generated[order], tuple(notes)))
     return out
 
 
@@ -94,13 +97,35 @@ def _onsets(midi: MidiTokens) -> np.ndarray:
     return midi.events[:, 0] - TIME_OFFSET
 
 
-def _timing(midi: MidiTokens, options: SamplingOptions | None, end: int) -> dict[str, np.ndarray | None]:
-    """``generate``'s grid and beats through the input's tempo map, as far as decoding can reach: the steps
-    of ``options.grid``, and the quarter notes where ``options.beat_parallels`` needs them."""
-    grid = options is not None and options.grid
-    beats = options is not None and options.weighs_beats
-    return {"grid_ticks": midi.meta.grid_ticks(options.grid, end + GRID_REACH) if grid else None,
-            "beat_ticks": midi.meta.grid_ticks(1, end + GRID_REACH) if beats else None}
+def _musical(midi: MidiTokens, options: SamplingOptions | None, end: int, replaced: np.ndarray,
+             seconds: float) -> tuple[SamplingOptions, dict, list[str]]:
+    """The request's options with the file's defaults filled in, ``generate``'s timing arguments and notes
+    on what was switched off. ``file_grid``: the grid of the input's notes (``meter.file_grid``) when no
+    ``grid`` is given; ``file_density``: ``replaced`` notes (a boolean mask of the input) per second of
+    ``seconds`` when no ``density`` is given. The grid and the beats (with the bar starts) come through the
+    input's tempo map and meter, as far as decoding can reach."""
+    options = options or SamplingOptions()
+    notes: list[str] = []
+    changes: dict = {}
+    if options.grid is None and options.file_grid:
+        steps = file_grid(midi.meta, _onsets(midi))
+        if steps is None:
+            notes.append("grid off: the file's notes fit neither a sixteenth nor a triplet grid")
+        changes["grid"] = steps
+    if options.density is None and options.file_density:
+        count = int(replaced.sum())
+        if count and seconds > 0:
+            changes["density"] = count / seconds
+        else:
+            notes.append("density target off: no notes to take it from")
+    options = replace(options, **changes)
+    grid = midi.meta.grid_ticks(options.grid, end + GRID_REACH) if options.grid else None
+    timing: dict = {"grid_ticks": grid}
+    if options.weighs_beats:
+        ticks, strong = beats(midi.meta, end + GRID_REACH)
+        timing["beat_ticks"], timing["strong_ticks"] = ticks, ticks[strong]
+    timing["notes"] = notes
+    return options, timing, notes
 
 
 def accompany(model: CausalLM, midi: MidiTokens, *, keep_instruments: Sequence[int] | None = None,
@@ -135,11 +160,12 @@ def accompany(model: CausalLM, midi: MidiTokens, *, keep_instruments: Sequence[i
                                   f"{present}")
         kept = np.isin(midi.tracks, [t for t, name in with_notes.items() if name in wanted])
     start, end = int(_onsets(midi).min()), max(_end_tick(midi), 1)
+    options, timing, notes = _musical(midi, options, end, ~kept, (end - start) / TIME_RESOLUTION)
     new = generate(model, history=np.zeros((0, 3), np.int64), controls=ops.to_controls(midi.events[kept]),
                    start_time=start, end_time=end, options=options, variations=variations,
-                   callback=callback, window=window, **_timing(midi, options, end))
+                   callback=callback, window=window, **timing)
     # New parts are not the kept ones: a new violin line is not "Violin I" even if that track is kept.
-    return _assemble(midi, kept, new, join_tracks=False)
+    return _assemble(midi, kept, new, join_tracks=False, notes=notes)
 
 
 def infill(model: CausalLM, midi: MidiTokens, *, start: float, end: float,
@@ -155,10 +181,13 @@ def infill(model: CausalLM, midi: MidiTokens, *, start: float, end: float,
     first, last = round(start * TIME_RESOLUTION), round(end * TIME_RESOLUTION)
     onsets = _onsets(midi)
     before, after = onsets < first, onsets >= last
+    # The density of the music around the gap: its notes per second outside the span.
+    outside = max(duration - (last - first) / TIME_RESOLUTION, 1 / TIME_RESOLUTION)
+    options, timing, notes = _musical(midi, options, last, before | after, outside)
     new = generate(model, history=midi.events[before], controls=ops.to_controls(midi.events[after]),
                    start_time=first, end_time=last, options=options, variations=variations,
-                   callback=callback, window=window, **_timing(midi, options, last))
-    return _assemble(midi, before | after, new, join_tracks=True)
+                   callback=callback, window=window, **timing)
+    return _assemble(midi, before | after, new, join_tracks=True, notes=notes)
 
 
 def continue_piece(model: CausalLM, midi: MidiTokens, *, seconds: float,
@@ -169,7 +198,9 @@ def continue_piece(model: CausalLM, midi: MidiTokens, *, seconds: float,
         raise GenerationError(f"seconds must be positive, got {seconds}")
     first = _end_tick(midi)
     last = first + round(seconds * TIME_RESOLUTION)
+    everything = np.ones(len(midi.events), bool)
+    options, timing, notes = _musical(midi, options, last, everything, max(first, 1) / TIME_RESOLUTION)
     new = generate(model, history=midi.events, controls=np.zeros((0, 3), np.int64), start_time=first,
                    end_time=last, options=options, variations=variations,
-                   callback=callback, window=window, **_timing(midi, options, last))
-    return _assemble(midi, np.ones(len(midi.events), bool), new, join_tracks=True)
+                   callback=callback, window=window, **timing)
+    return _assemble(midi, everything, new, join_tracks=True, notes=notes)
