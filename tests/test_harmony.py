@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from amt.errors import AmtError
 from amt.tokenization.midi import MidiMeta, midi_tokens_from_notes
 from amt.training.harmony import (
     BACH_COMPASS,
@@ -134,7 +135,7 @@ def test_key_estimation():
     a_minor = np.array([57, 59, 60, 62, 64, 65, 68, 69, 64, 57, 60, 57])
     assert estimate_key(a_minor) == (9, "minor")
     assert 8 in key_pitch_classes(9, "minor")  # the raised seventh, G#
-    with pytest.raises(HarmonyError):
+    with pytest.raises(AmtError):
         estimate_key(np.array([], dtype=np.int64))
 
 

@@ -42,6 +42,7 @@ import numpy as np
 
 from amt.errors import AmtError
 from amt.sampling.options import BEAT_PARALLELS
+from amt.sampling.tonality import estimate_key, key_pitch_classes
 from amt.tokenization import ops
 from amt.tokenization.midi import MidiMeta, MidiTokens, midi_tokens_from_notes
 from amt.tokenization.vocab import DUR_OFFSET, TIME_OFFSET, TIME_RESOLUTION
@@ -68,12 +69,6 @@ BACH_COMPASS: dict[str, tuple[int, int]] = {
 }
 PAIRS = tuple((i, j) for i in range(4) for j in range(i + 1, 4))  # (upper, lower) voice indices
 ADJACENT = ((0, 1), (1, 2), (2, 3))
-
-# Krumhansl & Kessler (1982) key profiles, tonic first.
-MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
-MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
-MINOR_SCALE = (0, 2, 3, 5, 7, 8, 9, 10, 11)  # natural minor plus the raised sixth and seventh
 
 ROWS: tuple[tuple[str, str, str], ...] = (
     # (metric, label, number format)
@@ -153,26 +148,6 @@ def beat_pitches(voices: Voices, beats: np.ndarray) -> np.ndarray:
         else:
             grid[:, v] = np.where(sounding, pitches[None, :], -1).max(axis=1, initial=-1)
     return grid
-
-
-def estimate_key(pitches: np.ndarray, weights: np.ndarray | None = None) -> tuple[int, str]:
-    """(tonic pitch class, "major" or "minor") by Krumhansl-Schmuckler profile correlation."""
-    pitches = np.asarray(pitches, dtype=np.int64)
-    if not len(pitches):
-        raise HarmonyError("cannot estimate the key of a piece without notes")
-    histogram = np.bincount(pitches % 12, weights=weights, minlength=12)
-    best = (-2.0, 0, "major")
-    for mode, profile in (("major", MAJOR_PROFILE), ("minor", MINOR_PROFILE)):
-        for tonic in range(12):
-            r = float(np.corrcoef(histogram, np.roll(profile, tonic))[0, 1]) if histogram.std() > 0 else 0.0
-            if r > best[0]:
-                best = (r, tonic, mode)
-    return best[1], best[2]
-
-
-def key_pitch_classes(tonic: int, mode: str) -> frozenset[int]:
-    """Pitch classes counted as in the key."""
-    return frozenset((tonic + step) % 12 for step in (MAJOR_SCALE if mode == "major" else MINOR_SCALE))
 
 
 def _all_notes(voices: Voices, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
