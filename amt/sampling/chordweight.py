@@ -12,7 +12,7 @@ import numpy as np
 from amt.sampling.chords import chord_tones
 from amt.tokenization.vocab import MAX_PITCH
 
-CHORD_WEIGHT = 0.3
+CHORD_WEIGHT = 0.03
 """Default ``SamplingOptions.chord_weight``: chosen on validation pieces (MODEL_CARD.md)."""
 _PITCH_CLASS = np.arange(MAX_PITCH) % 12
 
