@@ -51,7 +51,8 @@ def new_notes(model, controls: np.ndarray, seeds=range(3), strong=None, beat_tic
 
 def test_chords_and_keys():
     assert fits_chord([0, 4, 7]) and fits_chord([2, 5, 8, 11]) and fits_chord([4, 7]) and fits_chord([])
-    assert fits_chord([0, 1]) and not fits_chord([0, 1, 2]) and not fits_chord([0, 2, 4])  # Db maj7 holds C Db
+    assert fits_chord([0, 1])  # Db major 7 holds C and Db
+    assert not fits_chord([0, 1, 2]) and not fits_chord([0, 2, 4])
     # C E and: F (F maj7), F# (F# half-dim), G (C), G# (aug), A (A minor), Bb (C7), B (C maj7); not C#, D, Eb
     assert set(np.flatnonzero(chord_tones([0, 4]))) == {0, 4, 5, 6, 7, 8, 9, 10, 11}
     assert not chord_tones([0, 1, 2]).any()
@@ -74,8 +75,9 @@ def test_key_weight_makes_out_of_key_notes_rarer(model):
 def test_chord_weight_makes_beats_fit_a_chord(model):
     # Kept: C and E held through, no melody. A new note on a beat fits a chord with them unless it is C#, D
     # or Eb (and chords of several new notes must fit too).
-    held = np.array([[TIME_OFFSET, DUR_OFFSET + 900, NOTE_OFFSET + MAX_PITCH + p] for p in (60, 64)] * 1)
-    controls = np.concatenate([held, held + [900, 0, 0], held + [1800, 0, 0]])
+    held = np.array([[TIME_OFFSET + t, DUR_OFFSET + 900, NOTE_OFFSET + MAX_PITCH + p]
+                     for t in (0, 900, 1800) for p in (60, 64)])
+    controls = held
     beat_ticks = MidiMeta().grid_ticks(1, 6000)
 
     def fitting(**options):
@@ -114,9 +116,10 @@ def piece(pitches=C_MAJOR_TUNE, *, meter=True, drums=False, step: float = 0.25):
     programs = (DRUMS, DRUMS) if drums else (0, 33)
     bass = np.array([36 if drums else 48] * n)
     meta = MidiMeta(time_signatures=((0, 4, 4),) if meter else ())
-    return midi_tokens_from_notes(np.concatenate([onsets, onsets[::2]]), np.full(n + len(onsets[::2]), step),
+    m = len(onsets[::2])
+    return midi_tokens_from_notes(np.concatenate([onsets, onsets[::2]]), np.full(n + m, step),
                                   np.concatenate([melody_pitch, bass[::2]]),
-                                  np.concatenate([np.full(n, programs[0]), np.full(len(bass[::2]), programs[1])]),
+                                  np.concatenate([np.full(n, programs[0]), np.full(m, programs[1])]),
                                   meta=meta, source="test piece")
 
 
