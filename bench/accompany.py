@@ -1,7 +1,7 @@
 """What a musician waits for: loading the built-in model, and `accompany` writing a chorale's lower voices.
 
 Times, in one process: loading the packaged default model, then `amt.sampling.accompany` on the held-out demo
-chorale (BWV 153.1, soprano kept as controls, alto/tenor/bass written) clipped to ``--seconds`` of music, for
+chorale (BWV 388, soprano kept as controls, alto/tenor/bass written) clipped to ``--seconds`` of music, for
 ``--repeat`` seeds, sampled two ways: freely (any rhythm, top-p 0.95) and as chorale voices (the settings of
 ``amt eval --harmonize``, ``harmony.SAMPLING``: monophonic legato voices on a sixteenth grid, no parallel
 fifths or octaves). Prints a table; ``--record`` replaces the "Accompany" section of bench/RESULTS.md.
@@ -31,7 +31,7 @@ from amt.training import harmony
 
 from results import record_section
 
-CHORALE = Path(__file__).resolve().parent.parent / "demo" / "examples" / "bach_chorale_bwv153.1_held_out.mid"
+CHORALE = Path(__file__).resolve().parent.parent / "demo" / "examples" / "bach_chorale_bwv388_held_out.mid"
 SOPRANO, LOWER_VOICES = 64, [65, 66, 67]
 
 
