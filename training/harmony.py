@@ -20,6 +20,9 @@ that started last (of several starting together, the highest; the lowest for the
 - ``chord_agreement``: mean Jaccard similarity of each beat's pitch-class set (all voices) with Bach's, over
   beats where either sounds (Bach's own voices score 1 by definition: the ceiling);
 - ``notes_per_beat``: onsets per beat per written voice (rhythmic density);
+- ``chord_forming``: share of beats where all four voices sound whose pitch classes (at least three) fit one
+  triad or seventh chord (``amt.sampling.chords``);
+- ``short_notes``: share of written notes shorter than an eighth (half the beat they start in);
 - ``voice_coverage``: share of (written voice, beat) with a note sounding (a silent voice is not harmony).
   A diagnostic only, with no verdict: the random baseline sings on the soprano's rhythm, so it sounds on
   every beat the soprano does, which in a homophonic chorale is nearly every beat Bach's voices do; the row
@@ -41,6 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from amt.errors import AmtError
+from amt.sampling.chords import fits_chord
 from amt.sampling.options import BEAT_PARALLELS
 from amt.sampling.tonality import estimate_key, key_pitch_classes
 from amt.tokenization import ops
@@ -78,6 +82,8 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("out_of_range", "notes out of SATB range", "{:.4f}"),
     ("in_key", "notes in key", "{:.4f}"),
     ("chord_agreement", "chord agreement with Bach (Jaccard)", "{:.4f}"),
+    ("chord_forming", "beats forming a triad or seventh chord", "{:.4f}"),
+    ("short_notes", "written notes shorter than an eighth", "{:.4f}"),
     ("notes_per_beat", "notes per beat per voice", "{:.3f}"),
     ("voice_coverage", "voice sounding on beat", "{:.4f}"),
 )
@@ -173,6 +179,9 @@ class Tally:
     jaccard: float = 0.0
     voice_beats: int = 0
     sounding: int = 0
+    full_beats: int = 0
+    forming: int = 0
+    short: int = 0
 
     def add(self, voices: Voices, reference: Voices, key: frozenset[int]) -> None:
         """Score one harmonisation against the reference it answers (same beats: the reference's)."""
@@ -206,6 +215,15 @@ class Tally:
             if mine or theirs:
                 self.chord_beats += 1
                 self.jaccard += len(mine & theirs) / len(mine | theirs)
+        for row in grid[(grid >= 0).all(axis=1)]:
+            self.full_beats += 1
+            classes = {int(p) % 12 for p in row}
+            self.forming += len(classes) >= 3 and fits_chord(classes)
+        lengths = np.diff(beats) if len(beats) > 1 else np.array([TIME_RESOLUTION // 2])
+        for voice in WRITTEN:
+            onsets, ends, _ = voices.notes[voice]
+            at = np.clip(np.searchsorted(beats, onsets, side="right") - 1, 0, len(lengths) - 1)
+            self.short += int((ends - onsets < lengths[at] / 2 - 1).sum())
         written = grid[:, [VOICES.index(v) for v in WRITTEN]]
         self.voice_beats += written.size
         self.sounding += int((written >= 0).sum())
@@ -225,6 +243,8 @@ class Tally:
             "chord_agreement": ratio(self.jaccard, self.chord_beats),
             "notes_per_beat": ratio(self.notes, self.voice_beats),
             "voice_coverage": ratio(self.sounding, self.voice_beats),
+            "chord_forming": ratio(self.forming, self.full_beats),
+            "short_notes": ratio(self.short, self.notes),
         }
 
 
