@@ -2,7 +2,8 @@
 
 Times, in one process: loading the packaged default model, then `amt.sampling.accompany` on the held-out demo
 chorale (BWV 388, soprano kept as controls, alto/tenor/bass written) clipped to ``--seconds`` of music, for
-``--repeat`` seeds, sampled two ways: freely (any rhythm, top-p 0.95) and as chorale voices (the settings of
+``--repeat`` seeds, sampled three ways: freely (the default options, top-p 0.95), freely without the key,
+chord and register weights and the file's grid and density (their cost) and as chorale voices (the settings of
 ``amt eval --harmonize``, ``harmony.SAMPLING``: monophonic legato voices on a sixteenth grid, no parallel
 fifths or octaves). Prints a table; ``--record`` replaces the "Accompany" section of bench/RESULTS.md.
 
@@ -61,12 +62,19 @@ def main(argv: list[str] | None = None) -> int:
         options = SamplingOptions(seed=seed, instruments=LOWER_VOICES)
         return accompany(model, piece, keep_instruments=[SOPRANO], options=options)[0].midi
 
+    def free_unweighted(seed: int) -> MidiTokens:
+        # The cost of issue 18's defaults, measured in the same run: free sampling without them.
+        options = SamplingOptions(seed=seed, instruments=LOWER_VOICES, key_weight=1.0, chord_weight=1.0,
+                                  register_weight=1.0, file_grid=False, file_density=False)
+        return accompany(model, piece, keep_instruments=[SOPRANO], options=options)[0].midi
+
     def chorale_voices(seed: int) -> MidiTokens:
         return harmony.harmonize(model, [piece], samples=1, seed=seed)[0][0]
 
     rows = ["| what | value |", "|---|---:|",
             f"| load the model ({Path(args.model).name}) | {load_seconds:.2f} s |"]
-    for name, task in (("free sampling", free), ("chorale voices", chorale_voices)):
+    for name, task in (("free sampling", free), ("free sampling, musical weights off", free_unweighted),
+                       ("chorale voices", chorale_voices)):
         times, notes = [], []
         for seed in range(args.repeat):
             start = time.perf_counter()
