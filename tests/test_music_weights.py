@@ -154,16 +154,20 @@ def test_meter_and_grid_of_a_file():
     ("no meter", "no strong beats"),
     ("atonal", "key is unclear"),
     ("drums only", "no kept pitched notes"),
+    ("bass kept", "lies low"),
 ])
 def test_pieces_where_a_weight_cannot_apply_run_with_a_note(model, kind, expected):
     if kind == "no meter":
         midi = piece(meter=False)
     elif kind == "atonal":
         midi = piece(pitches=tuple(range(60, 72)))
-    else:
+    elif kind == "drums only":
         midi = piece(drums=True)
-    keep = DRUMS if kind == "drums only" else 0
+    else:
+        midi = piece()
+    keep = {"drums only": DRUMS, "bass kept": 33}.get(kind, 0)
     out = accompany(model, midi, keep_instruments=[keep], variations=1,
-                    options=SamplingOptions(seed=0, instruments=[33], pitch_range=(36, 72)))
+                    options=SamplingOptions(seed=0, instruments=[0 if kind == "bass kept" else 33],
+                                            pitch_range=(36, 84)))
     assert out[0].generated.any()
     assert any(expected in note for note in out[0].notes), out[0].notes

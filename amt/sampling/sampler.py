@@ -39,7 +39,7 @@ from amt.sampling.masks import (
     sample,
 )
 from amt.sampling.options import SamplingOptions
-from amt.sampling.register import register_log_weights
+from amt.sampling.register import register_applies, register_log_weights
 from amt.sampling.voicing import PartLines
 from amt.tokenization import ops
 from amt.tokenization.midi import MidiMeta
@@ -226,8 +226,10 @@ class _Decoder:
                 if not strong:
                     self.music_notes.append("chord weight: no strong beats (no meter), the lighter weight "
                                             "on every beat")
-        if options.register_weight < 1.0 and not len(onsets):
-            self.music_notes.append("register weight off: no kept pitched notes")
+        self.register_on = options.register_weight < 1.0
+        if self.register_on and register_applies(self.kept_notes[2]):
+            self.register_on = False
+            self.music_notes.append(register_applies(self.kept_notes[2]))
 
     def _sounding(self, r: int, tick: int) -> tuple[list[int], int | None]:
         """The pitches sounding at ``tick`` in row ``r`` (kept and new notes), and the melody there: the
@@ -244,7 +246,7 @@ class _Decoder:
         note at each row's onset; None when none applies."""
         options = self.options
         key = self.key_weight.log_weights
-        register = options.register_weight < 1.0 and len(self.kept_notes[0])
+        register = self.register_on
         if key is None and self.chord_beats is None and not register:
             return None
         weights = np.zeros((len(onset), MAX_PITCH))
