@@ -101,9 +101,10 @@ def _musical(midi: MidiTokens, options: SamplingOptions | None, end: int, replac
              seconds: float) -> tuple[SamplingOptions, dict, list[str]]:
     """The request's options with the file's defaults filled in, ``generate``'s timing arguments and notes
     on what was switched off. ``file_grid``: the grid of the input's notes (``meter.file_grid``) when no
-    ``grid`` is given; ``file_density``: ``replaced`` notes (a boolean mask of the input) per second of
-    ``seconds`` when no ``density`` is given. The grid and the beats (with the bar starts) come through the
-    input's tempo map and meter, as far as decoding can reach."""
+    ``grid`` is given; ``file_density``: ``replaced`` notes (a boolean mask of the input; of the parts
+    of ``options.instruments`` only, when given) per second of ``seconds`` when no ``density`` is given.
+    The grid and the beats (with the bar starts) come through the input's tempo map and meter, as far as
+    decoding can reach."""
     options = options or SamplingOptions()
     notes: list[str] = []
     changes: dict = {}
@@ -113,6 +114,10 @@ def _musical(midi: MidiTokens, options: SamplingOptions | None, end: int, replac
             notes.append("grid off: the file's notes fit neither a sixteenth nor a triplet grid")
         changes["grid"] = steps
     if options.density is None and options.file_density:
+        if options.instruments is not None:
+            # Only the replaced parts the request writes: an obbligato part dropped is not to be matched.
+            present = ops.instrument_of(midi.events[:, 2]) if len(midi.events) else np.zeros(0, np.int64)
+            replaced = replaced & np.isin(present, [int(i) for i in options.instruments])
         count = int(replaced.sum())
         if count and seconds > 0:
             changes["density"] = count / seconds
