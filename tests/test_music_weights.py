@@ -171,3 +171,20 @@ def test_pieces_where_a_weight_cannot_apply_run_with_a_note(model, kind, expecte
                                             pitch_range=(36, 84)))
     assert out[0].generated.any()
     assert any(expected in note for note in out[0].notes), out[0].notes
+
+
+def test_file_density_counts_only_the_parts_being_written(model):
+    # Melody, a bass in eighths (program 33) and a busy obbligato part in sixteenths (program 40) that the
+    # request drops: the new bass must match the bass's density, not bass + obbligato.
+    base = piece()
+    busy = np.arange(0, 10.5, 0.125)
+    midi = midi_tokens_from_notes(
+        np.concatenate([(base.events[:, 0] - TIME_OFFSET) / 100, busy]),
+        np.concatenate([(base.events[:, 1] - DUR_OFFSET) / 100, np.full(len(busy), 0.125)]),
+        np.concatenate([ops.pitch_of(base.events[:, 2]), np.full(len(busy), 84)]),
+        np.concatenate([ops.instrument_of(base.events[:, 2]), np.full(len(busy), 40)]), meta=base.meta)
+    bass_notes = int((ops.instrument_of(base.events[:, 2]) == 33).sum())
+    out = accompany(model, midi, keep_instruments=[0], variations=2,
+                    options=SamplingOptions(seed=0, instruments=[33], key_weight=1.0, chord_weight=1.0))
+    for g in out:
+        assert 0.5 * bass_notes <= int(g.generated.sum()) <= 1.6 * bass_notes
