@@ -1,8 +1,9 @@
 """What a musician waits for: loading the built-in model, and `accompany` writing a chorale's lower voices.
 
 Times, in one process: loading the packaged default model, then `amt.sampling.accompany` on the held-out demo
-chorale (BWV 153.1, soprano kept as controls, alto/tenor/bass written) clipped to ``--seconds`` of music, for
-``--repeat`` seeds, sampled two ways: freely (any rhythm, top-p 0.95) and as chorale voices (the settings of
+chorale (BWV 388, soprano kept as controls, alto/tenor/bass written) clipped to ``--seconds`` of music, for
+``--repeat`` seeds, sampled three ways: freely (the default options, top-p 0.95), freely without the key,
+chord and register weights and the file's grid and density (their cost) and as chorale voices (the settings of
 ``amt eval --harmonize``, ``harmony.SAMPLING``: monophonic legato voices on a sixteenth grid, no parallel
 fifths or octaves). Prints a table; ``--record`` replaces the "Accompany" section of bench/RESULTS.md.
 
@@ -32,7 +33,7 @@ from amt.training import harmony
 
 from results import record_section
 
-CHORALE = Path(__file__).resolve().parent.parent / "demo" / "examples" / "bach_chorale_bwv153.1_held_out.mid"
+CHORALE = Path(__file__).resolve().parent.parent / "demo" / "examples" / "bach_chorale_bwv388_held_out.mid"
 SOPRANO, LOWER_VOICES = 64, [65, 66, 67]
 
 
@@ -62,12 +63,19 @@ def main(argv: list[str] | None = None) -> int:
         options = SamplingOptions(seed=seed, instruments=LOWER_VOICES)
         return accompany(model, piece, keep_instruments=[SOPRANO], options=options)[0].midi
 
+    def free_unweighted(seed: int) -> MidiTokens:
+        # The cost of issue 18's defaults, measured in the same run: free sampling without them.
+        options = SamplingOptions(seed=seed, instruments=LOWER_VOICES, key_weight=1.0, chord_weight=1.0,
+                                  register_weight=1.0, file_grid=False, file_density=False)
+        return accompany(model, piece, keep_instruments=[SOPRANO], options=options)[0].midi
+
     def chorale_voices(seed: int) -> MidiTokens:
         return harmony.harmonize(model, [piece], samples=1, seed=seed)[0][0]
 
     rows = ["| what | value |", "|---|---:|",
             f"| load the model ({Path(args.model).name}) | {load_seconds:.2f} s |"]
-    for name, task in (("free sampling", free), ("chorale voices", chorale_voices)):
+    for name, task in (("free sampling", free), ("free sampling, musical weights off", free_unweighted),
+                       ("chorale voices", chorale_voices)):
         times, notes = [], []
         for seed in range(args.repeat):
             start = time.perf_counter()

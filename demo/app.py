@@ -152,7 +152,7 @@ class DemoApp:
                         elem_id="instruments",
                     )
                     with gr.Row():
-                        grid = gr.Dropdown(choices=list(callbacks.GRIDS), value="off",
+                        grid = gr.Dropdown(choices=list(callbacks.GRIDS), value="file",
                                            label="Grid for new notes", elem_id="grid")
                         monophonic = gr.Checkbox(value=False, label="One note at a time per new part "
                                                  "(voices, winds)", elem_id="monophonic")
@@ -283,7 +283,7 @@ class DemoApp:
                 gr.Dropdown(), gr.Number(), gr.Number(), _error_markdown(message))
 
     def generate(self, piece: Piece | None, task, keep, span_start, span_end, span_unit, continue_seconds,
-                 variations, top_p, temperature, seed, instruments, density, grid="off", monophonic=False,
+                 variations, top_p, temperature, seed, instruments, density, grid="file", monophonic=False,
                  legato=False, no_parallels=False,
                  progress=gr.Progress()):  # noqa: B008 (Gradio finds the progress bar by this default)
         """Run the request and fill one slot per variation (the others are hidden)."""
@@ -295,7 +295,7 @@ class DemoApp:
                 task=task, keep=list(keep or []), span_start=span_start, span_end=span_end,
                 span_unit=span_unit, continue_seconds=continue_seconds, variations=int(variations),
                 top_p=top_p, temperature=temperature, seed=seed, instruments=list(instruments or []),
-                density=density or 0.0, grid=grid or "off", monophonic=bool(monophonic),
+                density=density or 0.0, grid=grid or "file", monophonic=bool(monophonic),
                 legato=bool(legato), no_parallels=bool(no_parallels),
             )
             progress(0.0, desc="Starting")

@@ -165,8 +165,10 @@ def instrument_choices() -> list[tuple[str, int]]:
 # ------------------------------------------------------------------------------------------ the request
 
 
-GRIDS: dict[str, int | None] = {"off": None, "1/8": 2, "1/8 triplets": 3, "1/16": 4, "1/16 triplets": 6}
-"""The grid choices of the form: steps per quarter note that new notes start and end on."""
+GRIDS: dict[str, int | None] = {"file": None, "off": None, "1/8": 2, "1/8 triplets": 3, "1/16": 4,
+                                "1/16 triplets": 6}
+"""The grid choices of the form: steps per quarter note that new notes start and end on ("file": the file's
+own sixteenth or triplet grid, the default; "off": free timing)."""
 
 
 @dataclass(frozen=True)
@@ -185,7 +187,7 @@ class Request:
     seed: str | float | None = None  # None or "": a fresh random seed, reported back
     instruments: Sequence[str | int] = ()  # for new notes; empty: the replaced parts' (continue: any)
     density: float = 0.0  # new notes per second; 0: no target
-    grid: str = "off"  # a key of GRIDS
+    grid: str = "file"  # a key of GRIDS
     monophonic: bool = False  # each new part plays one note at a time
     legato: bool = False  # new parts sing without rests (implies monophonic)
     no_parallels: bool = False  # no parallel fifths or octaves (implies monophonic)
@@ -271,6 +273,7 @@ def sampling_options(request: Request, *, seed: int):
         instruments=parse_instruments(request.instruments) or None,
         density=float(request.density) if request.density > 0 else None,
         grid=GRIDS[request.grid],
+        file_grid=request.grid != "off",
         monophonic=bool(request.monophonic or request.legato or request.no_parallels),
         legato=bool(request.legato),
         no_parallels=bool(request.no_parallels),

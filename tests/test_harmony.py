@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from amt.errors import AmtError
 from amt.tokenization.midi import MidiMeta, midi_tokens_from_notes
 from amt.training.harmony import (
     BACH_COMPASS,
@@ -134,7 +135,7 @@ def test_key_estimation():
     a_minor = np.array([57, 59, 60, 62, 64, 65, 68, 69, 64, 57, 60, 57])
     assert estimate_key(a_minor) == (9, "minor")
     assert 8 in key_pitch_classes(9, "minor")  # the raised seventh, G#
-    with pytest.raises(HarmonyError):
+    with pytest.raises(AmtError):
         estimate_key(np.array([], dtype=np.int64))
 
 
@@ -171,10 +172,14 @@ def test_report_and_table():
     assert report["model"]["voice_crossings"] == pytest.approx(report["bach"]["voice_crossings"] / 2 + 8 / 48)
     assert report == harmonize_report([[reference, crossed]], [reference], random_samples=2, seed=1)
     assert set(report["closer_to_bach"]) == {"parallel_fifths", "parallel_octaves", "voice_crossings",
-                                             "out_of_range", "in_key", "chord_agreement", "notes_per_beat"}
+                                             "out_of_range", "in_key", "chord_agreement", "notes_per_beat",
+                                             "chord_forming", "short_notes"}
+    # Bach's voices in this piece: 8 beats, C-G-C-G-Am-G-C-G shapes all fitting a chord; no short notes.
+    assert report["bach"]["short_notes"] == 0
+    assert report["bach"]["chord_forming"] > report["random"]["chord_forming"]
     assert report["all_closer"] == all(report["closer_to_bach"].values())
     table = format_harmony_table(report)
-    assert "parallel fifths" in table and table.count("\n") == 9
+    assert "parallel fifths" in table and table.count("\n") == 11
     assert table.count("(diagnostic)") == len(DIAGNOSTIC) == 1
     with pytest.raises(HarmonyError, match="lacks"):
         harmonize_report([reference], [chorale({"soprano": [72]})])

@@ -17,10 +17,14 @@ from amt.training.music21_corpus import (
     _role_from_name,
     _voice_from_name,
     assign_splits,
+    beat_melody,
     convert_file,
     convert_music21_corpus,
     corpus_root,
+    edit_distance,
     melody_key,
+    merge_tune_groups,
+    same_tune,
     split_files,
     work_id,
 )
@@ -68,6 +72,61 @@ def test_melody_key_is_transposition_invariant():
     tune = [67, 67, 69, 71, 72, 71, 69, 67]
     assert melody_key(tune) == melody_key([p - 5 for p in tune]) == "+0 +2 +2 +1 -1 -2 -2"
     assert melody_key(list(range(40)), 4) == "+1 +1 +1"
+
+
+def _setting(tune: list[int], *, transpose: int = 0, ornament: int | None = None, pickup: bool = False
+             ) -> list[int]:
+    """The beat melody of a chorale singing ``tune`` one note a beat (480 ticks): transposed, with a passing
+    note between beats ``ornament`` and the next, or a pickup beat before it."""
+    onsets, pitches = [], []
+    shift = 480 if pickup else 0
+    if pickup:
+        onsets.append(0)
+        pitches.append(tune[0] + transpose - 5)
+    for k, p in enumerate(tune):
+        onsets.append(shift + 480 * k)
+        pitches.append(p + transpose)
+        if k == ornament:
+            onsets.append(shift + 480 * k + 240)
+            pitches.append(p + transpose + 1)
+    return beat_melody(onsets, pitches, range(0, max(onsets) + 1, 480))
+
+
+def test_settings_of_one_tune_match_through_ornaments_transposition_and_pickups():
+    rng = random.Random(1)
+    tune = [67 + rng.choice((-2, -1, 0, 1, 2)) * 2 for _ in range(24)]
+    plain = _setting(tune)
+    assert plain == _setting(tune, transpose=-3)
+    assert _setting(tune, ornament=3) == plain  # a passing note between beats is not on a beat
+    assert same_tune(plain, _setting(tune, pickup=True, transpose=2))
+    assert edit_distance([1, 2, 3], [1, 3]) == 1 and edit_distance([], [4, 5]) == 2
+    other = [67 + rng.choice((-3, -1, 0, 2, 4)) for _ in range(24)]
+    assert not same_tune(plain, _setting(other))
+
+
+def test_no_test_tune_is_near_a_training_tune():
+    # 60 tunes, each set one to four times with ornaments, pickups and transpositions, under groups keyed by
+    # exact notes (as the old interval key did): every setting its own group, so settings of one tune used to
+    # land in different splits.
+    rng = random.Random(7)
+    records = []
+    for t in range(60):
+        tune = [60 + rng.randrange(12) for _ in range(24)]
+        for s in range(rng.randrange(1, 5)):
+            tune_of_setting = _setting(tune, transpose=rng.randrange(-4, 5), pickup=rng.random() < 0.3,
+                                       ornament=rng.randrange(24) if rng.random() < 0.5 else None)
+            records.append({"path": f"bach_chorales/{t}-{s}.mid", "source": "bach_chorales",
+                            "group": f"melody:{t}-{s}", "tune": tune_of_setting})
+    def leaks(splits):
+        train = [r["tune"] for r in records if splits[r["path"]] == "train"]
+        return sum(any(edit_distance(r["tune"], u) <= 4 for u in train)
+                   for r in records if splits[r["path"]] == "test")
+
+    assert leaks(assign_splits(records)) > 0  # the old grouping leaks
+    merge_tune_groups(records)
+    splits = assign_splits(records)
+    assert leaks(splits) == 0
+    assert list(splits.values()).count("test") >= 20
 
 
 def test_work_ids_group_movements_and_sections():

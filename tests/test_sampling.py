@@ -581,8 +581,9 @@ def test_beat_parallels_weighs_down_parallels_from_beat_to_beat():
     kwargs = dict(history=np.zeros((0, 3), np.int64), controls=melody_line + CONTROL_OFFSET, start_time=0,
                   end_time=1200, variations=4, grid_ticks=meta.grid_ticks(2, 1200 + 2000),
                   beat_ticks=meta.grid_ticks(1, 1200 + 2000))
+    # The key, chord and register weights are off: this test is about the parallels alone.
     options = dict(seed=4, instruments=[65, 66], pitch_range=(53, 67), monophonic=True, legato=True, grid=2,
-                   top_p=1.0, no_parallels=True)
+                   top_p=1.0, no_parallels=True, key_weight=1.0, chord_weight=1.0, register_weight=1.0)
 
     def count(weight):
         out = generate(ChoirLM(), options=SamplingOptions(**options, beat_parallels=weight), **kwargs)

@@ -76,6 +76,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--sampling", nargs="+", default=[], metavar="KEY=VALUE",
                        help="change how the voices are sampled (defaults: amt.training.harmony.SAMPLING), "
                        "e.g. top_p=0.9 or legato=false no_parallels=false; values are JSON (true, null, 0.8)")
+    group = p.add_argument_group("accompaniment")
+    group.add_argument("--accompany", metavar="MIDI_DIR",
+                       help="keep the melody of each MIDI file here (DIR/melody.json {file: program}, else "
+                       "the highest busy part) and write the other parts; scored with the original, a rule "
+                       "baseline and random notes (amt.training.accompaniment); --limit pieces, --samples "
+                       "each")
+    group.add_argument("--seconds", type=float, default=20.0, help="span of each piece scored (default 20)")
     p.set_defaults(func=run_eval)
 
 
@@ -146,8 +153,9 @@ def run_eval(args: argparse.Namespace) -> int:
     from amt.models import load_model
     from amt.training.train import pick_device
 
-    if not args.corpus and not args.harmonize:
-        raise ConfigError("give --corpus (bits per event on a corpus split) and/or --harmonize MIDI_DIR")
+    if not args.corpus and not args.harmonize and not args.accompany:
+        raise ConfigError("give --corpus (bits per event on a corpus split), --harmonize MIDI_DIR and/or "
+                          "--accompany MIDI_DIR")
     if args.baseline and not args.corpus:
         raise ConfigError("--baseline needs --corpus")
     for name in ("sequences", "batch_size", "ngram_order", "ngram_sequences", "samples"):
@@ -159,6 +167,10 @@ def run_eval(args: argparse.Namespace) -> int:
     # Inputs are checked before the model loads, so that a typo fails at once.
     corpus = _eval_corpus(args) if args.corpus else None
     chorales = _held_out_chorales(args.harmonize, args.limit, args.split) if args.harmonize else None
+    if args.accompany:
+        from amt.training.accompaniment import load_pieces
+
+        pieces = load_pieces(args.accompany, args.limit)
     device = pick_device(args.device)
     model = load_model(args.model, device=device)
     model.eval()
@@ -167,6 +179,8 @@ def run_eval(args: argparse.Namespace) -> int:
         report.update(_bits_per_event(args, model, device, *corpus))
     if chorales is not None:
         report["harmonization"] = _harmonization(args, model, chorales)
+    if args.accompany:
+        report["accompaniment"] = _accompaniment(args, model, pieces)
     if args.json:
         target = Path(args.json)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -303,6 +317,23 @@ def _sampling_overrides(items: list[str]) -> dict:
     except (AmtError, TypeError) as error:
         raise ConfigError(f"--sampling: {error}") from None
     return overrides
+
+
+def _accompaniment(args: argparse.Namespace, model, pieces: list) -> dict:
+    """Accompany each piece's melody; print the table (original, model, rule, random); the JSON entry."""
+    import time
+
+    from amt.training.accompaniment import accompaniment_report, format_accompaniment_table
+
+    sampling = {k: v for k, v in args.sampling.items() if k != "voice_density"}
+    started = time.perf_counter()
+    report = accompaniment_report(model, pieces, seconds=args.seconds, samples=args.samples, seed=args.seed,
+                                  sampling=sampling)
+    print(f"{args.model} accompanying the melody of {len(pieces)} pieces of {args.accompany} (first "
+          f"{args.seconds:g} s, {args.samples} sample(s) each, seed {args.seed}) in "
+          f"{time.perf_counter() - started:.0f} s")
+    print(format_accompaniment_table(report))
+    return {"midi_dir": args.accompany, "sampling": sampling, **report}
 
 
 def _harmonization(args: argparse.Namespace, model, chorales: list) -> dict:

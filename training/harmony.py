@@ -20,6 +20,9 @@ that started last (of several starting together, the highest; the lowest for the
 - ``chord_agreement``: mean Jaccard similarity of each beat's pitch-class set (all voices) with Bach's, over
   beats where either sounds (Bach's own voices score 1 by definition: the ceiling);
 - ``notes_per_beat``: onsets per beat per written voice (rhythmic density);
+- ``chord_forming``: share of beats where all four voices sound whose pitch classes (at least three) fit one
+  triad or seventh chord (``amt.sampling.chords``);
+- ``short_notes``: share of written notes shorter than an eighth (half the beat they start in);
 - ``voice_coverage``: share of (written voice, beat) with a note sounding (a silent voice is not harmony).
   A diagnostic only, with no verdict: the random baseline sings on the soprano's rhythm, so it sounds on
   every beat the soprano does, which in a homophonic chorale is nearly every beat Bach's voices do; the row
@@ -41,7 +44,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from amt.errors import AmtError
+from amt.sampling.chords import fits_chord
 from amt.sampling.options import BEAT_PARALLELS
+from amt.sampling.tonality import estimate_key, key_pitch_classes
 from amt.tokenization import ops
 from amt.tokenization.midi import MidiMeta, MidiTokens, midi_tokens_from_notes
 from amt.tokenization.vocab import DUR_OFFSET, TIME_OFFSET, TIME_RESOLUTION
@@ -69,12 +74,6 @@ BACH_COMPASS: dict[str, tuple[int, int]] = {
 PAIRS = tuple((i, j) for i in range(4) for j in range(i + 1, 4))  # (upper, lower) voice indices
 ADJACENT = ((0, 1), (1, 2), (2, 3))
 
-# Krumhansl & Kessler (1982) key profiles, tonic first.
-MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
-MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
-MINOR_SCALE = (0, 2, 3, 5, 7, 8, 9, 10, 11)  # natural minor plus the raised sixth and seventh
-
 ROWS: tuple[tuple[str, str, str], ...] = (
     # (metric, label, number format)
     ("parallel_fifths", "parallel fifths / pair-move", "{:.4f}"),
@@ -83,6 +82,8 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("out_of_range", "notes out of SATB range", "{:.4f}"),
     ("in_key", "notes in key", "{:.4f}"),
     ("chord_agreement", "chord agreement with Bach (Jaccard)", "{:.4f}"),
+    ("chord_forming", "beats forming a triad or seventh chord", "{:.4f}"),
+    ("short_notes", "written notes shorter than an eighth", "{:.4f}"),
     ("notes_per_beat", "notes per beat per voice", "{:.3f}"),
     ("voice_coverage", "voice sounding on beat", "{:.4f}"),
 )
@@ -155,26 +156,6 @@ def beat_pitches(voices: Voices, beats: np.ndarray) -> np.ndarray:
     return grid
 
 
-def estimate_key(pitches: np.ndarray, weights: np.ndarray | None = None) -> tuple[int, str]:
-    """(tonic pitch class, "major" or "minor") by Krumhansl-Schmuckler profile correlation."""
-    pitches = np.asarray(pitches, dtype=np.int64)
-    if not len(pitches):
-        raise HarmonyError("cannot estimate the key of a piece without notes")
-    histogram = np.bincount(pitches % 12, weights=weights, minlength=12)
-    best = (-2.0, 0, "major")
-    for mode, profile in (("major", MAJOR_PROFILE), ("minor", MINOR_PROFILE)):
-        for tonic in range(12):
-            r = float(np.corrcoef(histogram, np.roll(profile, tonic))[0, 1]) if histogram.std() > 0 else 0.0
-            if r > best[0]:
-                best = (r, tonic, mode)
-    return best[1], best[2]
-
-
-def key_pitch_classes(tonic: int, mode: str) -> frozenset[int]:
-    """Pitch classes counted as in the key."""
-    return frozenset((tonic + step) % 12 for step in (MAJOR_SCALE if mode == "major" else MINOR_SCALE))
-
-
 def _all_notes(voices: Voices, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """(pitches, durations) of the given voices."""
     pitches = [voices.notes[v][2] for v in names]
@@ -198,6 +179,9 @@ class Tally:
     jaccard: float = 0.0
     voice_beats: int = 0
     sounding: int = 0
+    full_beats: int = 0
+    forming: int = 0
+    short: int = 0
 
     def add(self, voices: Voices, reference: Voices, key: frozenset[int]) -> None:
         """Score one harmonisation against the reference it answers (same beats: the reference's)."""
@@ -231,6 +215,15 @@ class Tally:
             if mine or theirs:
                 self.chord_beats += 1
                 self.jaccard += len(mine & theirs) / len(mine | theirs)
+        for row in grid[(grid >= 0).all(axis=1)]:
+            self.full_beats += 1
+            classes = {int(p) % 12 for p in row}
+            self.forming += len(classes) >= 3 and fits_chord(classes)
+        lengths = np.diff(beats) if len(beats) > 1 else np.array([TIME_RESOLUTION // 2])
+        for voice in WRITTEN:
+            onsets, ends, _ = voices.notes[voice]
+            at = np.clip(np.searchsorted(beats, onsets, side="right") - 1, 0, len(lengths) - 1)
+            self.short += int((ends - onsets < lengths[at] / 2 - 1).sum())
         written = grid[:, [VOICES.index(v) for v in WRITTEN]]
         self.voice_beats += written.size
         self.sounding += int((written >= 0).sum())
@@ -250,6 +243,8 @@ class Tally:
             "chord_agreement": ratio(self.jaccard, self.chord_beats),
             "notes_per_beat": ratio(self.notes, self.voice_beats),
             "voice_coverage": ratio(self.sounding, self.voice_beats),
+            "chord_forming": ratio(self.forming, self.full_beats),
+            "short_notes": ratio(self.short, self.notes),
         }
 
 

@@ -75,12 +75,19 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from amt.errors import AmtError
 from amt.fileio import atomic_write_bytes, atomic_write_text
 
 TICKS_PER_QUARTER = 480
 VELOCITY = 80
 MELODY_KEY_NOTES = 16
+TUNE_BEATS = 24
+"""Beats of a chorale's tune compared when grouping settings of one melody (``beat_melody``)."""
+TUNE_DISTANCE = 0.25
+"""Edits per beat under which two beat melodies count as one tune (``same_tune``): ornaments, a split note
+or a different pickup change a few beats, another tune changes most."""
 CHORALE_VOICES = frozenset({"soprano", "alto", "tenor", "bass"})
 SPLITS = ("train", "valid", "test")
 
@@ -475,6 +482,67 @@ def melody_key(pitches: Sequence[int], length: int = MELODY_KEY_NOTES) -> str:
     return " ".join(f"{b - a:+d}" for a, b in itertools.pairwise(first))
 
 
+def beat_melody(onsets: Sequence[int], pitches: Sequence[int], beats: Sequence[int],
+                length: int = TUNE_BEATS) -> list[int]:
+    """A tune as it sounds on the beats, for matching settings of one chorale melody: the pitch of the
+    latest note started at or before each beat, repeats merged (a held or split note is one), relative to the
+    tune's last note (transposition-invariant); the first ``length`` values. Passing notes and ornaments
+    between beats, and a pickup, do not change it."""
+    order = np.argsort(np.asarray(onsets), kind="stable")
+    onsets, pitches = np.asarray(onsets)[order], np.asarray(pitches)[order]
+    if not len(onsets):
+        return []
+    at = np.searchsorted(onsets, np.asarray(beats), side="right") - 1
+    sounding = [int(pitches[i]) for i in at if i >= 0]
+    merged = [p for k, p in enumerate(sounding) if k == 0 or p != sounding[k - 1]]
+    return [p - int(pitches[-1]) for p in merged[:length]]
+
+
+def edit_distance(a: Sequence[int], b: Sequence[int]) -> int:
+    """Levenshtein distance of two short sequences. Written here because the project has no string-distance
+    dependency and tune keys are at most ``TUNE_BEATS`` long (a 24 x 24 table)."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, start=1):
+        previous, row[0] = row[0], i
+        for j, y in enumerate(b, start=1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (x != y))
+    return row[-1]
+
+
+def same_tune(a: Sequence[int], b: Sequence[int]) -> bool:
+    """Whether two beat melodies (``beat_melody``) are settings of one tune: within ``TUNE_DISTANCE`` edits
+    per beat of the shorter."""
+    if not a or not b:
+        return False
+    return edit_distance(a, b) <= TUNE_DISTANCE * min(len(a), len(b))
+
+
+def merge_tune_groups(records: Sequence[dict[str, Any]]) -> None:
+    """Put records whose ``tune`` (a ``beat_melody``) match (``same_tune``) in one group, in place: the group
+    of each connected set becomes the member group that ranks last in ``assign_splits``'s order (a tune
+    with one setting keeps its group, so the split of every other chorale stays as it was).
+    A tune that had one setting in train under the old exact-interval groups thus stays in train: the
+    shipped model was trained on that split, and the settings that leaked into test and valid leave them
+    (MODEL_CARD.md lists them). Records without a tune keep their group."""
+    tuned = [r for r in records if r.get("tune")]
+    parent = list(range(len(tuned)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in itertools.combinations(range(len(tuned)), 2):
+        if same_tune(tuned[i]["tune"], tuned[j]["tune"]):
+            parent[root(i)] = root(j)
+    names: dict[int, str] = {}
+    for i, record in enumerate(tuned):
+        names[root(i)] = max(names.get(root(i), record["group"]), record["group"], key=_rank)
+    for i, record in enumerate(tuned):
+        record["group"] = names[root(i)]
+
+
 def _melody_pitches(parts: Sequence[Part]) -> list[int]:
     """The tune: the notes of the part with the soprano's program, else the highest part's (one pitch per
     onset, the top one)."""
@@ -548,7 +616,14 @@ def convert_file(path: Path, source: Source, out_dir: Path, root: Path, timeout:
             if source.name == "bach_chorales" or (monophonic and source.default_program is not None)
             else "work:" + work
         )
+        tune = {}
+        if source.name == "bach_chorales":
+            soprano = next(p for p in parts if p.role == "soprano" and p.notes)
+            onsets = [n[0] for n in soprano.notes]
+            beat_ticks = range(0, max(onsets) + 1, TICKS_PER_QUARTER)
+            tune = {"tune": beat_melody(onsets, [n[2] for n in soprano.notes], beat_ticks)}
         records.append({
+            **tune,
             "path": out_rel,
             "source": source.name,
             "corpus_file": rel,
@@ -655,6 +730,7 @@ def convert_music21_corpus(out_dir: str | os.PathLike, sources: Iterable[str] = 
             if log and (count % 50 == 0 or count == len(files)):
                 log(f"{name}: {count}/{len(files)} files, {time.perf_counter() - started:.0f} s")
         timings[name] = round(time.perf_counter() - started, 1)
+    merge_tune_groups(records)
     splits = assign_splits(records)
     for record in records:
         record["split"] = splits[record["path"]]

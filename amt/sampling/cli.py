@@ -6,10 +6,14 @@ Registration imports nothing heavy; the handlers import torch, the model and the
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from amt.errors import GenerationError
+from amt.sampling.chordweight import CHORD_WEIGHT
+from amt.sampling.keyweight import KEY_WEIGHT
 from amt.sampling.options import BEAT_PARALLELS, DEFAULT_MAX_SECONDS
+from amt.sampling.register import REGISTER_WEIGHT
 
 TASK_SUFFIX = {"accompany": "accompanied", "infill": "infilled", "continue": "continued"}
 
@@ -21,6 +25,15 @@ def _pitch_range(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected LOW-HIGH MIDI pitches such as 48-84, got {text!r}"
                                          ) from None
     return low, high
+
+
+def _grid(text: str) -> int | str:
+    if text.strip().lower() == "off":
+        return "off"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected steps per quarter note or off, got {text!r}") from None
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -59,9 +72,20 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         "fifths or octaves from the previous beat to this one through passing notes; 0 "
                         f"forbids them, 1 leaves them to the model (default {BEAT_PARALLELS}: the built-in "
                         "model's nearest to Bach's rate)")
-    parser.add_argument("--grid", type=int, metavar="STEPS",
+    parser.add_argument("--grid", type=_grid, metavar="STEPS|off",
                         help="new notes start and end on a grid of STEPS per quarter note of the file's "
-                        "tempo (4: sixteenths, 3: eighth triplets)")
+                        "tempo (4: sixteenths, 3: eighth triplets); default: the file's own grid (16ths, "
+                        "or triplets where it uses them); off: free timing")
+    parser.add_argument("--no-file-density", action="store_true",
+                        help="without --density, no density target (default: the replaced parts' notes per "
+                        "second, or the kept music's for infill and continue)")
+    for name, default, what in (("key", KEY_WEIGHT, "outside the key of the kept music"),
+                                ("chord", CHORD_WEIGHT, "on a bar's first beat that fits no triad or seventh "
+                                 "chord with what sounds (its square root on other beats)"),
+                                ("register", REGISTER_WEIGHT, "at or above the melody")):
+        parser.add_argument(f"--{name}-weight", type=float, default=default, metavar="W",
+                            help=f"share of its probability (0-1, 1 = off) a new note {what} keeps "
+                            f"(default {default})")
     parser.add_argument("--candidates", type=int, default=1, metavar="C",
                         help="samples per variation, the one closest to --density/--polyphony is kept")
     parser.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS, metavar="S",
@@ -173,8 +197,11 @@ def _run(args: argparse.Namespace) -> int:
         top_p=args.top_p, temperature=args.temperature, seed=args.seed, instruments=args.instruments,
         pitch_range=args.pitch_range, max_instruments=args.max_instruments, density=args.density,
         polyphony=args.polyphony, monophonic=args.monophonic, legato=args.legato,
-        no_parallels=args.no_parallels, beat_parallels=beat_parallels, grid=args.grid,
-        candidates=args.candidates, max_seconds=args.max_seconds)
+        no_parallels=args.no_parallels, beat_parallels=beat_parallels,
+        grid=None if args.grid == "off" else args.grid, file_grid=args.grid != "off",
+        file_density=not args.no_file_density, key_weight=args.key_weight, chord_weight=args.chord_weight,
+        register_weight=args.register_weight, candidates=args.candidates,
+        max_seconds=args.max_seconds)
     options.validate()
     paths = _output_paths(args)
     midi = read_midi(args.input)
@@ -203,6 +230,8 @@ def _run(args: argparse.Namespace) -> int:
     _write_all(paths, generations)
     if generations[0].summary:
         print(f"new notes written for: {generations[0].summary}")
+    for note in generations[0].notes if generations else ():
+        print(note, file=sys.stderr)
     for path, generation in zip(paths, generations, strict=True):
         print(f"{path}: {int(generation.generated.sum())} new notes, {len(generation.midi.events)} in all")
     return 0

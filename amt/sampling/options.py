@@ -7,6 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from amt.errors import GenerationError
+from amt.sampling.chordweight import CHORD_WEIGHT
+from amt.sampling.keyweight import KEY_WEIGHT
+from amt.sampling.register import REGISTER_WEIGHT
 from amt.tokenization.vocab import DRUMS, MAX_INSTR, MAX_PITCH
 
 BEAT_PARALLELS = 0.6
@@ -55,6 +58,18 @@ class SamplingOptions:
       weight multiplies the probability before nucleus truncation). 0 forbids such moves, as strict
       counterpoint does; 1 leaves them to the model. The default is where the built-in model came nearest
       Bach's rate of them on the validation chorales (see MODEL_CARD.md).
+    - ``file_grid``: when ``grid`` is None, accompany, infill and continue put new notes on the file's own
+      grid: sixteenths, or sixteenths and triplets where the kept notes use triplets, through its tempo map;
+      off where the kept notes fit neither (a played-in performance). False: free timing.
+    - ``file_density``: when ``density`` is None, accompany targets the replaced parts' notes per second
+      over the span, infill and continue the kept music's; False: no target.
+    - ``key_weight``: share of its probability a new pitched note outside the key of the kept notes keeps
+      (``keyweight``; off where the key is unclear); 1 is off.
+    - ``chord_weight``: share kept, on a strong beat, by a new pitched note that would not fit one triad or
+      seventh chord with what sounds then (the square root on other beats, nothing off the beat;
+      ``chordweight``); 1 is off.
+    - ``register_weight``: share kept by a new pitched note at or above the melody, the highest kept note
+      sounding at its onset (``register``); 1 is off.
     - ``candidates``: samples per variation, generated in the same batch; the one closest to the density and
       polyphony targets is kept (needs a target).
     - ``max_seconds``: the longest span of music to write; a longer one is refused before decoding starts
@@ -74,13 +89,19 @@ class SamplingOptions:
     legato: bool = False
     no_parallels: bool = False
     beat_parallels: float = BEAT_PARALLELS
+    file_grid: bool = True
+    file_density: bool = True
+    key_weight: float = KEY_WEIGHT
+    chord_weight: float = CHORD_WEIGHT
+    register_weight: float = REGISTER_WEIGHT
     candidates: int = 1
     max_seconds: float = DEFAULT_MAX_SECONDS
 
     @property
     def weighs_beats(self) -> bool:
-        """Whether decoding needs the beats: ``beat_parallels`` below 1 under ``no_parallels``."""
-        return self.no_parallels and self.beat_parallels < 1.0
+        """Whether decoding needs the beats: ``beat_parallels`` below 1 under ``no_parallels``, or a
+        ``chord_weight`` below 1."""
+        return (self.no_parallels and self.beat_parallels < 1.0) or self.chord_weight < 1.0
 
     def validate(self) -> None:
         """Raise GenerationError naming the first option out of range."""
@@ -114,6 +135,10 @@ class SamplingOptions:
             raise GenerationError(f"beat_parallels must be in [0, 1], got {self.beat_parallels}")
         if not (self.max_seconds > 0 and math.isfinite(self.max_seconds)):
             raise GenerationError(f"max_seconds must be a positive number, got {self.max_seconds}")
+        for name in ("key_weight", "chord_weight", "register_weight"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                raise GenerationError(f"{name} must be in (0, 1] (1 is off), got {value}")
         if self.candidates < 1:
             raise GenerationError(f"candidates must be at least 1, got {self.candidates}")
         if self.candidates > 1 and self.density is None and self.polyphony is None:

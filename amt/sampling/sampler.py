@@ -26,6 +26,8 @@ import torch
 from amt.errors import GenerationError
 from amt.models.base import CausalLM
 from amt.sampling import attributes
+from amt.sampling.chordweight import chord_log_weights
+from amt.sampling.keyweight import KeyWeight
 from amt.sampling.masks import (
     BLOCKS,
     DURATION_POSITION,
@@ -37,6 +39,7 @@ from amt.sampling.masks import (
     sample,
 )
 from amt.sampling.options import SamplingOptions
+from amt.sampling.register import register_applies, register_log_weights
 from amt.sampling.voicing import PartLines
 from amt.tokenization import ops
 from amt.tokenization.midi import MidiMeta
@@ -146,7 +149,8 @@ class _Decoder:
     def __init__(self, model: CausalLM, *, prompt: np.ndarray, controls: np.ndarray, fed: int, start: int,
                  end: int, options: SamplingOptions, rows: int, callback: Callback | None, window: int | None,
                  present_instruments: np.ndarray, grid_ticks: np.ndarray | None,
-                 beat_ticks: np.ndarray | None, check: Check | None = None):
+                 beat_ticks: np.ndarray | None, strong_ticks: np.ndarray | None = None,
+                 check: Check | None = None):
         self.model, self.options, self.start, self.end = model, options, start, end
         self.window, self.callback, self.check = window, callback, check
         self.device = next(model.parameters()).device
@@ -195,12 +199,77 @@ class _Decoder:
             self.lines = PartLines(np.concatenate([prompt_events, controls - CONTROL_OFFSET]), rows)
             if options.weighs_beats and beat_ticks is not None:
                 self.beats = np.unique(np.asarray(beat_ticks, dtype=np.int64))
+        self._init_music(np.concatenate([prompt_events, controls - CONTROL_OFFSET]), beat_ticks, strong_ticks)
         self.generated: list[list[np.ndarray]] = [[] for _ in range(rows)]
         self.finished: dict[int, list[np.ndarray]] = {}
         self.state = None
         self.hidden = None  # [rows, D]: the final hidden state of each row's newest token
         capacity = None if window is None else (window - 1) // EVENT_SIZE
         self._refill(None if capacity is None else capacity * 3 // 4)
+
+    def _init_music(self, kept: np.ndarray, beat_ticks: np.ndarray | None,
+                    strong_ticks: np.ndarray | None) -> None:
+        """The kept pitched notes (onsets, ends, pitches) and the weights that read them: key, chord (on
+        ``beat_ticks``, full on ``strong_ticks``) and register. ``self.music_notes`` says what is off."""
+        kept = kept[~ops.is_rest(kept)] if len(kept) else kept.reshape(0, EVENT_SIZE)
+        pitched = ops.instrument_of(kept[:, 2]) != DRUMS
+        kept = kept[pitched]
+        onsets = kept[:, 0] - TIME_OFFSET
+        self.kept_notes = (onsets, onsets + kept[:, 1] - DUR_OFFSET, ops.pitch_of(kept[:, 2]))
+        options = self.options
+        self.key_weight = KeyWeight(self.kept_notes[2], kept[:, 1] - DUR_OFFSET, options.key_weight)
+        self.music_notes = [self.key_weight.why_off] if self.key_weight.why_off else []
+        self.chord_beats: dict[int, bool] | None = None  # beat tick -> strong
+        if options.chord_weight < 1.0:
+            if beat_ticks is None or not len(beat_ticks):
+                self.music_notes.append("chord weight off: no beats")
+            else:
+                strong = set() if strong_ticks is None else {int(t) for t in strong_ticks}
+                self.chord_beats = {int(t): int(t) in strong for t in beat_ticks}
+                if not strong:
+                    self.music_notes.append("chord weight: no strong beats (no meter), the lighter weight "
+                                            "on every beat")
+        self.register_on = options.register_weight < 1.0
+        if self.register_on and register_applies(self.kept_notes[2]):
+            self.register_on = False
+            self.music_notes.append(register_applies(self.kept_notes[2]))
+
+    def _sounding(self, r: int, tick: int) -> tuple[list[int], int | None]:
+        """The pitches sounding at ``tick`` in row ``r`` (kept and new notes), and the melody there: the
+        highest kept pitch sounding (None when no kept note sounds)."""
+        onsets, ends, pitches = self.kept_notes
+        kept = pitches[(onsets <= tick) & (tick < ends)]
+        new = [int(t[2]) - NOTE_OFFSET for t in self.generated[r][-32:]
+               if _span(t)[0] <= tick < _span(t)[1]]
+        new = [n % MAX_PITCH for n in new if n // MAX_PITCH != DRUMS]
+        return [*kept.tolist(), *new], (int(kept.max()) if len(kept) else None)
+
+    def _music_weights(self, onset: np.ndarray, note_ok: np.ndarray) -> np.ndarray | None:
+        """``[rows, MAX_PITCH]`` summed log-weights of the key, chord and register weights for a new pitched
+        note at each row's onset; None when none applies."""
+        options = self.options
+        key = self.key_weight.log_weights
+        register = self.register_on
+        if key is None and self.chord_beats is None and not register:
+            return None
+        weights = np.zeros((len(onset), MAX_PITCH))
+        for r in np.flatnonzero(note_ok):
+            tick = int(onset[r])
+            if key is not None:
+                weights[r] += key
+            strong = None if self.chord_beats is None else self.chord_beats.get(tick)
+            if strong is None and not register:
+                continue
+            sounding, melody = self._sounding(r, tick)
+            if strong is not None:
+                chord = chord_log_weights(sounding, strong, options.chord_weight)
+                if chord is not None:
+                    weights[r] += chord
+            if register:
+                below = register_log_weights(melody, options.register_weight)
+                if below is not None:
+                    weights[r] += below
+        return weights
 
     # -- the window ---------------------------------------------------------------------------------------
     def _refill(self, keep: int | None) -> None:
@@ -420,7 +489,8 @@ class _Decoder:
 
     def _note_mask(self, onset: np.ndarray, duration: np.ndarray, wait: np.ndarray
                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The note block's mask per row, and the log-weights of ``beat_parallels`` (None when unused)."""
+        """The note block's mask per row, and the log-weights of ``beat_parallels`` and of the key, chord and
+        register weights (None when unused)."""
         rows = len(onset)
         room = self.used.sum(axis=1) < self.options.max_instruments
         instrument_ok = self.used | room[:, None]
@@ -454,6 +524,14 @@ class _Decoder:
                 weights = np.concatenate([weights, np.zeros((rows, 1))], axis=1)  # REST
                 log_weights = torch.from_numpy(weights).float().to(self.device)
             pitches_ok = torch.from_numpy(pitches_ok.reshape(rows, -1)).to(self.device)
+        music = self._music_weights(onset, note_ok)
+        if music is not None:
+            # The same pitch weights for every pitched instrument; drums and REST are exempt.
+            per_note = np.tile(music[:, None, :], (1, MAX_INSTR, 1))
+            per_note[:, DRUMS] = 0.0
+            music_t = np.concatenate([per_note.reshape(rows, -1), np.zeros((rows, 1))], axis=1)
+            music_t = torch.from_numpy(music_t).float().to(self.device)
+            log_weights = music_t if log_weights is None else log_weights + music_t
         mask = note_mask(self.allowed_notes, torch.from_numpy(instrument_ok).to(self.device),
                          torch.from_numpy(rest_ok).to(self.device), torch.from_numpy(note_ok).to(self.device),
                          pitches_ok)
@@ -535,7 +613,8 @@ class _Decoder:
 def generate(model: CausalLM, *, history: np.ndarray, controls: np.ndarray, start_time: int, end_time: int,
              options: SamplingOptions | None = None, variations: int = 1, callback: Callback | None = None,
              window: int | None = None, grid_ticks: np.ndarray | None = None,
-             beat_ticks: np.ndarray | None = None, check: Check | None = None) -> list[np.ndarray]:
+             beat_ticks: np.ndarray | None = None, strong_ticks: np.ndarray | None = None,
+             notes: list[str] | None = None, check: Check | None = None) -> list[np.ndarray]:
     """Sample new notes in ``[start_time, end_time)`` (ticks) given a prompt and anticipated controls.
 
     ``history``: event tokens (absolute ticks) before ``start_time``, the prompt. ``controls``: control tokens
@@ -548,7 +627,9 @@ def generate(model: CausalLM, *, history: np.ndarray, controls: np.ndarray, star
     caps the tokens of context (default: the model's ``max_positions``). ``grid_ticks``: absolute ticks of
     the steps new notes start and end on, up to ``end_time + GRID_REACH`` (the front end knows the tempo map;
     default: ``options.grid`` at 120 bpm from tick 0, or free timing). ``beat_ticks``: absolute ticks of the
-    beats (quarter notes) over the same span, for ``options.beat_parallels`` (default: 120 bpm from tick 0).
+    beats over the same span, for ``options.beat_parallels`` and ``options.chord_weight`` (default: quarter
+    notes at 120 bpm from tick 0); ``strong_ticks`` those of them that start a bar (default: none).
+    ``notes``, when given, receives a line for each musical weight that was switched off and why.
     ``check()`` runs before every decoding step, candidates or not: what it raises ends the run (a server's
     deadline or cancellation; the callback alone would not, as it is held back while candidates compete).
     """
@@ -599,7 +680,9 @@ def generate(model: CausalLM, *, history: np.ndarray, controls: np.ndarray, star
     decoder = _Decoder(model, prompt=sequence, controls=controls, fed=len(controls) - len(pending),
                        start=start_time, end=end_time, options=options, rows=variations * candidates,
                        callback=live, window=window, present_instruments=present, grid_ticks=grid_ticks,
-                       beat_ticks=beat_ticks, check=check)
+                       beat_ticks=beat_ticks, strong_ticks=strong_ticks, check=check)
+    if notes is not None:
+        notes.extend(decoder.music_notes)
     was_training = model.training
     model.eval()
     try:

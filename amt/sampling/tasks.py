@@ -9,14 +9,14 @@ accompany and infill write for the parts they replace (their instruments, regist
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from amt.errors import GenerationError
 from amt.models.base import CausalLM
+from amt.sampling.meter import beats, file_grid
 from amt.sampling.options import SamplingOptions
 from amt.sampling.sampler import GRID_REACH, Callback, generate
 from amt.tokenization import ops
@@ -34,11 +34,13 @@ VELOCITY_CONTEXT = 5 * TIME_RESOLUTION
 class Generation:
     """One output piece: ``midi`` holds kept and new notes (ordered by onset) with the input's meta (plus a
     track name for each new part); ``generated[i]`` is True when note ``i`` is new; ``summary`` says what
-    the new notes were written for (e.g. "Viola (part 3 Viola), Cello (part 4 Cello)")."""
+    the new notes were written for (e.g. "Viola (part 3 Viola), Cello (part 4 Cello)"); ``notes`` which
+    musical defaults were switched off for this piece and why (no meter, an unclear key...)."""
 
     midi: MidiTokens
     generated: np.ndarray
     summary: str = ""
+    notes: tuple[str, ...] = field(default=())
 
 
 DEFAULT_ENSEMBLE = (0,)
@@ -125,13 +127,13 @@ def _restricted(options: SamplingOptions | None, targets: list[_Target], midi: M
             candidates = [target.program, *range(family, family + 8), *range(DRUMS)]
             voice = next((p for p in candidates if p not in used), target.program)
             used.add(voice)
-        voiced.append(dataclasses.replace(target, voice=voice))
-    options = dataclasses.replace(options, instruments=sorted({t.voice for t in voiced}))
+        voiced.append(replace(target, voice=voice))
+    options = replace(options, instruments=sorted({t.voice for t in voiced}))
     of_targets = np.isin(part_index(midi), [t.part for t in targets])
     pitched = of_targets & (ops.instrument_of(midi.events[:, 2]) != DRUMS)
     if options.pitch_range is None and pitched.any():
         pitches = ops.pitch_of(midi.events[pitched, 2])
-        options = dataclasses.replace(options, pitch_range=(int(pitches.min()), int(pitches.max())))
+        options = replace(options, pitch_range=(int(pitches.min()), int(pitches.max())))
     return options, voiced
 
 
@@ -184,7 +186,8 @@ def _relabel(events: np.ndarray, targets: list[_Target], chosen: np.ndarray) -> 
 
 
 def _assemble(midi: MidiTokens, kept: np.ndarray, new: list[np.ndarray], *, join_tracks: bool,
-              options: SamplingOptions | None, targets: list[_Target] | None = None) -> list[Generation]:
+              options: SamplingOptions | None, targets: list[_Target] | None = None,
+              notes: Sequence[str] = ()) -> list[Generation]:
     """Whole pieces from the kept input notes (boolean mask ``kept``) and each variation's new notes.
 
     Kept notes keep their track, channel and MIDI ticks (they are written back tick-exact); new notes go on
@@ -204,7 +207,7 @@ def _assemble(midi: MidiTokens, kept: np.ndarray, new: list[np.ndarray], *, join
         for k in own:  # several new parts on one instrument: say which part each one replaces
             new_track[k] = len(names)
             names.append(targets[k].name if repeated else GM_INSTRUMENT_NAMES[targets[k].program])
-        meta = dataclasses.replace(meta, track_names=tuple(names))
+        meta = replace(meta, track_names=tuple(names))
         summary = ", ".join(t.label for t in targets)
     tracks_of = _instrument_tracks(midi) if join_tracks else {}
     kept_notes = midi.take(kept)
@@ -230,7 +233,7 @@ def _assemble(midi: MidiTokens, kept: np.ndarray, new: list[np.ndarray], *, join
         order = np.argsort(all_events[:, 0], kind="stable")  # kept notes first on equal onsets
         piece = MidiTokens(all_events[order], velocities[order], tracks[order], meta, None, channels[order],
                            ticks[order])
-        out.append(Generation(piece, generated[order], summary))
+        out.append(Generation(piece, generated[order], summary, tuple(notes)))
     return out
 
 
@@ -268,13 +271,40 @@ def _onsets(midi: MidiTokens) -> np.ndarray:
     return midi.events[:, 0] - TIME_OFFSET
 
 
-def _timing(midi: MidiTokens, options: SamplingOptions | None, end: int) -> dict[str, np.ndarray | None]:
-    """``generate``'s grid and beats through the input's tempo map, as far as decoding can reach: the steps
-    of ``options.grid``, and the quarter notes where ``options.beat_parallels`` needs them."""
-    grid = options is not None and options.grid
-    beats = options is not None and options.weighs_beats
-    return {"grid_ticks": midi.meta.grid_ticks(options.grid, end + GRID_REACH) if grid else None,
-            "beat_ticks": midi.meta.grid_ticks(1, end + GRID_REACH) if beats else None}
+def _musical(midi: MidiTokens, options: SamplingOptions | None, end: int, replaced: np.ndarray,
+             seconds: float) -> tuple[SamplingOptions, dict, list[str]]:
+    """The request's options with the file's defaults filled in, ``generate``'s timing arguments and notes
+    on what was switched off. ``file_grid``: the grid of the input's notes (``meter.file_grid``) when no
+    ``grid`` is given; ``file_density``: ``replaced`` notes (a boolean mask of the input; of the parts
+    of ``options.instruments`` only, when given) per second of ``seconds`` when no ``density`` is given.
+    The grid and the beats (with the bar starts) come through the input's tempo map and meter, as far as
+    decoding can reach."""
+    options = options or SamplingOptions()
+    notes: list[str] = []
+    changes: dict = {}
+    if options.grid is None and options.file_grid:
+        steps = file_grid(midi.meta, _onsets(midi))
+        if steps is None:
+            notes.append("grid off: the file's notes fit neither a sixteenth nor a triplet grid")
+        changes["grid"] = steps
+    if options.density is None and options.file_density:
+        if options.instruments is not None:
+            # Only the replaced parts the request writes: an obbligato part dropped is not to be matched.
+            present = ops.instrument_of(midi.events[:, 2]) if len(midi.events) else np.zeros(0, np.int64)
+            replaced = replaced & np.isin(present, [int(i) for i in options.instruments])
+        count = int(replaced.sum())
+        if count and seconds > 0:
+            changes["density"] = count / seconds
+        else:
+            notes.append("density target off: no notes to take it from")
+    options = replace(options, **changes)
+    grid = midi.meta.grid_ticks(options.grid, end + GRID_REACH) if options.grid else None
+    timing: dict = {"grid_ticks": grid}
+    if options.weighs_beats:
+        ticks, strong = beats(midi.meta, end + GRID_REACH)
+        timing["beat_ticks"], timing["strong_ticks"] = ticks, ticks[strong]
+    timing["notes"] = notes
+    return options, timing, notes
 
 
 def accompany(model: CausalLM, midi: MidiTokens, *, keep_parts: Sequence[int] | None = None,
@@ -297,16 +327,17 @@ def accompany(model: CausalLM, midi: MidiTokens, *, keep_parts: Sequence[int] | 
     if len(midi.events) == 0:
         raise GenerationError(f"{midi.source or 'the input'} has no notes to accompany")
     kept = keep_mask(midi, parts=keep_parts, tracks=keep_tracks, instruments=keep_instruments)
-    targets = None
-    if options is None or options.instruments is None:
-        options, targets = _restricted(options, _targets(midi, ~kept, own_tracks=True), midi, kept)
     start, end = int(_onsets(midi).min()), max(_end_tick(midi), 1)
+    options, timing, notes = _musical(midi, options, end, ~kept, (end - start) / TIME_RESOLUTION)
+    targets = None
+    if options.instruments is None:
+        options, targets = _restricted(options, _targets(midi, ~kept, own_tracks=True), midi, kept)
     new = generate(model, history=np.zeros((0, 3), np.int64), controls=ops.to_controls(midi.events[kept]),
                    start_time=start, end_time=end, options=options, variations=variations,
-                   callback=callback, window=window, **_timing(midi, options, end))
+                   callback=callback, window=window, **timing)
     # New parts are not the kept ones: a new violin line is not "Violin I" even if that track is kept.
     return _assemble(midi, kept, [_end_by(events, end) for events in new], join_tracks=False,
-                     options=options, targets=targets)
+                     options=options, targets=targets, notes=notes)
 
 
 def infill(model: CausalLM, midi: MidiTokens, *, start: float, end: float,
@@ -334,13 +365,18 @@ def infill(model: CausalLM, midi: MidiTokens, *, start: float, end: float,
     replaced = ~kept
     if not replaced.any():
         raise GenerationError(f"nothing to rewrite: every note in {start:g}-{end:g} s belongs to a kept part")
+    # The density of the rewritten parts around the gap: their notes per second outside the span.
+    index = part_index(midi)
+    around = (before | after) & np.isin(index, np.unique(index[replaced]))
+    outside = max(duration - (last - first) / TIME_RESOLUTION, 1 / TIME_RESOLUTION)
+    options, timing, notes = _musical(midi, options, last, around, outside)
     targets = None
-    if options is None or options.instruments is None:
+    if options.instruments is None:
         options, targets = _restricted(options, _targets(midi, replaced, own_tracks=False), midi, kept)
     new = generate(model, history=midi.events[before], controls=ops.to_controls(midi.events[kept & ~before]),
                    start_time=first, end_time=last, options=options, variations=variations,
-                   callback=callback, window=window, **_timing(midi, options, last))
-    return _assemble(midi, kept, new, join_tracks=True, options=options, targets=targets)
+                   callback=callback, window=window, **timing)
+    return _assemble(midi, kept, new, join_tracks=True, options=options, targets=targets, notes=notes)
 
 
 def continue_piece(model: CausalLM, midi: MidiTokens, *, seconds: float,
@@ -351,8 +387,10 @@ def continue_piece(model: CausalLM, midi: MidiTokens, *, seconds: float,
         raise GenerationError(f"seconds must be positive, got {seconds}")
     first = _end_tick(midi)
     last = first + round(seconds * TIME_RESOLUTION)
+    everything = np.ones(len(midi.events), bool)
+    options, timing, notes = _musical(midi, options, last, everything, max(first, 1) / TIME_RESOLUTION)
     new = generate(model, history=midi.events, controls=np.zeros((0, 3), np.int64), start_time=first,
                    end_time=last, options=options, variations=variations,
-                   callback=callback, window=window, **_timing(midi, options, last))
-    return _assemble(midi, np.ones(len(midi.events), bool), [_end_by(events, last) for events in new],
-                     join_tracks=True, options=options)
+                   callback=callback, window=window, **timing)
+    return _assemble(midi, everything, [_end_by(events, last) for events in new], join_tracks=True,
+                     options=options, notes=notes)

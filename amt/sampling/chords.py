@@ -1,0 +1,57 @@
+"""Which pitch-class sets fit one triad or seventh chord, and which pitch classes would keep a set fitting.
+
+A set *fits* when it lies inside one of the chords of ``CHORD_TYPES`` on some root; incomplete chords count
+(a bare third fits, so does a single note). Used by the sampler's chord weight (``chordweight``) and by the
+accompaniment yardstick (``amt.training.accompaniment``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+CHORD_TYPES: dict[str, tuple[int, ...]] = {
+    "major": (0, 4, 7),
+    "minor": (0, 3, 7),
+    "diminished": (0, 3, 6),
+    "augmented": (0, 4, 8),
+    "dominant 7": (0, 4, 7, 10),
+    "major 7": (0, 4, 7, 11),
+    "minor 7": (0, 3, 7, 10),
+    "half-diminished 7": (0, 3, 6, 10),
+    "diminished 7": (0, 3, 6, 9),
+}
+
+
+def _bits(pitch_classes: Iterable[int]) -> int:
+    bits = 0
+    for pc in pitch_classes:
+        bits |= 1 << (int(pc) % 12)
+    return bits
+
+
+CHORDS: tuple[int, ...] = tuple(sorted({_bits((root + step) % 12 for step in steps)
+                                        for steps in CHORD_TYPES.values() for root in range(12)}))
+"""Every chord of ``CHORD_TYPES`` on every root, as 12-bit pitch-class masks."""
+_FITS = np.zeros(4096, dtype=bool)
+for _chord in CHORDS:
+    # Every subset of a chord fits: enumerate the submasks of each chord once, at import.
+    _sub = _chord
+    while True:
+        _FITS[_sub] = True
+        if _sub == 0:
+            break
+        _sub = (_sub - 1) & _chord
+
+
+def fits_chord(pitch_classes: Iterable[int]) -> bool:
+    """Whether the pitch classes lie inside one triad or seventh chord (the empty set fits)."""
+    return bool(_FITS[_bits(pitch_classes)])
+
+
+def chord_tones(pitch_classes: Iterable[int]) -> np.ndarray:
+    """Boolean ``[12]``: the pitch classes that, added to ``pitch_classes``, still fit one chord. All False
+    when the set itself fits none (a clash already sounds: no added note can mend it)."""
+    bits = _bits(pitch_classes)
+    return _FITS[bits | (1 << np.arange(12))]

@@ -1,0 +1,190 @@
+"""The sampler's musical weights (key, chord, register) and the file's grid and density defaults: each moves
+what is drawn the intended way on a tiny model, and each is switched off, with a note, where it cannot
+apply (no meter, an atonal piece, drums only)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from amt.models import create_model, tiny_config
+from amt.sampling import SamplingOptions, accompany, generate
+from amt.sampling.chords import chord_tones, fits_chord
+from amt.sampling.meter import beats, file_grid, on_grid
+from amt.sampling.tonality import key_pitch_classes
+from amt.tokenization import ops
+from amt.tokenization.midi import MidiMeta, midi_tokens_from_notes
+from amt.tokenization.vocab import CONTROL_OFFSET, DRUMS, DUR_OFFSET, MAX_PITCH, NOTE_OFFSET, TIME_OFFSET
+
+torch.set_num_threads(1)
+OFF = dict(key_weight=1.0, chord_weight=1.0, register_weight=1.0)
+C_MAJOR_TUNE = (72, 74, 76, 77, 79, 81, 83, 84, 79, 76, 72, 74, 76, 72)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return create_model(tiny_config())
+
+
+def tune(pitches=C_MAJOR_TUNE, step: int = 50, program: int = 0, bars: int = 3) -> np.ndarray:
+    """Event tokens: the pitches repeated, one every ``step`` ticks."""
+    rows = []
+    for k in range(bars * len(pitches)):
+        rows.append((TIME_OFFSET + k * step, DUR_OFFSET + step, NOTE_OFFSET + MAX_PITCH * program
+                     + pitches[k % len(pitches)]))
+    return np.array(rows, dtype=np.int64)
+
+
+def new_notes(model, controls: np.ndarray, seeds=range(3), strong=None, beat_ticks=None, **options
+              ) -> list[np.ndarray]:
+    end = int(controls[:, 0].max()) - TIME_OFFSET
+    out = []
+    for seed in seeds:
+        out += generate(model, history=np.zeros((0, 3), np.int64), controls=controls + CONTROL_OFFSET,
+                        start_time=0, end_time=end, variations=4, beat_ticks=beat_ticks, strong_ticks=strong,
+                        options=SamplingOptions(seed=seed, instruments=[33], pitch_range=(40, 90), top_p=1.0,
+                                                **options))
+    return out
+
+
+def test_chords_and_keys():
+    assert fits_chord([0, 4, 7]) and fits_chord([2, 5, 8, 11]) and fits_chord([4, 7]) and fits_chord([])
+    assert fits_chord([0, 1])  # Db major 7 holds C and Db
+    assert not fits_chord([0, 1, 2]) and not fits_chord([0, 2, 4])
+    # C E and: F (F maj7), F# (F# half-dim), G (C), G# (aug), A (A minor), Bb (C7), B (C maj7); not C#, D, Eb
+    assert set(np.flatnonzero(chord_tones([0, 4]))) == {0, 4, 5, 6, 7, 8, 9, 10, 11}
+    assert not chord_tones([0, 1, 2]).any()
+    assert key_pitch_classes(9, "minor") >= {9, 11, 0, 2, 4, 5, 8}
+
+
+def test_key_weight_makes_out_of_key_notes_rarer(model):
+    controls = tune()
+    key = sorted(key_pitch_classes(0, "major"))
+
+    def out_of_key(**options):
+        pitches = np.concatenate([ops.pitch_of(n[:, 2]) for n in new_notes(model, controls, **options)])
+        assert len(pitches) > 50
+        return float((~np.isin(pitches % 12, key)).mean())
+
+    free, weighed = out_of_key(**OFF), out_of_key(**{**OFF, "key_weight": 0.1})
+    assert weighed < free - 0.15
+
+
+def test_chord_weight_makes_beats_fit_a_chord(model):
+    # Kept: C and E held through, no melody. A new note on a beat fits a chord with them unless it is C#, D
+    # or Eb (and chords of several new notes must fit too).
+    held = np.array([[TIME_OFFSET + t, DUR_OFFSET + 900, NOTE_OFFSET + MAX_PITCH + p]
+                     for t in (0, 900, 1800) for p in (60, 64)])
+    controls = held
+    beat_ticks = MidiMeta().grid_ticks(1, 6000)
+
+    def fitting(**options):
+        fit = total = 0
+        for new in new_notes(model, controls, grid=4, **options, register_weight=1.0, key_weight=1.0,
+                             strong=beat_ticks, beat_ticks=beat_ticks):
+            times, pitches = new[:, 0] - TIME_OFFSET, ops.pitch_of(new[:, 2])
+            for onset in np.unique(times[np.isin(times, beat_ticks)]):
+                total += 1
+                fit += fits_chord([0, 4, *pitches[times == onset].tolist()])
+        assert total > 20
+        return fit / total
+
+    assert fitting(chord_weight=0.01) > fitting(chord_weight=1.0) + 0.08
+
+
+def test_register_weight_keeps_notes_below_the_melody(model):
+    controls = tune()
+
+    def below(**options):
+        share = []
+        for new in new_notes(model, controls, **options):
+            times = new[:, 0] - TIME_OFFSET
+            melody = np.array(C_MAJOR_TUNE)[(times // 50) % len(C_MAJOR_TUNE)]
+            share.append(ops.pitch_of(new[:, 2]) < melody)
+        return float(np.concatenate(share).mean())
+
+    assert below(**{**OFF, "register_weight": 0.05}) > below(**OFF) + 0.2
+
+
+def piece(pitches=C_MAJOR_TUNE, *, meter=True, drums=False, step: float = 0.25):
+    """A melody (program 0) over a bass part (program 33) on sixteenths at 120 bpm, in 4/4 or no meter."""
+    n = 3 * len(pitches)
+    onsets = np.arange(n) * step
+    melody_pitch = np.array([pitches[k % len(pitches)] for k in range(n)])
+    programs = (DRUMS, DRUMS) if drums else (0, 33)
+    bass = np.array([36 if drums else 48] * n)
+    meta = MidiMeta(time_signatures=((0, 4, 4),) if meter else ())
+    m = len(onsets[::2])
+    return midi_tokens_from_notes(np.concatenate([onsets, onsets[::2]]), np.full(n + m, step),
+                                  np.concatenate([melody_pitch, bass[::2]]),
+                                  np.concatenate([np.full(n, programs[0]), np.full(m, programs[1])]),
+                                  meta=meta, source="test piece")
+
+
+def test_accompany_puts_notes_on_the_files_grid_at_its_density(model):
+    midi = piece()
+    options = SamplingOptions(seed=0, instruments=[33])
+    out = accompany(model, midi, keep_instruments=[0], options=options, variations=2)
+    grid = midi.meta.grid_ticks(4, 2000)
+    replaced_rate = (len(midi.events) - 42) / (midi.events[:, 0].max() - TIME_OFFSET) * 100
+    for g in out:
+        new = g.midi.events[g.generated]
+        assert len(new) and on_grid(new[:, 0] - TIME_OFFSET, grid).all()
+        rate = len(new) / (midi.events[:, 0].max() - TIME_OFFSET) * 100
+        assert 0.5 * replaced_rate <= rate <= 1.6 * replaced_rate
+    free = accompany(model, midi, keep_instruments=[0], variations=2,
+                     options=SamplingOptions(seed=0, instruments=[33], file_grid=False, file_density=False))
+    assert any(not on_grid(g.midi.events[g.generated][:, 0] - TIME_OFFSET, grid).all() for g in free)
+
+
+def test_meter_and_grid_of_a_file():
+    meta = MidiMeta(time_signatures=((0, 6, 8),))
+    ticks, strong = beats(meta, 300)  # 6/8 at 120 quarters/min: a dotted-quarter beat every 75 ticks
+    assert ticks.tolist() == [0, 75, 150, 225] and strong.tolist() == [True, False, True, False]
+    ticks, strong = beats(MidiMeta(), 200)
+    assert ticks.tolist() == [0, 50, 100, 150] and not strong.any()
+    triplets = np.array([0, 17, 33, 50, 67, 83, 100, 112])
+    assert file_grid(MidiMeta(), triplets) == 12 and file_grid(MidiMeta(), np.array([0, 25, 50])) == 4
+    assert file_grid(MidiMeta(), np.array([0, 7, 19, 41, 58, 89])) is None
+
+
+@pytest.mark.parametrize(("kind", "expected"), [
+    ("no meter", "no strong beats"),
+    ("atonal", "key is unclear"),
+    ("drums only", "no kept pitched notes"),
+    ("bass kept", "lies low"),
+])
+def test_pieces_where_a_weight_cannot_apply_run_with_a_note(model, kind, expected):
+    if kind == "no meter":
+        midi = piece(meter=False)
+    elif kind == "atonal":
+        midi = piece(pitches=tuple(range(60, 72)))
+    elif kind == "drums only":
+        midi = piece(drums=True)
+    else:
+        midi = piece()
+    keep = {"drums only": DRUMS, "bass kept": 33}.get(kind, 0)
+    out = accompany(model, midi, keep_instruments=[keep], variations=1,
+                    options=SamplingOptions(seed=0, instruments=[0 if kind == "bass kept" else 33],
+                                            pitch_range=(36, 84)))
+    assert out[0].generated.any()
+    assert any(expected in note for note in out[0].notes), out[0].notes
+
+
+def test_file_density_counts_only_the_parts_being_written(model):
+    # Melody, a bass in eighths (program 33) and a busy obbligato part in sixteenths (program 40) that the
+    # request drops: the new bass must match the bass's density, not bass + obbligato.
+    base = piece()
+    busy = np.arange(0, 10.5, 0.125)
+    midi = midi_tokens_from_notes(
+        np.concatenate([(base.events[:, 0] - TIME_OFFSET) / 100, busy]),
+        np.concatenate([(base.events[:, 1] - DUR_OFFSET) / 100, np.full(len(busy), 0.125)]),
+        np.concatenate([ops.pitch_of(base.events[:, 2]), np.full(len(busy), 84)]),
+        np.concatenate([ops.instrument_of(base.events[:, 2]), np.full(len(busy), 40)]), meta=base.meta)
+    bass_notes = int((ops.instrument_of(base.events[:, 2]) == 33).sum())
+    out = accompany(model, midi, keep_instruments=[0], variations=2,
+                    options=SamplingOptions(seed=0, instruments=[33], key_weight=1.0, chord_weight=1.0))
+    for g in out:
+        assert 0.5 * bass_notes <= int(g.generated.sum()) <= 1.6 * bass_notes
