@@ -569,16 +569,18 @@ def _rank(key: str) -> str:
 
 
 def assign_splits(records: Sequence[dict[str, Any]], test_fraction: float = 0.12,
-                  valid_fraction: float = 0.05, min_test: dict[str, int] | None = None) -> dict[str, str]:
+                  valid_fraction: float = 0.05, min_test: dict[str, int] | None = None,
+                  fixed: dict[str, str] | None = None) -> dict[str, str]:
     """Split by group within each source: returns {path: split}. A group never spans two splits.
 
     Groups are ranked by the hash of their key and fill test, then valid, then train, until each reaches its
     share of the source's files (``min_test`` files at least for test), so the split is deterministic and does
     not depend on the order or number of other files. Melody groups are shared across sources (folk tunes in
-    two collections) so a group's split is decided once, by the first source that holds it.
+    two collections) so a group's split is decided once, by the first source that holds it. ``fixed`` gives
+    the split of some groups beforehand (reserved test pieces); their files count towards that split's share.
     """
     min_test = {"bach_chorales": 40} if min_test is None else min_test
-    decided: dict[str, str] = {}
+    decided: dict[str, str] = dict(fixed or {})
     for source in sorted({r["source"] for r in records}):
         mine = [r for r in records if r["source"] == source]
         sizes = Counter(r["group"] for r in mine)
