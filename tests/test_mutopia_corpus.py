@@ -166,11 +166,13 @@ def repository(tmp_path_factory) -> Path:
                   \new Staff = "cello" { \clef bass c1 }
                   \new PianoStaff << \new Staff = "upper" { e'1 }
                                      \new Staff = "lower" { \clef bass c1 } >>""")
-    _piece(src, "ftp/SharerS/sa", title="Shared alike",
+    # A reserved piece left out by the licence filter still keeps its other arrangements out of training.
+    _piece(src, "ftp/SharerS/sa", title="Scarborough Fair",
            licence="Creative Commons Attribution-ShareAlike 4.0")
+    _piece(src, "ftp/TestC/fair", title="Scarborough Fair")
     _piece(src, "ftp/TestC/broken", title="Broken", staves=r'\new Staff = "x" { c4 \nosuchcommand d4 }')
     _piece(src, "ftp/TestC/silent", title="No MIDI", midi=False)
-    _write(src / "reserved.txt", "ftp/Traditional/Greensleeves\n")
+    _write(src / "reserved.txt", "ftp/Traditional/Greensleeves\nftp/SharerS/sa\n")
     return src
 
 
@@ -185,13 +187,13 @@ def converted(repository, tmp_path_factory) -> tuple[Path, dict]:
 @needs_lilypond
 def test_compiles_with_licence_filter_and_failure_reasons(converted):
     out, report = converted
-    assert report["pieces"] == 7
+    assert report["pieces"] == 8
     assert report["skipped"] == {"licence not chosen: cc-by-sa": 1}
     assert report["failed"] == {"lilypond error": 1, "no \\midi block": 1}
     assert {f["piece"] for f in report["failures"]} == {"ftp/TestC/broken", "ftp/TestC/silent"}
     manifest = json.loads((out / "manifest.json").read_text())
     records = {r["piece"]: r for r in manifest["files"]}
-    assert len(records) == report["compiled"] == 4 and "ftp/SharerS/sa" not in records
+    assert len(records) == report["compiled"] == 5 and "ftp/SharerS/sa" not in records
     assert records["ftp/TestC/O7/no1"]["notes"] == 8  # convert-ly and the unfold patch: the repeat is played
     parts = records["ftp/TestC/O7/no2"]["parts"]
     assert [(p["name"], p["role"], p["program"]) for p in parts] == [
@@ -211,8 +213,10 @@ def test_reserved_tunes_and_works_stay_together(converted):
     assert records["ftp/Traditional/Greensleeves"]["split"] == "test"
     # Another arrangement of the reserved tune, in another composer's folder, is test too.
     assert records["ftp/ArrangerA/greensleeves_guitar"]["split"] == "test"
+    assert records["ftp/TestC/fair"]["split"] == "test"
     assert records["ftp/TestC/O7/no1"]["split"] == records["ftp/TestC/O7/no2"]["split"] != "test"
-    assert {r["split"] for p, r in records.items() if "reen" not in p} <= {"train", "valid"}
+    rest = {r["split"] for p, r in records.items() if "reen" not in p and "fair" not in p}
+    assert rest <= {"train", "valid"}
     splits = read_split_file(out / "split.json")
     assert splits[(out / records["ftp/Traditional/Greensleeves"]["path"]).resolve()] == "test"
 

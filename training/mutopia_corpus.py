@@ -597,7 +597,7 @@ def convert_mutopia(src: str | os.PathLike, out_dir: str | os.PathLike, *,
 
     Writes the MIDI files, ``manifest.json``, ``split.json`` and ``report.json`` (see the module docstring).
     ``composers`` keeps only those composer folders and ``limit`` the first pieces (sorted by folder), for
-    trying a sample; the split still reserves the listed pieces among those compiled.
+    trying a sample; groups and the reserved test split are still worked out over the whole repository.
     """
     src, out = Path(src), Path(out_dir)
     chosen = _licence_filter(licences)
@@ -606,12 +606,16 @@ def convert_mutopia(src: str | os.PathLike, out_dir: str | os.PathLike, *,
     current = lilypond_version()
     paths = find_pieces(src)
     reserved, missing = read_reserved(Path(reserved_file), src, paths)
+    # Every piece's header is read (seconds), so that groups link across the whole repository and a
+    # piece's split does not depend on the sample or the licences chosen.
+    everything = [read_piece(src, p) for p in paths]
+    groups = group_pieces(everything)
+    pieces = everything
     if composers is not None:
         wanted = {c.strip() for c in composers if c.strip()}
-        paths = [p for p in paths if p.split("/")[1] in wanted]
-    paths = paths[:limit]
+        pieces = [p for p in pieces if p.path.split("/")[1] in wanted]
+    pieces = pieces[:limit]
     out.mkdir(parents=True, exist_ok=True)
-    pieces = [read_piece(src, p) for p in paths]
     skipped: Counter[str] = Counter()
     todo: list[Piece] = []
     for piece in pieces:
@@ -643,10 +647,10 @@ def convert_mutopia(src: str | os.PathLike, out_dir: str | os.PathLike, *,
             if log and (count % 10 == 0 or count == len(todo)):
                 log(f"{count}/{len(todo)} pieces, {len(failures)} failed, {time.monotonic() - started:.0f} s")
 
-    groups = group_pieces(todo)
     for record in records:
         record["group"] = groups[record["piece"]]
-    fixed = {groups[r["piece"]]: "test" for r in records if r["piece"] in reserved}
+    # A reserved piece makes its group test even when it is not compiled (another licence, a failure).
+    fixed = {groups[p]: "test" for p in reserved}
     splits = assign_splits(records, test_fraction=0.0, valid_fraction=VALID_FRACTION, min_test={},
                            fixed=fixed)
     for record in records:
