@@ -22,7 +22,7 @@ from amt.training.mutopia_corpus import (
     entry_file,
     find_pieces,
     group_pieces,
-    header_program,
+    header_instruments,
     licence_of,
     midi_parts,
     normalise_title,
@@ -114,7 +114,18 @@ def test_programs_from_staff_names():
         track.notes.append(symusic.Note(0, 384, 60, 80))
         guitars.tracks.append(track)
     assert [p.program for p in midi_parts(guitars.dumps_midi(), "Guitar")[0]] == [24, 25]
-    assert header_program("Guitar") == 24 and header_program("Voice and Piano") is None
+    assert header_instruments("Guitar").single == 24 and not header_instruments("Guitar").vocal
+    song = header_instruments("Voice and Organ")
+    assert song.vocal and song.single is None and song.keyboard == 19
+    # In a song, a melody staff is the singer and the hands are the keyboard; names are split into words.
+    song_score = symusic.Score(384)
+    for name, pitch in (("melStaff:", 72), ("rightHand:", 67), ("leftHand:", 48), ("alto_one:", 62)):
+        track = symusic.Track(name=name, program=0)
+        track.notes.append(symusic.Note(0, 384, pitch, 80))
+        song_score.tracks.append(track)
+    parts = midi_parts(song_score.dumps_midi(), "Voice and Piano")[0]
+    assert [(p.name, p.role, p.program) for p in parts] == [
+        ("melStaff", "soprano", 64), ("rightHand", "instrument", 0), ("alto_one", "alto", 65)]
 
 
 def _p(path: str, title: str, composer: str = "TestC") -> Piece:

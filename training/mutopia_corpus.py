@@ -24,12 +24,15 @@ block"), not patched, since where the block would go depends on how the file bui
 Parts: LilyPond names each MIDI track after its staff (``"rh:"``, ``"chant:"``, ``"violinoI:"``) and sets a
 program only where the typesetter chose a MIDI instrument, often for playback effect (a harmonica doubling
 a voice). Each staff becomes one part named after it; its General MIDI program comes from, in order: its
-name (the music21 converter's table: "Violin II" -> 40, "Basso continuo" -> 19, and in vocal pieces the
-voice names -> the saxophone programs that carry voices in this project, 64-67), a generic vocal name
-("voice", "chant", "Singstimme") or a choir program -> a voice classed by register, the piece's instrument
-header when it names one instrument ("Guitar" -> 24), the typesetter's program, else piano. Keyboard staves
-of one instrument (upper and lower piano staff) are merged into one part; otherwise each part gets a
-distinct program as in the music21 converter (a second guitar takes 25). Drum staves are dropped.
+name, split into words ("pianoUp", "alto_one"), read with the music21 converter's table ("Violin II" -> 40,
+"Basso continuo" -> 19, and in vocal pieces the voice names -> the saxophone programs that carry voices in
+this project, 64-67) and a few more instruments (guitar, harp, clarinet...); a hand's name ("upper", "rh")
+-> the header's keyboard (piano unless it names an organ or harpsichord); in a piece whose instrument header
+names singers ("Voice and Piano", "Choir (SATB)"), any other staff ("mel", "chant", "men") -> a voice classed
+by register, as is a staff the typesetter put on a choir program; then the header's instrument when it names
+only one ("Guitar" -> 24), else the typesetter's program. Keyboard staves of one instrument (upper and
+lower piano staff) are merged into one part; otherwise each part gets a distinct program as in the music21
+converter (a second guitar takes 25). Drum staves are dropped.
 Velocity is constant and ticks are 480 per quarter, as in the music21 conversion.
 
 Licences: the header's ``license = "..."`` field, else the Creative Commons address or the "placed in the
@@ -102,10 +105,8 @@ CC_ADDRESS = re.compile(r"creativecommons\.org/licenses/(by-sa|by|publicdomain)(
 PUBLIC_DOMAIN_SENTENCE = re.compile(r"placed\s+in\s+the\s+public\s+domain", re.I)
 LILYPOND_ERROR = re.compile(r"(?:error|fatal error):\s*(.*)")
 
-# Words of a staff name that, in a vocal piece, mean a singer whose voice the name does not say.
-GENERIC_VOICE = re.compile(
-    r"\b(voice|voices|vocal|vox|chant|cantus|canto|singer|singstimme|gesang|stimme|voix|solo voice|lyrics)\b",
-    re.I)
+# Staff names of a keyboard's hands (after ``_words``): in a song these are the piano, not a singer.
+KEYBOARD_STAFF = re.compile(r"\b(upper|lower|up|down|rh|lh|right|left|treble|oben|unten|md|mg|dx|sx)\b", re.I)
 VOCAL_HEADER = re.compile(
     r"\b(voice|voices|vocal|choir|chorus|soprano|alto|tenor|baritone|bass(?!oon)|satb|ttbb|ssa|ssaa|chant|"
     r"singer)\b", re.I)
@@ -412,12 +413,29 @@ def program_from_name(name: str) -> int | None:
     return program if program is not None else _extra_program(name)
 
 
-def header_program(instrument: str) -> int | None:
-    """The program of a piece's instrument header when it names exactly one instrument ("Piano",
-    "Guitar", "Harpsichord"), else None."""
-    words = [w for w in re.split(r",|&|\band\b|\bor\b|\bwith\b|/|\+", instrument, flags=re.I) if w.strip()]
-    programs = {program_from_name(w) for w in words}
-    return programs.pop() if len(programs) == 1 and None not in programs else None
+@dataclass(frozen=True)
+class Instruments:
+    """What a piece's instrument header ("Voice and Piano", "Guitar", "Choir (SATB)") says of its staves."""
+
+    vocal: bool  # it has singers: a staff that no instrument or hand name explains is a voice
+    single: int | None  # the program of its only instrument, when it names exactly one
+    keyboard: int  # the program of the keyboard that hand names ("upper", "rh") belong to; piano by default
+
+
+def header_instruments(instrument: str) -> Instruments:
+    """Read a piece's instrument header (Mutopia's ``mutopiainstrument``)."""
+    names = [w for w in re.split(r",|&|:|\band\b|\bor\b|\bwith\b|/|\+", instrument, flags=re.I) if w.strip()]
+    programs = [program_from_name(w) for w in names]
+    known = [p for p in programs if p is not None]
+    single = known[0] if len(set(programs)) == 1 and known else None
+    keyboard = next((p for p in known if p in KEYBOARD_PROGRAMS), 0)
+    return Instruments(bool(VOCAL_HEADER.search(instrument)), single, keyboard)
+
+
+def _words(name: str) -> str:
+    """A staff name split into words: ``"pianoUp"`` -> ``"piano Up"``, ``"alto_one"`` -> ``"alto one"``."""
+    return " ".join(re.sub(r"([a-z])([A-Z])", r"\1 \2", name).replace("_", " ").replace("-", " ")
+                    .translate(str.maketrans("0123456789", " " * 10)).split())
 
 
 def _part_name(track_name: str, index: int) -> str:
@@ -431,19 +449,22 @@ def _voice_by_register(notes: Sequence[tuple[int, int, int]]) -> str:
     return next(v for low, v in VOICE_BY_MEDIAN if median >= low)
 
 
-def _role(name: str, set_program: int, notes, vocal: bool, default: int | None) -> tuple[str, int, bool]:
+def _role(name: str, set_program: int, notes, header: Instruments) -> tuple[str, int, bool]:
     """(role, preferred program, named) of one staff; see the module docstring for the order."""
-    named = _role_from_name(name, vocal)
+    words = _words(name)
+    named = _role_from_name(words, header.vocal)
     if named is None:
-        extra = _extra_program(name)
+        extra = _extra_program(words)
         named = ("instrument", extra) if extra is not None else None
     if named is not None:
         return named[0], named[1], True
-    if (vocal and GENERIC_VOICE.search(name)) or set_program in CHOIR_PROGRAMS:
+    if KEYBOARD_STAFF.search(words):
+        return "instrument", header.single if header.single is not None else header.keyboard, False
+    if header.vocal or set_program in CHOIR_PROGRAMS:
         voice = _voice_by_register(notes)
         return voice, VOICE_PROGRAMS[voice][0], False
-    if default is not None:
-        return "instrument", default, False
+    if header.single is not None:
+        return "instrument", header.single, False
     return "instrument", set_program, False
 
 
@@ -456,8 +477,7 @@ def midi_parts(data: bytes, instrument: str) -> tuple[list[Part], list[tuple[int
     import symusic
 
     score = symusic.Score.from_midi(data).resample(TICKS_PER_QUARTER, min_dur=1)
-    vocal = bool(VOCAL_HEADER.search(instrument))
-    default = header_program(instrument)
+    header = header_instruments(instrument)
     staves: dict[str, tuple[int, list[tuple[int, int, int]]]] = {}
     for index, track in enumerate(score.tracks):
         if track.is_drum or not len(track.notes):
@@ -469,7 +489,7 @@ def midi_parts(data: bytes, instrument: str) -> tuple[list[Part], list[tuple[int
     for name, (program, notes) in staves.items():
         if not notes:
             continue
-        role = _role(name, program, notes, vocal, default)
+        role = _role(name, program, notes, header)
         keyboard = role[0] == "instrument" and role[1] in KEYBOARD_PROGRAMS
         if keyboard and merged and merged[-1][1][:2] == role[:2]:
             previous = merged[-1]
