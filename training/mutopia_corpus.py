@@ -66,7 +66,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +168,6 @@ class Piece:
     entry: str | None  # entry file relative to the piece folder
     header: dict[str, str]
     licence: tuple[str, str] | None  # (family, label), or None when the sources state none
-    files: list[str] = field(default_factory=list)  # MIDI files written (relative to OUT)
 
 
 # ---------------------------------------------------------------------------------------------------------
