@@ -245,5 +245,14 @@ def test_output_is_deterministic_and_share_alike_only_when_asked(repository, con
     report = convert_mutopia(repository, shared, licences=["public-domain", "cc-by", "cc-by-sa"],
                              composers=["SharerS"], reserved_file=repository / "reserved.txt", log=None)
     assert report["compiled"] == 1 and report["skipped"] == {}
+    sa_file = shared / json.loads((shared / "manifest.json").read_text())["files"][0]["path"]
+    assert sa_file.is_file()
+    # Converting again without CC-BY-SA removes the file the earlier run wrote, so prepare cannot see it.
+    report = convert_mutopia(repository, shared, composers=["SharerS"],
+                             reserved_file=repository / "reserved.txt", log=None)
+    assert report["compiled"] == 0 and not sa_file.exists()
+    slow = convert_mutopia(repository, tmp_path / "slow", timeout=1e-6, composers=["Traditional"],
+                           reserved_file=repository / "reserved.txt", log=None)
+    assert slow["failed"] == {"timeout": 1} and slow["compiled"] == 0
     with pytest.raises(AmtError, match="unknown licence"):
         convert_mutopia(repository, shared, licences=["cc-by-nc"], log=None)

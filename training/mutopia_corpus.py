@@ -54,6 +54,7 @@ input gives the same split and byte-identical files.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -598,6 +599,22 @@ def _convert(src: Path, out: Path, piece: Piece, timeout: float, current: tuple[
     return records
 
 
+def _remove_stale(out: Path, keep: set[str]) -> None:
+    """Delete the MIDI files an earlier run listed in ``out/manifest.json`` that this run did not write: left
+    behind, ``amt prepare`` would split them by hash, and a piece now excluded (its licence, the reserved
+    list) could reach train. Only files that manifest names, inside ``out``, are touched."""
+    try:
+        previous = json.loads((out / "manifest.json").read_text())["files"]
+        paths = [r["path"] for r in previous if isinstance(r["path"], str)]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    root = out.resolve()
+    for rel in paths:
+        path = (out / rel).resolve()
+        if rel not in keep and path.suffix == ".mid" and path.is_relative_to(root):
+            path.unlink(missing_ok=True)
+
+
 def _licence_filter(licences: Iterable[str]) -> tuple[str, ...]:
     chosen = tuple(dict.fromkeys(s.strip().lower() for s in licences if s.strip()))
     unknown = [s for s in chosen if s not in LICENCE_FAMILIES]
@@ -693,6 +710,7 @@ def convert_mutopia(src: str | os.PathLike, out_dir: str | os.PathLike, *,
     }
     manifest = {"source": "The Mutopia Project (github.com/MutopiaProject/MutopiaProject)",
                 "ticks_per_quarter": TICKS_PER_QUARTER, "licences": list(chosen), "files": records}
+    _remove_stale(out, {r["path"] for r in records})
     _write_json(out / "manifest.json", manifest)
     _write_json(out / "split.json", {s: sorted(p for p, v in splits.items() if v == s) for s in SPLITS})
     _write_json(out / "report.json", report)
