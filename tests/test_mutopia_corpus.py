@@ -117,6 +117,8 @@ def test_programs_from_staff_names():
     assert header_instruments("Guitar").single == 24 and not header_instruments("Guitar").vocal
     song = header_instruments("Voice and Organ")
     assert song.vocal and song.single is None and song.keyboard == 19
+    assert not header_instruments("String Ensemble: Violins, Violas, Cello, Double Bass").vocal
+    assert header_instruments("Choir (SATB)").vocal
     # In a song, a melody staff is the singer and the hands are the keyboard; names are split into words.
     song_score = symusic.Score(384)
     for name, pitch in (("melStaff:", 72), ("rightHand:", 67), ("leftHand:", 48), ("alto_one:", 62)):

@@ -108,9 +108,10 @@ LILYPOND_ERROR = re.compile(r"(?:error|fatal error):\s*(.*)")
 
 # Staff names of a keyboard's hands (after ``_words``): in a song these are the piano, not a singer.
 KEYBOARD_STAFF = re.compile(r"\b(upper|lower|up|down|rh|lh|right|left|treble|oben|unten|md|mg|dx|sx)\b", re.I)
+# Words of an instrument header that mean singers. A bare "Alto" or "Bass" is left out: in "Mandolin and
+# Bass" or "Oboe, Horn, Violin, Alto, Bass" they are a double bass and a viola.
 VOCAL_HEADER = re.compile(
-    r"\b(voice|voices|vocal|choir|chorus|soprano|alto|tenor|baritone|bass(?!oon)|satb|ttbb|ssa|ssaa|chant|"
-    r"singer)\b", re.I)
+    r"\b(voice|voices|vocal|choir|chorus|soprano|tenor|baritone|chant|singer|(?-i:[SATB]{2,}))\b", re.I)
 # Instruments of Mutopia's headers and staff names that the music21 converter's table does not know.
 EXTRA_NAME_PROGRAMS: tuple[tuple[re.Pattern[str], int], ...] = (
     (re.compile(r"contrabass|double bass|kontrabass|violone|contrabbasso", re.I), 43),
@@ -429,7 +430,9 @@ def header_instruments(instrument: str) -> Instruments:
     known = [p for p in programs if p is not None]
     single = known[0] if len(set(programs)) == 1 and known else None
     keyboard = next((p for p in known if p in KEYBOARD_PROGRAMS), 0)
-    return Instruments(bool(VOCAL_HEADER.search(instrument)), single, keyboard)
+    # A voice word that is part of an instrument's name ("Double Bass", "Basso continuo") is no singer.
+    vocal = any(VOCAL_HEADER.search(n) and p is None for n, p in zip(names, programs, strict=True))
+    return Instruments(vocal, single, keyboard)
 
 
 def _words(name: str) -> str:
