@@ -22,17 +22,17 @@ a time. A score without a ``\\midi`` block writes no MIDI: such a piece is count
 block"), not patched, since where the block would go depends on how the file builds its book.
 
 Parts: LilyPond names each MIDI track after its staff (``"rh:"``, ``"chant:"``, ``"violinoI:"``) and sets a
-program only where the typesetter chose a MIDI instrument, often for playback effect (a harmonica doubling
-a voice). Each staff becomes one part named after it; its General MIDI program comes from, in order: its
-name, split into words ("pianoUp", "alto_one"), read with the music21 converter's table ("Violin II" -> 40,
-"Basso continuo" -> 19, and in vocal pieces the voice names -> the saxophone programs that carry voices in
-this project, 64-67) and a few more instruments (guitar, harp, clarinet...); a hand's name ("upper", "rh")
+program only where the typesetter chose a MIDI instrument, often for playback effect (a harmonica doubling a
+voice). Each staff becomes one part named after it; its General MIDI program comes from, in order: its name,
+split into words ("pianoUp", "alto_one"), read with the instrument table the corpus converters share
+(:mod:`amt.training.parts`: "Violin II" -> 40, "Basso continuo" -> 19, "Guitar" -> 24, and in vocal pieces the
+voice names -> the saxophone programs that carry voices in this project, 64-67); a hand's name ("upper", "rh")
 -> the header's keyboard (piano unless it names an organ or harpsichord); in a piece whose instrument header
 names singers ("Voice and Piano", "Choir (SATB)"), any other staff ("mel", "chant", "men") -> a voice classed
 by register, as is a staff the typesetter put on a choir program; then the header's instrument when it names
-only one ("Guitar" -> 24), else the typesetter's program. Keyboard staves of one instrument (upper and
-lower piano staff) are merged into one part; otherwise each part gets a distinct program as in the music21
-converter (a second guitar takes 25). Drum staves are dropped.
+only one ("Guitar" -> 24), else the typesetter's program. Keyboard staves of one instrument (upper and lower
+piano staff) are merged into one part; otherwise each part gets a distinct program as in the music21 converter
+(a second guitar takes 25). Drum staves are dropped.
 Velocity is constant and ticks are 480 per quarter, as in the music21 conversion.
 
 Licences: the header's ``license = "..."`` field, else the Creative Commons address or the "placed in the
@@ -72,19 +72,15 @@ from pathlib import Path
 from typing import Any
 
 from amt.errors import AmtError
-from amt.training.music21_corpus import (
-    SPLITS,
+from amt.training.music21_corpus import SPLITS, _write_json, assign_splits, format_summary, summarize
+from amt.training.parts import (
     TICKS_PER_QUARTER,
     VOICE_BY_MEDIAN,
     VOICE_PROGRAMS,
     Part,
-    _assign_programs,
-    _program_from_name,
-    _role_from_name,
-    _write_json,
-    assign_splits,
-    format_summary,
-    summarize,
+    assign_programs,
+    program_from_name,
+    role_from_name,
     write_parts_midi,
 )
 
@@ -112,25 +108,6 @@ KEYBOARD_STAFF = re.compile(r"\b(upper|lower|up|down|rh|lh|right|left|treble|obe
 # Bass" or "Oboe, Horn, Violin, Alto, Bass" they are a double bass and a viola.
 VOCAL_HEADER = re.compile(
     r"\b(voice|voices|vocal|choir|chorus|soprano|tenor|baritone|chant|singer|(?-i:[SATB]{2,}))\b", re.I)
-# Instruments of Mutopia's headers and staff names that the music21 converter's table does not know.
-EXTRA_NAME_PROGRAMS: tuple[tuple[re.Pattern[str], int], ...] = (
-    (re.compile(r"contrabass|double bass|kontrabass|violone|contrabbasso", re.I), 43),
-    (re.compile(r"guitar|gitarre|guitare|chitarra|lute|laute|luth|liuto|theorbo|vihuela", re.I), 24),
-    (re.compile(r"mandolin", re.I), 25),
-    (re.compile(r"harp\b|harpe|arpa\b", re.I), 46),
-    (re.compile(r"clarinet|klarinette|clarinette|clarinetto", re.I), 71),
-    (re.compile(r"trombone|posaune", re.I), 57),
-    (re.compile(r"tuba|euphonium", re.I), 58),
-    (re.compile(r"saxophone|sax\b", re.I), 65),
-    (re.compile(r"accordion|akkordeon", re.I), 21),
-    (re.compile(r"celesta", re.I), 8),
-    (re.compile(r"glockenspiel", re.I), 9),
-    (re.compile(r"xylophone", re.I), 13),
-    (re.compile(r"marimba", re.I), 12),
-    (re.compile(r"piccolo", re.I), 72),
-    (re.compile(r"harmonium|reed organ", re.I), 20),
-    (re.compile(r"keyboard|clavichord|virginal|spinet|clavier", re.I), 0),
-)
 KEYBOARD_PROGRAMS = frozenset(range(0, 8)) | frozenset(range(16, 24))
 CHOIR_PROGRAMS = frozenset({52, 53, 54})
 
@@ -400,20 +377,6 @@ def compile_piece(src: Path, piece: Piece, timeout: float, current: tuple[int, i
 # MIDI -> named parts with programs
 
 
-def _extra_program(name: str) -> int | None:
-    for pattern, program in EXTRA_NAME_PROGRAMS:
-        if pattern.search(name):
-            return program
-    return None
-
-
-def program_from_name(name: str) -> int | None:
-    """The GM program an instrument name says (the music21 converter's table, then Mutopia's extra
-    instruments), or None."""
-    program = _program_from_name(name)
-    return program if program is not None else _extra_program(name)
-
-
 @dataclass(frozen=True)
 class Instruments:
     """What a piece's instrument header ("Voice and Piano", "Guitar", "Choir (SATB)") says of its staves."""
@@ -455,10 +418,7 @@ def _voice_by_register(notes: Sequence[tuple[int, int, int]]) -> str:
 def _role(name: str, set_program: int, notes, header: Instruments) -> tuple[str, int, bool]:
     """(role, preferred program, named) of one staff; see the module docstring for the order."""
     words = _words(name)
-    named = _role_from_name(words, header.vocal)
-    if named is None:
-        extra = _extra_program(words)
-        named = ("instrument", extra) if extra is not None else None
+    named = role_from_name(words, header.vocal)
     if named is not None:
         return named[0], named[1], True
     if KEYBOARD_STAFF.search(words):
@@ -476,7 +436,7 @@ def midi_parts(data: bytes, instrument: str) -> tuple[list[Part], list[tuple[int
     """(parts, tempos, time signatures) of a LilyPond MIDI file at 480 ticks per quarter.
 
     Tracks of one staff (its voices) are joined; consecutive keyboard staves of one program are merged into
-    one part; every part gets a distinct program (``_assign_programs``)."""
+    one part; every part gets a distinct program (``assign_programs``)."""
     import symusic
 
     score = symusic.Score.from_midi(data).resample(TICKS_PER_QUARTER, min_dur=1)
@@ -499,7 +459,7 @@ def midi_parts(data: bytes, instrument: str) -> tuple[list[Part], list[tuple[int
             merged[-1] = (previous[0], previous[1], previous[2] + notes)
             continue
         merged.append((name, role, notes))
-    programs = _assign_programs([(role, preferred) for _, (role, preferred, _), _ in merged],
+    programs = assign_programs([(role, preferred) for _, (role, preferred, _), _ in merged],
                                 [named for _, (_, _, named), _ in merged])
     # A staff's voices may double each other for playback (a melody on two MIDI instruments): one note each.
     parts = [Part(name, role[0], program, sorted({(s, p): (s, d, p) for s, d, p in sorted(notes)}.values()))
