@@ -2,7 +2,7 @@
 # Installs amt into a project virtual environment (.venv) and runs it, on a fresh machine.
 #
 #   bash setup.sh demo [ARGS...]  # amt, the web demo, FluidSynth + a soundfont; then starts `amt demo ARGS`
-#   bash setup.sh test [ARGS...]  # the above plus the test tools and headless Chromium; then ruff + pytest ARGS
+#   bash setup.sh test [ARGS...]  # the above, test tools, headless Chromium, LilyPond; then ruff + pytest ARGS
 #   bash setup.sh install         # only installs (demo extras); use .venv/bin/amt afterwards
 #
 # Why a virtual environment: Debian 12 and Ubuntu 24.04 mark the system Python as externally managed (PEP 668),
@@ -59,7 +59,7 @@ case "$what" in
     if [ "$what" = demo ]; then exec "$VENV/bin/amt" demo "$@"; fi
     ;;
   test)
-    system_packages fluidsynth fluid-soundfont-gm chromium lua5.4 nodejs curl
+    system_packages fluidsynth fluid-soundfont-gm chromium lua5.4 nodejs curl lilypond
     "$PY" -m pip install -q -e ".[demo,serve,train,test]"
     "$VENV/bin/ruff" check .
     exec "$PY" -m pytest -q "$@"

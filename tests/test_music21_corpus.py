@@ -12,10 +12,6 @@ from amt.tokenization.corpus import read_split_file
 from amt.tokenization.midi import read_midi
 from amt.training.music21_corpus import (
     SOURCES,
-    _assign_programs,
-    _program_from_name,
-    _role_from_name,
-    _voice_from_name,
     assign_splits,
     beat_melody,
     convert_file,
@@ -28,44 +24,45 @@ from amt.training.music21_corpus import (
     split_files,
     work_id,
 )
+from amt.training.parts import assign_programs, program_from_name, role_from_name, voice_from_name
 
 
 def test_voice_and_instrument_names():
     names = ("Soprano", "Cantus", "Altus", "Tenor 2", "Bassus", "Quinto")
-    assert [_voice_from_name(n) for n in names] == ["soprano", "soprano", "alto", "tenor", "bass", None]
-    assert _program_from_name("Basso continuo") == 19  # an instrument, not the bass voice
-    assert _program_from_name("Violin II") == 40 and _program_from_name("Violoncello") == 42
-    assert _program_from_name("Viola") == 41 and _program_from_name("Horn 1") == 60
-    assert _program_from_name("Soprano") is None
+    assert [voice_from_name(n) for n in names] == ["soprano", "soprano", "alto", "tenor", "bass", None]
+    assert program_from_name("Basso continuo") == 19  # an instrument, not the bass voice
+    assert program_from_name("Violin II") == 40 and program_from_name("Violoncello") == 42
+    assert program_from_name("Viola") == 41 and program_from_name("Horn 1") == 60
+    assert program_from_name("Soprano") is None
     # Vocal music: a voice named first is that voice whatever doubles it; continuo is an instrument.
-    assert _role_from_name("Soprano\rOboe 1,2\rViolin1", vocal=True) == ("soprano", 64)
-    assert _role_from_name("Bass\rContinuo", vocal=True) == ("bass", 67)
-    assert _role_from_name("Basso continuo", vocal=True) == ("instrument", 19)
-    assert _role_from_name("Horn 1", vocal=True) == ("instrument", 60)
-    assert _role_from_name("Recorder 1", vocal=True) == ("instrument", 74)
-    assert _role_from_name("Cornet 2", vocal=True) == ("instrument", 56)
-    assert _role_from_name("Quinto", vocal=True) is None
-    assert _role_from_name("Alto", vocal=False) is None  # instrumental music: no voices
+    assert role_from_name("Soprano\rOboe 1,2\rViolin1", vocal=True) == ("soprano", 64)
+    assert role_from_name("Bass\rContinuo", vocal=True) == ("bass", 67)
+    assert role_from_name("Basso continuo", vocal=True) == ("instrument", 19)
+    assert role_from_name("Horn 1", vocal=True) == ("instrument", 60)
+    assert role_from_name("Recorder 1", vocal=True) == ("instrument", 74)
+    assert role_from_name("Cornet 2", vocal=True) == ("instrument", 56)
+    assert role_from_name("Quinto", vocal=True) is None
+    assert role_from_name("Alto", vocal=False) is None  # instrumental music: no voices
 
 
 def test_programs_are_distinct_and_musical():
     satb = [("soprano", 64), ("alto", 65), ("tenor", 66), ("bass", 67)]
-    assert _assign_programs(satb) == [64, 65, 66, 67]
+    assert assign_programs(satb) == [64, 65, 66, 67]
     # A chorale with a horn doubling a voice: the horn keeps its program, the voices theirs.
-    assert _assign_programs([("instrument", 60), *satb]) == [60, 64, 65, 66, 67]
+    assert assign_programs([("instrument", 60), *satb]) == [60, 64, 65, 66, 67]
     # Palestrina's divided voices take the matching brass instrument.
     divided = [("soprano", 64), ("soprano", 64), ("alto", 65), ("tenor", 66), ("tenor", 66), ("bass", 67)]
-    assert _assign_programs(divided) == [64, 56, 65, 66, 57, 67]
+    assert assign_programs(divided) == [64, 56, 65, 66, 57, 67]
     # A quartet: the second violin takes the fiddle, never the viola's program.
     quartet = [("instrument", 40), ("instrument", 40), ("instrument", 41), ("instrument", 42)]
-    assert _assign_programs(quartet) == [40, 110, 41, 42]
+    assert assign_programs(quartet) == [40, 110, 41, 42]
     six = [("soprano", 64), ("alto", 65), ("tenor", 66), ("tenor", 66), ("baritone", 57), ("bass", 67)]
-    assert len(set(_assign_programs(six))) == 6
+    assert len(set(assign_programs(six))) == 6
     # A part classed as a voice by register alone yields the voice's program to the part named for it:
     # Canto, Quinto (an alto by register), Alto, Tenor, Basso.
     madrigal = [("soprano", 64), ("alto", 65), ("alto", 65), ("tenor", 66), ("bass", 67)]
-    assert _assign_programs(madrigal, named=[True, False, True, True, True]) == [64, 60, 65, 66, 67]
-    assert _assign_programs(madrigal) == [64, 65, 60, 66, 67]  # by score order when nothing is named
+    assert assign_programs(madrigal, named=[True, False, True, True, True]) == [64, 60, 65, 66, 67]
+    assert assign_programs(madrigal) == [64, 65, 60, 66, 67]  # by score order when nothing is named
 
 
 def test_melody_key_is_transposition_invariant():

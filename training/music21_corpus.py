@@ -78,10 +78,18 @@ from typing import Any
 import numpy as np
 
 from amt.errors import AmtError
-from amt.fileio import atomic_write_bytes, atomic_write_text
+from amt.fileio import atomic_write_text
+from amt.training.parts import (
+    TICKS_PER_QUARTER,
+    VOICE_BY_MEDIAN,
+    VOICE_PROGRAMS,
+    Part,
+    assign_programs,
+    role_from_name,
+    voice_from_name,
+    write_parts_midi,
+)
 
-TICKS_PER_QUARTER = 480
-VELOCITY = 80
 MELODY_KEY_NOTES = 16
 TUNE_BEATS = 24
 """Beats of a chorale's tune compared when grouping settings of one melody (``beat_melody``)."""
@@ -91,47 +99,6 @@ or a different pickup change a few beats, another tune changes most."""
 CHORALE_VOICES = frozenset({"soprano", "alto", "tenor", "bass"})
 SPLITS = ("train", "valid", "test")
 
-VOICE_PROGRAMS: dict[str, tuple[int, ...]] = {
-    # First choice for the first part of a voice, then the brass instrument for a second part of it.
-    "soprano": (64, 56, 59),
-    "alto": (65, 60, 61),
-    "tenor": (66, 57, 62),
-    "baritone": (57, 66, 62),
-    "bass": (67, 58, 63),
-}
-VOICE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("soprano", re.compile(r"\b(soprano|sopran|cantus|canto|superius|discantus|treble|s)\b", re.I)),
-    ("alto", re.compile(r"\b(alto|altus|alt|contratenor|contra|countertenor|mezzo|a)\b", re.I)),
-    ("baritone", re.compile(r"\b(baritone|baritono|bariton)\b", re.I)),
-    ("tenor", re.compile(r"\b(tenor|tenore|t)\b", re.I)),
-    ("bass", re.compile(r"\b(bass|bassus|basso|b)\b", re.I)),
-)
-# Part names music21's instrument lookup does not know, seen in this corpus.
-BASSO_CONTINUO = re.compile(r"basso\s+continuo", re.I)
-NAME_PROGRAMS: tuple[tuple[re.Pattern[str], int], ...] = (
-    (re.compile(r"continuo|organ|orgel", re.I), 19),
-    (re.compile(r"violoncell|cello", re.I), 42),
-    (re.compile(r"viol(a|e)\b|bratsche", re.I), 41),
-    (re.compile(r"violin|violino|fiddle", re.I), 40),
-    (re.compile(r"oboe|hautbois", re.I), 68),
-    (re.compile(r"corno|horn", re.I), 60),
-    (re.compile(r"tromba|trumpet|clarin", re.I), 56),
-    (re.compile(r"timpani|timp", re.I), 47),
-    # Recorders and cornetts double or descant over the voices in chorales (BWV 112.5, 161.6, 175.7, 251);
-    # classed by register, they would take the soprano's program. Recorder before flute ("flauto dolce").
-    (re.compile(r"recorder|blockfl|flauto dolce", re.I), 74),
-    (re.compile(r"cornet|cornett|zink", re.I), 56),
-    (re.compile(r"flaut|flute|traverso", re.I), 73),
-    (re.compile(r"fagott|bassoon", re.I), 70),
-    (re.compile(r"piano|klavier|pianoforte|cembalo|harpsichord", re.I), 0),
-)
-# Where a part goes when another part of the file already has its instrument's program.
-SECOND_CHAIR: dict[int, tuple[int, ...]] = {
-    0: (1,), 19: (20, 16), 40: (110, 48), 41: (49,), 42: (43,), 56: (59,), 60: (61,), 68: (69,),
-    70: (71,), 73: (72, 74),
-}
-# Median MIDI pitch boundaries used to class an unnamed vocal part.
-VOICE_BY_MEDIAN = ((67, "soprano"), (60, "alto"), (52, "tenor"), (-1, "bass"))
 
 
 @dataclass(frozen=True)
@@ -178,16 +145,6 @@ DEFAULT_SOURCES = tuple(SOURCES)
 
 class ConversionError(AmtError):
     """A score of the music21 corpus that cannot be converted (parse failure, timeout, no notes)."""
-
-
-@dataclass
-class Part:
-    """One converted part: its notes as (onset tick, duration ticks, MIDI pitch) and its program."""
-
-    name: str
-    role: str  # a voice name, or "instrument"
-    program: int
-    notes: list[tuple[int, int, int]]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -315,21 +272,6 @@ def _pickup_shift(score) -> int:
     return _ticks(missing) if 0 < missing < bar else 0
 
 
-def _voice_from_name(name: str) -> str | None:
-    """The voice a part name says (Latin and German names too), or None."""
-    for voice, pattern in VOICE_PATTERNS:
-        if pattern.search(name):
-            return voice
-    return None
-
-
-def _program_from_name(name: str) -> int | None:
-    for pattern, program in NAME_PROGRAMS:
-        if pattern.search(name):
-            return program
-    return None
-
-
 def _program_from_instrument(part) -> int | None:
     """The GM program of a part's music21 instrument, unless it is the generic or a vocal one."""
     music21 = _music21()
@@ -344,32 +286,14 @@ def _program_from_instrument(part) -> int | None:
     return None
 
 
-def _role_from_name(name: str, vocal: bool) -> tuple[str, int] | None:
-    """(role, preferred program) from a part name alone, or None.
-
-    In vocal music a name opening with a voice is that voice, whatever instruments double it ("Soprano
-    Oboe 1 Violin1", "Bass Continuo" in BWV 41.6), except the Italian "Basso continuo"; otherwise an
-    instrument name wins ("Continuo", "Horn 1").
-    """
-    words = name.split()
-    voice = _voice_from_name(words[0]) if vocal and words else None
-    if voice is not None and not BASSO_CONTINUO.match(name):
-        return voice, VOICE_PROGRAMS[voice][0]
-    program = _program_from_name(name)
-    if program is not None:
-        return "instrument", program
-    voice = _voice_from_name(name) if vocal else None
-    return (voice, VOICE_PROGRAMS[voice][0]) if voice is not None else None
-
-
 def _role(part, name: str, source: Source, notes: list[tuple[int, int, int]]) -> tuple[str, int]:
     """(voice or "instrument", preferred program) of a part.
 
-    The part name decides first (see ``_role_from_name``): music21's instrument objects are unreliable in
+    The part name decides first (see ``role_from_name``): music21's instrument objects are unreliable in
     this corpus (some chorale voices carry a piano).
     """
     music21 = _music21()
-    named = _role_from_name(name, source.vocal)
+    named = role_from_name(name, source.vocal)
     if named is not None:
         return named
     if source.vocal:
@@ -377,7 +301,7 @@ def _role(part, name: str, source: Source, notes: list[tuple[int, int, int]]) ->
         if voice is None:
             instrument = part.getInstrument(returnDefault=False)
             if isinstance(instrument, music21.instrument.Vocalist):
-                voice = _voice_from_name(type(instrument).__name__)
+                voice = voice_from_name(type(instrument).__name__)
         if voice is None:  # "Quinto", "Sextus", "MusicXML Part": classed by register
             median = statistics.median(p for _, _, p in notes)
             voice = next(v for low, v in VOICE_BY_MEDIAN if median >= low)
@@ -386,43 +310,6 @@ def _role(part, name: str, source: Source, notes: list[tuple[int, int, int]]) ->
     if program is None:
         program = source.default_program if source.default_program is not None else 0
     return "instrument", program
-
-
-def _candidates(role: str, preferred: int) -> list[int]:
-    """Programs a part may take, best first: its own, the second-chair instrument, its GM family, any."""
-    if role == "instrument":
-        family = preferred - preferred % 8
-        first = [preferred, *SECOND_CHAIR.get(preferred, ()), *range(family, family + 8)]
-    else:
-        first = list(VOICE_PROGRAMS[role])
-    return list(dict.fromkeys([*first, *range(128)]))
-
-
-def _assign_programs(roles: Sequence[tuple[str, int]], named: Sequence[bool] | None = None) -> list[int]:
-    """One distinct program per part.
-
-    Parts whose first choice is free keep it; the others (a second violin, a second tenor) then take their
-    next candidate that no part wanted first, so that a second violin cannot push the viola off its program.
-    Parts ``named`` for their role choose before the others (score order within each kind): a part classed
-    without its name (by register, like a "Quinto" or an instrument whose name we do not know, or by default)
-    must not take the program of the voice or instrument that another part is named for.
-    """
-    order = sorted(range(len(roles)), key=lambda i: not named[i]) if named is not None else range(len(roles))
-    wanted = {preferred for _, preferred in roles}
-    taken: set[int] = set()
-    programs: list[int | None] = [None] * len(roles)
-    for i in order:
-        preferred = roles[i][1]
-        if preferred not in taken:
-            programs[i] = preferred
-        taken.add(preferred)
-    for i in order:
-        if programs[i] is None:
-            role, preferred = roles[i]
-            program = next(p for p in _candidates(role, preferred) if p not in taken and p not in wanted)
-            programs[i] = program
-            taken.add(program)
-    return [int(p) for p in programs if p is not None]
 
 
 def score_parts(score, source: Source) -> list[Part]:
@@ -443,8 +330,8 @@ def score_parts(score, source: Source) -> list[Part]:
         if notes:
             raw.append((name, part, notes))
     roles = [_role(part, name, source, notes) for name, part, notes in raw]
-    named = [_role_from_name(name, source.vocal) is not None for name, _, _ in raw]
-    programs = _assign_programs(roles, named)
+    named = [role_from_name(name, source.vocal) is not None for name, _, _ in raw]
+    programs = assign_programs(roles, named)
     return [
         Part(name, role, program, notes)
         for (name, _, notes), (role, _), program in zip(raw, roles, programs, strict=True)
@@ -555,26 +442,6 @@ def _melody_pitches(parts: Sequence[Part]) -> list[int]:
     return [top[t] for t in sorted(top)]
 
 
-def write_parts_midi(path: Path, parts: Sequence[Part], tempos: Sequence[tuple[int, float]],
-                     time_signatures: Sequence[tuple[int, int, int]]) -> float:
-    """Write parts as a MIDI file (one track each), atomically; returns its duration in seconds."""
-    import symusic
-
-    score = symusic.Score(TICKS_PER_QUARTER)
-    for tick, qpm in tempos:
-        score.tempos.append(symusic.Tempo(tick, qpm=qpm))
-    for tick, numerator, denominator in time_signatures:
-        score.time_signatures.append(symusic.TimeSignature(tick, numerator, denominator))
-    for part in parts:
-        track = symusic.Track(name=part.name, program=part.program, is_drum=False)
-        for start, duration, pitch in part.notes:
-            track.notes.append(symusic.Note(start, duration, pitch, VELOCITY))
-        score.tracks.append(track)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, score.dumps_midi())
-    return float(score.to("second").end())
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Corpus conversion
 
@@ -644,16 +511,18 @@ def _rank(key: str) -> str:
 
 
 def assign_splits(records: Sequence[dict[str, Any]], test_fraction: float = 0.12,
-                  valid_fraction: float = 0.05, min_test: dict[str, int] | None = None) -> dict[str, str]:
+                  valid_fraction: float = 0.05, min_test: dict[str, int] | None = None,
+                  fixed: dict[str, str] | None = None) -> dict[str, str]:
     """Split by group within each source: returns {path: split}. A group never spans two splits.
 
     Groups are ranked by the hash of their key and fill test, then valid, then train, until each reaches its
     share of the source's files (``min_test`` files at least for test), so the split is deterministic and does
     not depend on the order or number of other files. Melody groups are shared across sources (folk tunes in
-    two collections) so a group's split is decided once, by the first source that holds it.
+    two collections) so a group's split is decided once, by the first source that holds it. ``fixed`` gives
+    the split of some groups beforehand (reserved test pieces); their files count towards that split's share.
     """
     min_test = {"bach_chorales": 40} if min_test is None else min_test
-    decided: dict[str, str] = {}
+    decided: dict[str, str] = dict(fixed or {})
     for source in sorted({r["source"] for r in records}):
         mine = [r for r in records if r["source"] == source]
         sizes = Counter(r["group"] for r in mine)
