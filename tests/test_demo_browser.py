@@ -238,7 +238,7 @@ def test_model_picker_lists_loads_and_shows_errors(picker_url, tmp_path):
             expect(picker).to_have_value(re.compile("tiny-b"))
             pick("music-small-800k")  # offline, with an empty Hub cache
             expect(status).to_contain_text("HF_HUB_OFFLINE")
-            expect(picker).to_have_value(re.compile("tiny-b"))  # the loaded model stays; the list is not filtered
+            expect(picker).to_have_value(re.compile("tiny-b"))  # the loaded model stays
             expect(page.locator("body")).not_to_contain_text("Traceback")
             pick("built-in model")
             expect(status).to_contain_text("Model: default")
