@@ -126,7 +126,7 @@ def test_harmonize_prints_model_bach_and_random(model, tmp_path, capsys):
     assert report["chorales"] == ["train.mid"] and report["split"] == "train"
     # --sampling changes a knob of the harmonisation's sampling, and the JSON says so.
     assert main(["eval", str(model), "--harmonize", str(root), "--samples", "1", "--limit", "1",
-                 "--sampling", "top_p=0.9", "grid=null", "--json", str(out), "--midi-out",
+                 "--sampling", "top_p=0.9", "grid=null", "file_grid=false", "--json", str(out), "--midi-out",
                  str(tmp_path / "free")]) == 0
     report = json.loads(out.read_text())["harmonization"]
     assert report["sampling"]["top_p"] == 0.9 and report["sampling"]["grid"] is None

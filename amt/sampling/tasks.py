@@ -221,6 +221,7 @@ def _assemble(midi: MidiTokens, kept: np.ndarray, new: list[np.ndarray], *, join
             new_tracks = np.array([tracks_of.get(int(i), -1) for i in ops.instrument_of(events[:, 2])],
                                   np.int32)
             new_channels = np.full(len(events), -1)
+        events = _released_before_kept(events, new_channels, kept_notes)
         all_events = np.concatenate([kept_notes.events, events]).astype(np.int64).reshape(-1, 3)
         velocities = np.concatenate([kept_notes.velocities,
                                      context_velocities(events[:, 0] - TIME_OFFSET, midi)]).astype(np.uint8)
@@ -264,6 +265,24 @@ def _end_by(events: np.ndarray, end: int) -> np.ndarray:
     events = events.copy()
     room = np.maximum(end - (events[:, 0] - TIME_OFFSET), 1)
     events[:, 1] = DUR_OFFSET + np.minimum(events[:, 1] - DUR_OFFSET, room)
+    return events
+
+
+def _released_before_kept(events: np.ndarray, channels: np.ndarray, kept: MidiTokens) -> np.ndarray:
+    """New notes on a given channel (``channels``, -1: the writer chooses) ended by the next kept note of
+    the same pitch on that channel. A MIDI reader closes the oldest open note of a channel and pitch first,
+    so a new note held over a kept one's onset would move the kept note's end when the file is read back."""
+    if kept.channels is None or not len(events) or not (channels >= 0).any():
+        return events
+    events = events.copy()
+    kept_onsets = kept.events[:, 0] - TIME_OFFSET
+    kept_keys = kept.channels.astype(np.int64) * MAX_PITCH + ops.pitch_of(kept.events[:, 2])
+    for i in np.flatnonzero(channels >= 0).tolist():
+        onset = int(events[i, 0] - TIME_OFFSET)
+        key = int(channels[i]) * MAX_PITCH + int(ops.pitch_of(events[i:i + 1, 2])[0])
+        later = kept_onsets[(kept_keys == key) & (kept_onsets > onset)]
+        if len(later):
+            events[i, 1] = DUR_OFFSET + min(int(events[i, 1] - DUR_OFFSET), int(later.min()) - onset)
     return events
 
 
