@@ -2,8 +2,9 @@
 
 Times, in one process: loading the packaged default model, then `amt.sampling.accompany` on the held-out demo
 chorale (BWV 388, soprano kept as controls, alto/tenor/bass written) clipped to ``--seconds`` of music, for
-``--repeat`` seeds, sampled three ways: freely (the default options, top-p 0.95), freely without the key,
-chord and register weights and the file's grid and density (their cost) and as chorale voices (the settings of
+``--repeat`` seeds, sampled four ways: freely (the default options, top-p 0.95), freely without the key,
+chord and register weights and the file's grid and density (their cost), with the grid and density but
+without the three weights (the weights' own cost), and as chorale voices (the settings of
 ``amt eval --harmonize``, ``harmony.SAMPLING``: monophonic legato voices on a sixteenth grid, no parallel
 fifths or octaves). Prints a table; ``--record`` replaces the "Accompany" section of bench/RESULTS.md.
 
@@ -69,12 +70,19 @@ def main(argv: list[str] | None = None) -> int:
                                   register_weight=1.0, file_grid=False, file_density=False)
         return accompany(model, piece, keep_instruments=[SOPRANO], options=options)[0].midi
 
+    def free_grid_density_only(seed: int) -> MidiTokens:
+        # The key, chord and register weights alone: the file's grid and density stay on.
+        options = SamplingOptions(seed=seed, instruments=LOWER_VOICES, key_weight=1.0, chord_weight=1.0,
+                                  register_weight=1.0)
+        return accompany(model, piece, keep_instruments=[SOPRANO], options=options)[0].midi
+
     def chorale_voices(seed: int) -> MidiTokens:
         return harmony.harmonize(model, [piece], samples=1, seed=seed)[0][0]
 
     rows = ["| what | value |", "|---|---:|",
             f"| load the model ({Path(args.model).name}) | {load_seconds:.2f} s |"]
     for name, task in (("free sampling", free), ("free sampling, musical weights off", free_unweighted),
+                       ("free sampling, file grid and density only", free_grid_density_only),
                        ("chorale voices", chorale_voices)):
         times, notes = [], []
         for seed in range(args.repeat):
