@@ -162,6 +162,22 @@ class DemoApp:
                                              "(one note at a time)", elem_id="legato")
                         no_parallels = gr.Checkbox(value=False, label="No parallel fifths or octaves "
                                                    "(one note at a time)", elem_id="no-parallels")
+                    # Each musical weight is the share of its probability a new note that breaks the rule
+                    # keeps: lower is stricter, 1 switches the rule off.
+                    with gr.Row():
+                        key_weight = gr.Slider(0.01, 1.0, value=Request.key_weight, step=0.01,
+                                               label="Key weight (out-of-key notes; 1: off)",
+                                               elem_id="key-weight")
+                        chord_weight = gr.Slider(0.01, 1.0, value=Request.chord_weight, step=0.01,
+                                                 label="Chord weight (notes fitting no chord on a beat; "
+                                                 "1: off)",
+                                                 elem_id="chord-weight")
+                        register_weight = gr.Slider(0.01, 1.0, value=Request.register_weight, step=0.01,
+                                                    label="Register weight (notes at or above the melody; "
+                                                    "1: off)", elem_id="register-weight")
+                    file_density = gr.Checkbox(value=Request.file_density,
+                                               label="Match the replaced parts' density (without a target)",
+                                               elem_id="file-density")
             generate = gr.Button("Generate", variant="primary", elem_id="generate")
             status = gr.Markdown("", elem_id="status", elem_classes=["amt-status"])
 
@@ -194,7 +210,8 @@ class DemoApp:
             generate.click(
                 self.generate,
                 [piece, task, keep, span_start, span_end, span_unit, continue_seconds, variations, top_p,
-                 temperature, seed, instruments, density, grid, monophonic, legato, no_parallels],
+                 temperature, seed, instruments, density, grid, monophonic, legato, no_parallels, key_weight,
+                 chord_weight, register_weight, file_density],
                 [status, *slot_outputs],
                 concurrency_limit=1,
                 concurrency_id="model",
@@ -284,7 +301,9 @@ class DemoApp:
 
     def generate(self, piece: Piece | None, task, keep, span_start, span_end, span_unit, continue_seconds,
                  variations, top_p, temperature, seed, instruments, density, grid="file", monophonic=False,
-                 legato=False, no_parallels=False,
+                 legato=False, no_parallels=False, key_weight=Request.key_weight,
+                 chord_weight=Request.chord_weight, register_weight=Request.register_weight,
+                 file_density=Request.file_density,
                  progress=gr.Progress()):  # noqa: B008 (Gradio finds the progress bar by this default)
         """Run the request and fill one slot per variation (the others are hidden)."""
         hidden = [gr.Group(visible=False), gr.Markdown(), gr.Plot(), gr.Audio(), gr.File()]
@@ -296,7 +315,9 @@ class DemoApp:
                 span_unit=span_unit, continue_seconds=continue_seconds, variations=int(variations),
                 top_p=top_p, temperature=temperature, seed=seed, instruments=list(instruments or []),
                 density=density or 0.0, grid=grid or "file", monophonic=bool(monophonic),
-                legato=bool(legato), no_parallels=bool(no_parallels),
+                legato=bool(legato), no_parallels=bool(no_parallels), key_weight=float(key_weight),
+                chord_weight=float(chord_weight), register_weight=float(register_weight),
+                file_density=bool(file_density),
             )
             progress(0.0, desc="Starting")
             results, status = callbacks.generate(

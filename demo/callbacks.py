@@ -23,6 +23,9 @@ from amt.demo.audio import AudioError, Renderer
 from amt.demo.notes import NoteArrays
 from amt.demo.pianoroll import plot_pianoroll
 from amt.errors import AmtError, MidiError
+from amt.sampling.chordweight import CHORD_WEIGHT
+from amt.sampling.keyweight import KEY_WEIGHT
+from amt.sampling.register import REGISTER_WEIGHT
 from amt.tokenization.midi import GM_INSTRUMENT_NAMES, MidiTokens, read_midi
 from amt.tokenization.parts import Part, find_parts, part_index
 from amt.tokenization.parts import describe as describe_parts
@@ -191,6 +194,10 @@ class Request:
     monophonic: bool = False  # each new part plays one note at a time
     legato: bool = False  # new parts sing without rests (implies monophonic)
     no_parallels: bool = False  # no parallel fifths or octaves (implies monophonic)
+    key_weight: float = KEY_WEIGHT  # share kept by an out-of-key new note; 1: off
+    chord_weight: float = CHORD_WEIGHT  # share kept by a new note that fits no chord on a beat; 1: off
+    register_weight: float = REGISTER_WEIGHT  # share kept by a new note at or above the melody; 1: off
+    file_density: bool = True  # without a density target, match the replaced parts' notes per second
 
 
 def parse_instruments(values: Sequence[str | int]) -> list[int]:
@@ -266,6 +273,10 @@ def sampling_options(request: Request, *, seed: int):
         raise DemoInputError(f"Grid {request.grid!r}: choose one of {', '.join(GRIDS)}.")
     if request.density < 0:
         raise DemoInputError(f"The density target must be >= 0 notes per second, not {request.density:g}.")
+    for name in ("key", "chord", "register"):
+        weight = getattr(request, f"{name}_weight")
+        if not 0.0 < weight <= 1.0:
+            raise DemoInputError(f"The {name} weight must be in (0, 1] (1 is off), not {weight:g}.")
     return SamplingOptions(
         top_p=float(request.top_p),
         temperature=float(request.temperature),
@@ -277,6 +288,10 @@ def sampling_options(request: Request, *, seed: int):
         monophonic=bool(request.monophonic or request.legato or request.no_parallels),
         legato=bool(request.legato),
         no_parallels=bool(request.no_parallels),
+        file_density=bool(request.file_density),
+        key_weight=float(request.key_weight),
+        chord_weight=float(request.chord_weight),
+        register_weight=float(request.register_weight),
     )
 
 

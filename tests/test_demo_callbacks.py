@@ -217,6 +217,24 @@ def test_sampling_options_check_ranges():
             callbacks.resolve_seed(bad)
 
 
+def test_sampling_options_carry_the_musical_weights_and_check_their_range():
+    from amt.sampling import SamplingOptions
+
+    defaults, options = SamplingOptions(), callbacks.sampling_options(Request(task="accompany"), seed=1)
+    for name in ("key_weight", "chord_weight", "register_weight", "file_density"):
+        assert getattr(options, name) == getattr(defaults, name) == getattr(Request, name)
+    assert defaults.key_weight < 1 and defaults.chord_weight < 1 and defaults.register_weight < 1
+    options = callbacks.sampling_options(Request(task="accompany", key_weight=0.5, chord_weight=1.0,
+                                                 register_weight=0.05, file_density=False), seed=1)
+    assert (options.key_weight, options.chord_weight, options.register_weight) == (0.5, 1.0, 0.05)
+    assert options.file_density is False and options.density is None
+    options.validate()
+    for name, bad in (("key", 0.0), ("chord", 1.5), ("register", -0.2)):
+        with pytest.raises(DemoInputError, match=rf"^The {name} weight must be in \(0, 1\] \(1 is off\), "
+                           rf"not {bad:g}\.$"):
+            callbacks.sampling_options(Request(task="accompany", **{f"{name}_weight": bad}), seed=1)
+
+
 # -------------------------------------------------------------------------------------- piano roll
 
 
@@ -378,6 +396,36 @@ def test_page_callbacks_turn_errors_into_messages(model, tmp_path):
     assert "Audio is unavailable" in app.audio_note
     generate = next(fn for fn in app.blocks.fns.values() if fn.name == "generate")
     assert generate.queue and generate.concurrency_limit == 1  # one request runs the model at a time
+
+
+def test_page_threads_the_musical_knobs_to_the_request(model, duet, tmp_path, monkeypatch):
+    from amt.demo.app import DemoApp
+
+    app = DemoApp(model, renderer=None, workdir=tmp_path / "work")
+    sliders = {c.elem_id: c for c in app.blocks.blocks.values() if getattr(c, "elem_id", None)}
+    for name in ("key", "chord", "register"):
+        slider = sliders[f"{name}-weight"]
+        default = getattr(Request, f"{name}_weight")
+        assert (slider.minimum, slider.maximum, slider.value) == (0.01, 1.0, default)
+    assert sliders["file-density"].value is True and sliders["grid"].value == "file"
+    generate = next(fn for fn in app.blocks.fns.values() if fn.name == "generate")
+    assert [c.elem_id for c in generate.inputs][-4:] == ["key-weight", "chord-weight", "register-weight",
+                                                       "file-density"]
+
+    seen = []
+    monkeypatch.setattr(callbacks, "generate", lambda model, piece, request, *a, **k: (seen.append(request)
+                                                                                         or ([], "done")))
+    outputs = app.generate(duet, "accompany", ["2"], None, None, "seconds", 5, 1, 0.95, 1.0, "3", [], 0,
+                           "file", False, False, False, 0.2, 0.4, 1.0, False, progress=lambda *a, **k: None)
+    assert outputs[0] == "done"
+    options = callbacks.sampling_options(seen[0], seed=3)
+    assert (options.key_weight, options.chord_weight, options.register_weight) == (0.2, 0.4, 1.0)
+    assert options.file_density is False
+    monkeypatch.undo()
+    # Out of range from the API (the sliders stop at 0.01): a one-line message, nothing generated.
+    outputs = app.generate(duet, "accompany", ["2"], None, None, "seconds", 5, 1, 0.95, 1.0, "3", [], 0,
+                           "file", False, False, False, 0.0, 0.4, 1.0, True, progress=lambda *a, **k: None)
+    assert "The key weight must be in (0, 1] (1 is off), not 0." in outputs[0] and "\n" not in outputs[0]
 
 
 def test_progress_adapter_averages_variations_and_throttles():
