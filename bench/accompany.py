@@ -2,11 +2,11 @@
 
 Times, in one process: loading the packaged default model, then `amt.sampling.accompany` on the held-out demo
 chorale (BWV 388, soprano kept as controls, alto/tenor/bass written) clipped to ``--seconds`` of music, for
-``--repeat`` seeds, sampled four ways: freely (the default options, top-p 0.95), freely without the key,
-chord and register weights and the file's grid and density (their cost), with the grid and density but
-without the three weights (the weights' own cost), and as chorale voices (the settings of
-``amt eval --harmonize``, ``harmony.SAMPLING``: monophonic legato voices on a sixteenth grid, no parallel
-fifths or octaves). Prints a table; ``--record`` replaces the "Accompany" section of bench/RESULTS.md.
+``--repeat`` seeds (interleaved), sampled four ways: freely (the default options, top-p 0.95); freely without
+the key, chord and register weights and the file's grid and density (their cost); with the grid and density
+but without the three weights (the weights' own cost); and as chorale voices (the settings of ``amt eval
+--harmonize``, ``harmony.SAMPLING``: monophonic legato voices on a sixteenth grid, no parallel fifths or
+octaves). Prints a table; ``--record`` replaces the "Accompany" section of bench/RESULTS.md.
 
     python bench/accompany.py --seconds 20 --repeat 3 --record
 """
@@ -81,21 +81,27 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = ["| what | value |", "|---|---:|",
             f"| load the model ({Path(args.model).name}) | {load_seconds:.2f} s |"]
-    for name, task in (("free sampling", free), ("free sampling, musical weights off", free_unweighted),
-                       ("free sampling, file grid and density only", free_grid_density_only),
-                       ("chorale voices", chorale_voices)):
-        times, notes = [], []
-        for seed in range(args.repeat):
+    tasks = {"free sampling": free, "free sampling, musical weights off": free_unweighted,
+             "free sampling, file grid and density only": free_grid_density_only,
+             "chorale voices": chorale_voices}
+    times: dict[str, list[float]] = {name: [] for name in tasks}
+    notes: dict[str, list[int]] = {name: [] for name in tasks}
+    for seed in range(args.repeat):
+        # Interleaved, one seed of each task after the other: the machine's load drifts over a run, and
+        # the rows are compared with each other.
+        for name, task in tasks.items():
             start = time.perf_counter()
             result = task(seed)
-            times.append(time.perf_counter() - start)
-            notes.append(len(result.events) - soprano)
+            times[name].append(time.perf_counter() - start)
+            notes[name].append(len(result.events) - soprano)
+    for name in tasks:
         rows += [
             f"| accompany, {name}: {args.seconds:g} s of music ({soprano} soprano notes kept), median of "
-            f"{args.repeat} | {statistics.median(times):.2f} s |",
-            f"| accompany, {name}: fastest / slowest | {min(times):.2f} / {max(times):.2f} s |",
-            f"| accompany, {name}: new notes per run (median) | {statistics.median(notes):g} |",
-            f"| accompany, {name}: new notes per second of wall time | {sum(notes) / sum(times):.0f} |",
+            f"{args.repeat} | {statistics.median(times[name]):.2f} s |",
+            f"| accompany, {name}: fastest / slowest | {min(times[name]):.2f} / {max(times[name]):.2f} s |",
+            f"| accompany, {name}: new notes per run (median) | {statistics.median(notes[name]):g} |",
+            f"| accompany, {name}: new notes per second of wall time | "
+            f"{sum(notes[name]) / sum(times[name]):.0f} |",
         ]
     table = "\n".join(rows)
     print(table)
