@@ -65,6 +65,7 @@ class Plan:
     channels: dict[int, int]  # model instrument -> MIDI channel 1-16 (grows as new instruments appear)
     velocities: dict[int, int]  # model instrument -> velocity for its new notes
     default_velocity: int
+    file_density: float | None  # new notes per second for ``sampling.file_density`` (``_file_density``)
 
 
 def _events(ticks: np.ndarray, durations: np.ndarray, notes: np.ndarray) -> np.ndarray:
@@ -72,6 +73,22 @@ def _events(ticks: np.ndarray, durations: np.ndarray, notes: np.ndarray) -> np.n
     return np.stack(
         [ticks[order] + TIME_OFFSET, durations[order] + DUR_OFFSET, notes[order] + NOTE_OFFSET], axis=1
     ).astype(np.int64).reshape(-1, 3)
+
+
+def _file_density(request: GenerateRequest, replaced: np.ndarray, instruments: np.ndarray,
+                  region_seconds: float, before: np.ndarray, before_seconds: float) -> float | None:
+    """Notes per second for new notes to match when no density is asked: those of the notes they replace
+    (``replaced``: unlocked notes in the region; of ``sampling.instruments`` only, when given: a part dropped
+    is not to be matched) over the region, as ``accompany`` does; without any (continue, an empty region),
+    the locked music's before the region (``before``, over the ``before_seconds`` it spans). None when
+    neither has notes."""
+    if request.sampling.instruments is not None:
+        replaced = replaced & np.isin(instruments, request.sampling.instruments)
+    if replaced.any():
+        return int(replaced.sum()) / region_seconds
+    if before.any() and before_seconds > 0:
+        return int(before.sum()) / before_seconds
+    return None
 
 
 def plan_request(request: GenerateRequest, limits: Limits) -> Plan:
@@ -179,6 +196,8 @@ def plan_request(request: GenerateRequest, limits: Limits) -> Plan:
         channels=channel_of,
         velocities={k: round(sum(v) / len(v)) for k, v in by_instrument.items()},
         default_velocity=round(float(velocities.mean())) if len(velocities) else 80,
+        file_density=_file_density(request, in_region & ~locked, instruments, end_s - start_s, before,
+                                   (start_tick - offset) / TIME_RESOLUTION),
     )
 
 
@@ -278,7 +297,7 @@ class Engine:
 
         request = plan.request
         sampling = request.sampling
-        density = None
+        density = plan.file_density if sampling.file_density else None
         if sampling.density is not None:
             density = sampling.density * plan.tempo.mean_bpm(*plan.region) / 60.0
         options = SamplingOptions(
@@ -293,6 +312,9 @@ class Engine:
             legato=sampling.legato,
             no_parallels=sampling.no_parallels,
             beat_parallels=sampling.beat_parallels,
+            key_weight=sampling.key_weight,
+            chord_weight=sampling.chord_weight,
+            register_weight=sampling.register_weight,
             candidates=sampling.candidates,
         )
 

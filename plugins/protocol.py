@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from amt.errors import AmtError
-from amt.sampling.options import BEAT_PARALLELS
+from amt.sampling.options import BEAT_PARALLELS, CHORD_WEIGHT, KEY_WEIGHT, REGISTER_WEIGHT
 
 PROTOCOL_VERSION = 1
 MIN_BPM, MAX_BPM = 1, 1000
@@ -136,6 +136,19 @@ class Sampling(_Strict):
         BEAT_PARALLELS, ge=0, le=1, description="With no_parallels: the weight of a new note that would make "
         "parallel fifths or octaves from the previous beat to this one through passing notes (0 forbids "
         "them, 1 leaves them to the model)")
+    key_weight: float = Field(
+        KEY_WEIGHT, gt=0, le=1, description="Share of its probability a new note outside the key of the "
+        "locked notes keeps (off where the key is unclear); 1 is off")
+    chord_weight: float = Field(
+        CHORD_WEIGHT, gt=0, le=1, description="On a beat, a new note that would fit no triad or seventh "
+        "chord with what sounds then keeps the square root of this share of its probability (the bridge "
+        "marks no bar starts, where the full weight would apply; nothing off the beat); 1 is off")
+    register_weight: float = Field(
+        REGISTER_WEIGHT, gt=0, le=1, description="Share kept by a new note at or above the melody (the "
+        "highest locked note sounding at its onset); 1 is off")
+    file_density: bool = Field(
+        True, description="Without density: new notes match the replaced notes' notes per second (the "
+        "unlocked notes in the region, of instruments when given), else the locked music's before the region")
     candidates: int = Field(
         1, ge=1, le=8, description="Samples per variation; the one nearest the attribute targets is kept"
     )

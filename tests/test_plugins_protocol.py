@@ -14,8 +14,9 @@ from amt.plugins.beats import MeterMap, TempoMap
 from amt.plugins.engine import Limits, event_to_note, plan_request
 from amt.plugins.instruments import instrument_name, program_from_name, resolve_instrument
 from amt.plugins.midifile import request_from_midi
-from amt.plugins.protocol import GenerateRequest, GenerateResponse, RequestError
+from amt.plugins.protocol import GenerateRequest, GenerateResponse, RequestError, Sampling
 from amt.plugins.server import parse_request
+from amt.sampling.options import SamplingOptions
 from amt.tokenization.vocab import CONTROL_OFFSET, DRUMS, DUR_OFFSET, NOTE_OFFSET, TIME_RESOLUTION
 
 from conftest import REFERENCE_DIR as REFERENCE
@@ -104,6 +105,10 @@ def _body(**changes):
         (_body(sampling={"legato": True}), 422, "set monophonic"),
         (_body(sampling={"monophonic": True, "no_parallels": True, "beat_parallels": 1.5}), 422,
          "sampling.beat_parallels"),
+        (_body(sampling={"key_weight": 0}), 422, "sampling.key_weight"),  # 0 would forbid; 1 is off
+        (_body(sampling={"chord_weight": 1.5}), 422, "sampling.chord_weight"),
+        (_body(sampling={"register_weight": -0.1}), 422, "sampling.register_weight"),
+        (_body(sampling={"file_density": "sometimes"}), 422, "sampling.file_density"),
         (_body(notes=[{"start": 0, "duration": 1, "pitch": 200}]), 422, "notes.0.pitch"),
         (_body(sampling={"temprature": 2}), 422, "temprature"),
         (_body(time_signatures=[{"beat": 0, "numerator": 4, "denominator": 3}]), 422, "power of two"),
@@ -181,3 +186,55 @@ def test_protocol_document_examples_are_valid():
     assert plan.region == (8.0, 16.0)  # bars 3-5 of 4/4
     assert plan.locked_ids == ["n1", "n2"]
     GenerateResponse.model_validate(response)
+
+
+def _options_of(request: GenerateRequest, monkeypatch) -> SamplingOptions:
+    """The SamplingOptions the engine hands the sampler for ``request`` (the sampler itself not run)."""
+    from amt.plugins.engine import Engine
+    from amt.sampling import sampler
+
+    seen = []
+    monkeypatch.setattr(sampler, "generate", lambda model, **kwargs: seen.append(kwargs["options"]) or [])
+    Engine(model=None, name="none").run(plan_request(request, Limits()))
+    return seen[0]
+
+
+def test_musical_weights_default_to_the_samplers_and_reach_it(monkeypatch):
+    defaults = SamplingOptions()
+    sampling = Sampling()
+    rows = {line.split("|")[1].strip(): line for line in
+            (Path(__file__).resolve().parents[1] / "plugins" / "PROTOCOL.md").read_text().splitlines()
+            if line.startswith("| `sampling.")}
+    for name in ("key_weight", "chord_weight", "register_weight", "file_density"):
+        assert getattr(sampling, name) == getattr(defaults, name)
+        default = str(getattr(defaults, name)).lower()
+        assert f"(default {default})" in rows[f"`sampling.{name}`"]  # the document says today's default
+    body = json.loads(_body())
+    options = _options_of(GenerateRequest.model_validate(body), monkeypatch)
+    assert (options.key_weight, options.chord_weight, options.register_weight) == \
+        (defaults.key_weight, defaults.chord_weight, defaults.register_weight)
+    body["sampling"] = {"key_weight": 0.5, "chord_weight": 1, "register_weight": 0.05}
+    options = _options_of(GenerateRequest.model_validate(body), monkeypatch)
+    assert (options.key_weight, options.chord_weight, options.register_weight) == (0.5, 1.0, 0.05)
+
+
+def test_file_density_matches_the_replaced_notes_or_the_music_before(monkeypatch):
+    # Six piano notes (program 0) and two violin notes replaced in beats 4-8 (2 s at 120 bpm); one locked
+    # note a beat before the region.
+    notes = [{"start": 3, "duration": 1, "pitch": 72, "track": "melody"}]
+    notes += [{"start": 4 + i * 0.5, "duration": 0.5, "pitch": 48 + i, "track": "piano"} for i in range(6)]
+    notes += [{"start": 4 + i, "duration": 1, "pitch": 67, "track": "violin"} for i in range(2)]
+    body = {"task": "accompany", "notes": notes, "region": {"start": 4, "end": 8},
+            "tracks": [{"id": "melody", "program": 73}, {"id": "piano", "program": 0},
+                       {"id": "violin", "program": 40}], "locked": {"tracks": ["melody"]}}
+    assert _options_of(GenerateRequest.model_validate(body), monkeypatch).density == pytest.approx(8 / 2)
+    body["sampling"] = {"instruments": [40]}  # only the violin is written: its two notes are the target
+    assert _options_of(GenerateRequest.model_validate(body), monkeypatch).density == pytest.approx(2 / 2)
+    body["sampling"] = {"file_density": False}
+    assert _options_of(GenerateRequest.model_validate(body), monkeypatch).density is None
+    body["sampling"] = {"density": 1.5}  # per beat: a given target wins, converted at 2 beats per second
+    assert _options_of(GenerateRequest.model_validate(body), monkeypatch).density == pytest.approx(3.0)
+    # Continue into an empty region: the locked music before it, 7 notes from beat 0 to beat 4 (2 s).
+    before = [{"start": i * 0.5, "duration": 0.5, "pitch": 60 + i} for i in range(7)]
+    body = {"task": "continue", "notes": before, "region": {"start": 4, "end": 8}}
+    assert _options_of(GenerateRequest.model_validate(body), monkeypatch).density == pytest.approx(7 / 2)
