@@ -3,7 +3,8 @@ would, beside the composer's own parts, a rule-based harmoniser and random notes
 
 ``amt eval MODEL --accompany DIR`` reads the MIDI files of ``DIR``; in each it keeps the melody part (an
 instrument named in ``DIR/melody.json`` as ``{"file.mid": program}``, else ``choose_melody``'s rule) over the
-first ``seconds`` of the piece, and lets each system write the other parts with the original's instruments.
+first ``seconds`` of the piece, and lets each system write the other parts with the original's instruments
+(the model as ``amt accompany`` does by default: for the replaced parts, each in its register).
 Per piece and system (``ROWS``):
 
 - ``chord_fit``: share of beats (the file's meter through its tempo map, ``amt.sampling.meter``) with an
@@ -292,8 +293,9 @@ def accompaniment_report(model, pieces: Sequence[tuple[MidiTokens, int]], *, sec
         systems = {"original": [original], "rule": [rule_accompaniment(original, melody, (tonic, mode))],
                    "random": [random_accompaniment(original, melody, (tonic, mode), rng)]}
         if model is not None:
-            programs = [p for p, _, _ in _replaced_parts(original, melody)]
-            options = SamplingOptions(seed=seed + i, instruments=programs, **dict(sampling or {}))
+            # No instruments given: as `amt accompany --keep-part N` does, the new notes are written for the
+            # replaced parts, with their programs and registers, each part getting its share.
+            options = SamplingOptions(seed=seed + i, **dict(sampling or {}))
             generations = accompany(model, original, keep_instruments=[melody], options=options,
                                     variations=samples)
             systems["model"] = [g.midi for g in generations]
