@@ -79,6 +79,13 @@ class MeterMap:
             self.starts.append(float(beat))
             self.bar_beats.append(length)
 
+    def starts_bar(self, beats: np.ndarray) -> np.ndarray:
+        """Whether each of ``beats`` (at or after beat 0) falls on a bar line."""
+        beats = np.asarray(beats, dtype=np.float64)
+        i = np.searchsorted(self.starts, beats, side="right") - 1
+        bars = (beats - np.asarray(self.starts)[i]) / np.asarray(self.bar_beats)[i]
+        return np.abs(bars - np.rint(bars)) < 1e-6
+
     def bar_to_beat(self, bar: float) -> float:
         """The beat where (fractional) ``bar`` falls: bar 1 is beat 0, bar 2.5 is half-way through bar 2."""
         if bar < 1:

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,6 +31,9 @@ from amt.tokenization.vocab import (
     TIME_OFFSET,
     TIME_RESOLUTION,
 )
+
+if TYPE_CHECKING:  # the sampler (and torch) load only when a request runs
+    from amt.sampling.options import SamplingOptions
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class Plan:
 
     request: GenerateRequest
     tempo: TempoMap
+    meter: MeterMap
     region: tuple[float, float]  # beats
     history: np.ndarray  # (N, 3) locked events before the region
     controls: np.ndarray  # (M, 3) locked events from the region start on (event tokens, not yet controls)
@@ -183,6 +188,7 @@ def plan_request(request: GenerateRequest, limits: Limits) -> Plan:
     return Plan(
         request=request,
         tempo=tempo,
+        meter=meter,
         region=region,
         history=_events(ticks[before] - offset, durations[before], notes[before]),
         controls=_events(ticks[after] - offset, durations[after], notes[after]),
@@ -201,17 +207,31 @@ def plan_request(request: GenerateRequest, limits: Limits) -> Plan:
     )
 
 
-def _grid_ticks(plan: Plan, step: float) -> np.ndarray:
-    """Model ticks of the request's grid (a step every ``step`` beats of the project's tempo map), from the
-    plan's model tick 0 (the earliest music shown to the model) to as far as decoding can reach past the
-    region: new notes are sampled on it, so the model hears the quantised notes it wrote. Only that span is
-    built, so a region far into a project costs what one at its start does."""
+def _grid_beats(plan: Plan, step: float) -> np.ndarray:
+    """Beats of the request's grid (a step every ``step`` beats), from the plan's model tick 0 (the earliest
+    music shown to the model) to as far as decoding can reach past the region. Only that span is built, so a
+    region far into a project costs what one at its start does."""
     from amt.sampling.sampler import GRID_REACH
 
     first = plan.tempo.to_beats(plan.offset / TIME_RESOLUTION)
     last = plan.tempo.to_beats((plan.end_tick + plan.offset + GRID_REACH) / TIME_RESOLUTION)
-    beats = np.arange(int(np.floor(first / step)), int(np.ceil(last / step)) + 1) * step
+    return np.arange(int(np.floor(first / step)), int(np.ceil(last / step)) + 1) * step
+
+
+def _grid_ticks(plan: Plan, beats: np.ndarray) -> np.ndarray:
+    """Model ticks of ``beats`` through the project's tempo map: new notes are sampled on a grid of them, so
+    the model hears the quantised notes it wrote."""
     return np.rint(plan.tempo.to_seconds(beats) * TIME_RESOLUTION).astype(np.int64) - plan.offset
+
+
+def _beats(plan: Plan, options: SamplingOptions) -> dict[str, np.ndarray | None]:
+    """``generate``'s beats (quarter notes) and bar starts through the project's maps, where the sampling
+    weighs beats (``beat_parallels``, the chord weight: full on a bar's first beat)."""
+    if not options.weighs_beats:
+        return {"beat_ticks": None, "strong_ticks": None}
+    beats = _grid_beats(plan, 1.0)
+    ticks = _grid_ticks(plan, beats)
+    return {"beat_ticks": ticks, "strong_ticks": ticks[plan.meter.starts_bar(np.maximum(beats, 0.0))]}
 
 
 def _channel(plan: Plan, instrument: int) -> int:
@@ -340,8 +360,8 @@ class Engine:
             variations=sampling.variations,
             callback=callback if on_note is not None else None,
             check=check,
-            grid_ticks=_grid_ticks(plan, request.grid) if request.grid else None,
-            beat_ticks=_grid_ticks(plan, 1.0) if options.weighs_beats else None,
+            grid_ticks=_grid_ticks(plan, _grid_beats(plan, request.grid)) if request.grid else None,
+            **_beats(plan, options),
         )
         seconds = time.perf_counter() - began
         variations = []

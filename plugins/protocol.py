@@ -140,9 +140,9 @@ class Sampling(_Strict):
         KEY_WEIGHT, gt=0, le=1, description="Share of its probability a new note outside the key of the "
         "locked notes keeps (off where the key is unclear); 1 is off")
     chord_weight: float = Field(
-        CHORD_WEIGHT, gt=0, le=1, description="On a beat, a new note that would fit no triad or seventh "
-        "chord with what sounds then keeps the square root of this share of its probability (the bridge "
-        "marks no bar starts, where the full weight would apply; nothing off the beat); 1 is off")
+        CHORD_WEIGHT, gt=0, le=1, description="On a bar's first beat (from time_signatures), a new note "
+        "that would fit no triad or seventh chord with what sounds then keeps this share of its probability; "
+        "on the other beats its square root; nothing off the beat; 1 is off")
     register_weight: float = Field(
         REGISTER_WEIGHT, gt=0, le=1, description="Share kept by a new note at or above the melody (the "
         "highest locked note sounding at its onset); 1 is off")

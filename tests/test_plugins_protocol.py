@@ -188,15 +188,35 @@ def test_protocol_document_examples_are_valid():
     GenerateResponse.model_validate(response)
 
 
-def _options_of(request: GenerateRequest, monkeypatch) -> SamplingOptions:
-    """The SamplingOptions the engine hands the sampler for ``request`` (the sampler itself not run)."""
+def _sampler_arguments(request: GenerateRequest, monkeypatch) -> dict:
+    """What the engine hands the sampler for ``request`` (the sampler itself not run)."""
     from amt.plugins.engine import Engine
     from amt.sampling import sampler
 
     seen = []
-    monkeypatch.setattr(sampler, "generate", lambda model, **kwargs: seen.append(kwargs["options"]) or [])
+    monkeypatch.setattr(sampler, "generate", lambda model, **kwargs: seen.append(kwargs) or [])
     Engine(model=None, name="none").run(plan_request(request, Limits()))
     return seen[0]
+
+
+def _options_of(request: GenerateRequest, monkeypatch) -> SamplingOptions:
+    """The SamplingOptions the engine hands the sampler for ``request``."""
+    return _sampler_arguments(request, monkeypatch)["options"]
+
+
+def test_the_chord_weight_hears_the_bar_lines_of_the_projects_meter(monkeypatch):
+    # 3/4 then 2/4 from beat 6, at 60 bpm (a beat is 100 ticks): bars start on beats 0, 3, 6, 8, 10, ...
+    body = json.loads(_body(region={"start": 1, "end": 12},
+                            time_signatures=[{"beat": 0, "numerator": 3, "denominator": 4},
+                                             {"beat": 6, "numerator": 2, "denominator": 4}],
+                            tempo=[{"beat": 0, "bpm": 60}]))
+    arguments = _sampler_arguments(GenerateRequest.model_validate(body), monkeypatch)
+    beats, strong = arguments["beat_ticks"] // 100, arguments["strong_ticks"] // 100
+    assert set(range(0, 13)) <= set(beats.tolist())
+    assert [b for b in strong.tolist() if b <= 12] == [0, 3, 6, 8, 10, 12]
+    body["sampling"] = {"chord_weight": 1, "beat_parallels": 1}  # nothing weighs beats: none are built
+    arguments = _sampler_arguments(GenerateRequest.model_validate(body), monkeypatch)
+    assert arguments["beat_ticks"] is None and arguments["strong_ticks"] is None
 
 
 def test_musical_weights_default_to_the_samplers_and_reach_it(monkeypatch):
