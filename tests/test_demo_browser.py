@@ -9,11 +9,13 @@ and ``AMT_DEMO_MODEL=FOLDER`` to run a trained model instead of a tiny random on
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
 import shutil
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +49,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def open_page(url: str, tmp_path: Path, *, height: int = 900) -> Iterator:
+    """A page of a fresh headless Chromium at ``url`` (slow loads allowed: a busy 2-core machine), closed
+    afterwards."""
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": height},
+        )
+        try:
+            page = context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(url)
+            yield page
+        finally:
+            context.close()
+
+
 @pytest.fixture(scope="module")
 def demo_url(tmp_path_factory):
     from amt.demo.app import DemoApp
@@ -66,107 +89,85 @@ def demo_url(tmp_path_factory):
 
 
 def test_upload_generate_listen_and_download(demo_url, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     example = EXAMPLES / f"{EXAMPLE}.mid"
-    expect.set_options(timeout=TIMEOUT_MS)  # page loads and model runs are slow on a busy 2-core machine
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 900},
-        )
-        try:
-            page = context.new_page()
-            page.set_default_timeout(TIMEOUT_MS)
-            page.goto(demo_url)
-            page.locator("#upload input[type=file]").set_input_files(str(example))
-            expect(page.locator("#summary")).to_contain_text(EXAMPLE)
-            expect(page.locator("#keep")).to_contain_text("Soprano")  # the melody, preselected
+    with open_page(demo_url, tmp_path) as page:
+        page.locator("#upload input[type=file]").set_input_files(str(example))
+        expect(page.locator("#summary")).to_contain_text(EXAMPLE)
+        expect(page.locator("#keep")).to_contain_text("Soprano")  # the melody, preselected
 
-            page.locator("#task").get_by_text("continue", exact=True).click()
-            page.locator("#continue-seconds input[type=number]").fill("2")
-            page.locator("#variations input[type=number]").fill("1")
-            page.locator("#seed textarea, #seed input").first.fill("7")
-            page.locator("#generate").click()
+        page.locator("#task").get_by_text("continue", exact=True).click()
+        page.locator("#continue-seconds input[type=number]").fill("2")
+        page.locator("#variations input[type=number]").fill("1")
+        page.locator("#seed textarea, #seed input").first.fill("7")
+        page.locator("#generate").click()
 
-            expect(page.locator("#status")).to_contain_text("seed 7", timeout=TIMEOUT_MS)
-            expect(page.locator("#roll-1 img")).to_be_visible()
-            download = page.locator("#midi-1 a[download]").first
-            expect(download).to_have_attribute("download", f"{EXAMPLE}-continue-1.mid")
-            assert page.request.get(download.get_attribute("href")).body()[:4] == b"MThd"
-            expect(page.locator("#roll-2")).to_have_count(0)  # one variation asked, one shown
-            if find_renderer()[0] is not None:
-                # The browser decoded the rendered audio: the player shows a length.
-                expect(page.locator("#audio-1 #duration")).to_have_text(re.compile(r"^\d+:\d\d$"))
-                expect(page.locator("#audio-1 #duration")).not_to_have_text("0:00")
-                audio_link = page.locator("#audio-1 a[download]").first
-                expect(audio_link).to_have_attribute("download", f"{EXAMPLE}-continue-1.flac")
-                assert page.request.get(audio_link.get_attribute("href")).body()[:4] == b"fLaC"
-            else:
-                expect(page.locator("#audio-note")).to_contain_text("Audio is unavailable")
-            screenshot = os.environ.get("AMT_DEMO_SCREENSHOT")
-            if screenshot:
-                page.screenshot(path=screenshot, full_page=True)
+        expect(page.locator("#status")).to_contain_text("seed 7", timeout=TIMEOUT_MS)
+        expect(page.locator("#roll-1 img")).to_be_visible()
+        download = page.locator("#midi-1 a[download]").first
+        expect(download).to_have_attribute("download", f"{EXAMPLE}-continue-1.mid")
+        assert page.request.get(download.get_attribute("href")).body()[:4] == b"MThd"
+        expect(page.locator("#roll-2")).to_have_count(0)  # one variation asked, one shown
+        if find_renderer()[0] is not None:
+            # The browser decoded the rendered audio: the player shows a length.
+            expect(page.locator("#audio-1 #duration")).to_have_text(re.compile(r"^\d+:\d\d$"))
+            expect(page.locator("#audio-1 #duration")).not_to_have_text("0:00")
+            audio_link = page.locator("#audio-1 a[download]").first
+            expect(audio_link).to_have_attribute("download", f"{EXAMPLE}-continue-1.flac")
+            assert page.request.get(audio_link.get_attribute("href")).body()[:4] == b"fLaC"
+        else:
+            expect(page.locator("#audio-note")).to_contain_text("Audio is unavailable")
+        screenshot = os.environ.get("AMT_DEMO_SCREENSHOT")
+        if screenshot:
+            page.screenshot(path=screenshot, full_page=True)
 
-            # A bad upload: a sentence in the page, the previous results cleared, no traceback.
-            page.locator("#upload button[aria-label='Clear']").first.click()
-            not_midi = tmp_path / "not-midi.mid"
-            not_midi.write_text("a text file in disguise")
-            page.locator("#upload input[type=file]").set_input_files(str(not_midi))
-            expect(page.locator("#status")).to_contain_text("not-midi.mid is not a MIDI file")
-            expect(page.locator("#roll-1")).to_be_hidden()
-            expect(page.locator("body")).not_to_contain_text("Traceback")
-        finally:
-            context.close()
+        # A bad upload: a sentence in the page, the previous results cleared, no traceback.
+        page.locator("#upload button[aria-label='Clear']").first.click()
+        not_midi = tmp_path / "not-midi.mid"
+        not_midi.write_text("a text file in disguise")
+        page.locator("#upload input[type=file]").set_input_files(str(not_midi))
+        expect(page.locator("#status")).to_contain_text("not-midi.mid is not a MIDI file")
+        expect(page.locator("#roll-1")).to_be_hidden()
+        expect(page.locator("body")).not_to_contain_text("Traceback")
 
 
 def test_parts_by_number_and_an_infill_that_keeps_a_part(demo_url, tmp_path):
     from partfiles import song
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     path = tmp_path / "song.mid"
     path.write_bytes(song(names=("Voice", None, None)))  # three parts on program 0, two without a name
-    expect.set_options(timeout=TIMEOUT_MS)
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 1000},
-        )
-        try:
-            page = context.new_page()
-            page.set_default_timeout(TIMEOUT_MS)
-            page.goto(demo_url)
-            page.locator("#upload input[type=file]").set_input_files(str(path))
-            expect(page.locator("#summary")).to_contain_text("3 parts")
-            keep = page.locator("#keep")
-            expect(keep).to_contain_text("1 Voice (Acoustic Grand Piano)")  # the melody, preselected
-            keep.locator("input").first.click()  # open the list: every part, by number
-            options = page.get_by_role("option")
-            expect(options.filter(has_text="2 Acoustic Grand Piano: 48 notes, chords")).to_have_count(1)
-            expect(options.filter(has_text="3 Acoustic Grand Piano: 8 notes, bass")).to_have_count(1)
-            page.keyboard.press("Escape")
+    with open_page(demo_url, tmp_path, height=1000) as page:
+        page.locator("#upload input[type=file]").set_input_files(str(path))
+        expect(page.locator("#summary")).to_contain_text("3 parts")
+        keep = page.locator("#keep")
+        expect(keep).to_contain_text("1 Voice (Acoustic Grand Piano)")  # the melody, preselected
+        keep.locator("input").first.click()  # open the list: every part, by number
+        options = page.get_by_role("option")
+        expect(options.filter(has_text="2 Acoustic Grand Piano: 48 notes, chords")).to_have_count(1)
+        expect(options.filter(has_text="3 Acoustic Grand Piano: 8 notes, bass")).to_have_count(1)
+        page.keyboard.press("Escape")
 
-            page.locator("#task").get_by_text("infill", exact=True).click()
-            expect(keep).to_be_visible()  # infill keeps chosen parts inside the span too
-            page.locator("#span-unit").get_by_text("bars", exact=True).click()
-            page.locator("#span-start input[type=number]").fill("3")
-            page.locator("#span-end input[type=number]").fill("4")
-            page.locator("#variations input[type=number]").fill("1")
-            page.locator("#seed textarea, #seed input").first.fill("3")
-            page.locator("#generate").click()
+        page.locator("#task").get_by_text("infill", exact=True).click()
+        expect(keep).to_be_visible()  # infill keeps chosen parts inside the span too
+        page.locator("#span-unit").get_by_text("bars", exact=True).click()
+        page.locator("#span-start input[type=number]").fill("3")
+        page.locator("#span-end input[type=number]").fill("4")
+        page.locator("#variations input[type=number]").fill("1")
+        page.locator("#seed textarea, #seed input").first.fill("3")
+        page.locator("#generate").click()
 
-            expect(page.locator("#status")).to_contain_text("keeping part 1", timeout=TIMEOUT_MS)
-            expect(page.locator("#roll-1 img")).to_be_visible()
-            download = page.locator("#midi-1 a[download]").first
-            expect(download).to_have_attribute("download", "song-infill-1.mid")
-            written = read_midi(page.request.get(download.get_attribute("href")).body())
-            voice = np.array(written.meta.track_names)[written.tracks] == "Voice"
-            original = read_midi(path)
-            assert np.array_equal(written.events[voice], original.events[original.tracks == 1])
-            page.screenshot(path=os.environ.get("AMT_DEMO_PARTS_SCREENSHOT") or str(tmp_path / "parts.png"),
-                            full_page=True)
-        finally:
-            context.close()
+        expect(page.locator("#status")).to_contain_text("keeping part 1", timeout=TIMEOUT_MS)
+        expect(page.locator("#roll-1 img")).to_be_visible()
+        download = page.locator("#midi-1 a[download]").first
+        expect(download).to_have_attribute("download", "song-infill-1.mid")
+        written = read_midi(page.request.get(download.get_attribute("href")).body())
+        voice = np.array(written.meta.track_names)[written.tracks] == "Voice"
+        original = read_midi(path)
+        assert np.array_equal(written.events[voice], original.events[original.tracks == 1])
+        page.screenshot(path=os.environ.get("AMT_DEMO_PARTS_SCREENSHOT") or str(tmp_path / "parts.png"),
+                        full_page=True)
 
 
 @pytest.fixture(scope="module")
@@ -197,50 +198,39 @@ def picker_url(tmp_path_factory):
 
 
 def test_model_picker_lists_loads_and_shows_errors(picker_url, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    expect.set_options(timeout=TIMEOUT_MS)
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 900},
-        )
-        try:
-            page = context.new_page()
-            page.set_default_timeout(TIMEOUT_MS)
-            page.goto(picker_url)
-            status = page.locator("#model-status")
-            expect(status).to_contain_text("tiny-a")
-            picker = page.locator("#model input").first
+    with open_page(picker_url, tmp_path) as page:
+        status = page.locator("#model-status")
+        expect(status).to_contain_text("tiny-a")
+        picker = page.locator("#model input").first
 
-            def pick(label: str) -> None:
-                # A fresh list each time: one left open (or closing) from the last pick may not take a pick.
-                picker.evaluate("input => input.blur()")
-                expect(page.get_by_role("option")).to_have_count(0)
-                picker.click()
-                option = page.get_by_role("option").filter(has_text=label)
-                expect(option).to_have_count(1)
-                option.dispatch_event("mousedown")  # Gradio picks on mousedown; the list may still be moving
+        def pick(label: str) -> None:
+            # A fresh list each time: one left open (or closing) from the last pick may not take a pick.
+            picker.evaluate("input => input.blur()")
+            expect(page.get_by_role("option")).to_have_count(0)
+            picker.click()
+            option = page.get_by_role("option").filter(has_text=label)
+            expect(option).to_have_count(1)
+            option.dispatch_event("mousedown")  # Gradio picks on mousedown; the list may still be moving
 
-            picker.click()  # the list: built-in, the folders given, the published models with their size
-            options = page.get_by_role("option")
-            expect(options.filter(has_text="built-in model")).to_have_count(1)
-            expect(options.filter(has_text="tiny-b")).to_have_count(1)
-            medium = "music-medium-800k (downloaded on first use: 360 M parameters, about 1.4 GB)"
-            expect(options.filter(has_text=medium)).to_have_count(1)
-            expect(options.filter(has_text="downloaded on first use")).to_have_count(3)
+        picker.click()  # the list: built-in, the folders given, the published models with their size
+        options = page.get_by_role("option")
+        expect(options.filter(has_text="built-in model")).to_have_count(1)
+        expect(options.filter(has_text="tiny-b")).to_have_count(1)
+        medium = "music-medium-800k (downloaded on first use: 360 M parameters, about 1.4 GB)"
+        expect(options.filter(has_text=medium)).to_have_count(1)
+        expect(options.filter(has_text="downloaded on first use")).to_have_count(3)
 
-            pick("tiny-b")
-            expect(status).to_contain_text("tiny-b")
-            pick("broken")  # an error in the page; the loaded model stays
-            expect(status).to_contain_text("Could not load")
-            expect(status).to_contain_text("config.json")
-            expect(picker).to_have_value(re.compile("tiny-b"))
-            pick("music-small-800k")  # offline, with an empty Hub cache
-            expect(status).to_contain_text("HF_HUB_OFFLINE")
-            expect(picker).to_have_value(re.compile("tiny-b"))  # the loaded model stays
-            expect(page.locator("body")).not_to_contain_text("Traceback")
-            pick("built-in model")
-            expect(status).to_contain_text("Model: default")
-        finally:
-            context.close()
+        pick("tiny-b")
+        expect(status).to_contain_text("tiny-b")
+        pick("broken")  # an error in the page; the loaded model stays
+        expect(status).to_contain_text("Could not load")
+        expect(status).to_contain_text("config.json")
+        expect(picker).to_have_value(re.compile("tiny-b"))
+        pick("music-small-800k")  # offline, with an empty Hub cache
+        expect(status).to_contain_text("HF_HUB_OFFLINE")
+        expect(picker).to_have_value(re.compile("tiny-b"))  # the loaded model stays
+        expect(page.locator("body")).not_to_contain_text("Traceback")
+        pick("built-in model")
+        expect(status).to_contain_text("Model: default")
