@@ -173,6 +173,8 @@ def test_infill_keeps_the_chosen_part_inside_the_span(model):
     onsets = (result.midi.events[:, 0] - TIME_OFFSET) / 100
     new = result.generated
     assert new.sum() > 0 and (onsets[new] >= start - 0.01).all() and (onsets[new] < end).all()
+    ends = onsets + (result.midi.events[:, 1] - DUR_OFFSET) / 100
+    assert (ends[new] <= end + 0.01).all()  # the music after the span is not blurred by held new notes
     names = np.array(result.midi.meta.track_names)[result.midi.tracks]
     assert set(names[new]) <= {"Piano"}  # new notes go to the parts they replace, on their channels
     assert set(result.midi.channels[new].tolist()) <= {1, 2}

@@ -260,8 +260,8 @@ def _end_tick(midi: MidiTokens) -> int:
 
 
 def _end_by(events: np.ndarray, end: int) -> np.ndarray:
-    """New notes cut off at tick ``end`` (where the music ends): a note held past it would make the output
-    run on in silence."""
+    """New notes cut off at tick ``end``: where the music ends (a note held past it would make the output
+    run on in silence), or where the span an infill rewrites ends."""
     events = events.copy()
     room = np.maximum(end - (events[:, 0] - TIME_OFFSET), 1)
     events[:, 1] = DUR_OFFSET + np.minimum(events[:, 1] - DUR_OFFSET, room)
@@ -365,7 +365,8 @@ def infill(model: CausalLM, midi: MidiTokens, *, start: float, end: float,
            variations: int = 1, callback: Callback | None = None, window: int | None = None
            ) -> list[Generation]:
     """Replace the notes starting in ``[start, end)`` seconds with new ones: the notes before are the prompt,
-    the notes after are anticipated controls; both come back unchanged and new notes start inside the span.
+    the notes after are anticipated controls; both come back unchanged and new notes start and end inside the
+    span.
 
     The parts chosen by ``keep_parts``, ``keep_instruments`` or ``keep_tracks`` (as in ``accompany``) are
     kept inside the span too (a singer goes on while the piano is rewritten). Unless ``options.instruments``
@@ -395,7 +396,9 @@ def infill(model: CausalLM, midi: MidiTokens, *, start: float, end: float,
     new = generate(model, history=midi.events[before], controls=ops.to_controls(midi.events[kept & ~before]),
                    start_time=first, end_time=last, options=options, variations=variations,
                    callback=callback, window=window, **timing)
-    return _assemble(midi, kept, new, join_tracks=True, options=options, targets=targets, notes=notes)
+    # New notes end with the span: the music after it is kept as it was, and a held note would blur it.
+    return _assemble(midi, kept, [_end_by(events, last) for events in new], join_tracks=True,
+                     options=options, targets=targets, notes=notes)
 
 
 def continue_piece(model: CausalLM, midi: MidiTokens, *, seconds: float,
