@@ -70,6 +70,21 @@ def open_page(url: str, tmp_path: Path, *, height: int = 900) -> Iterator:
             context.close()
 
 
+def generate_one(page, *, seed: int, status: str, filename: str) -> bytes:
+    """Ask the page for one variation with ``seed``, wait until the status line says ``status`` and the
+    piano roll shows, and return the bytes of the MIDI download, named ``filename``."""
+    from playwright.sync_api import expect
+
+    page.locator("#variations input[type=number]").fill("1")
+    page.locator("#seed textarea, #seed input").first.fill(str(seed))
+    page.locator("#generate").click()
+    expect(page.locator("#status")).to_contain_text(status, timeout=TIMEOUT_MS)
+    expect(page.locator("#roll-1 img")).to_be_visible()
+    download = page.locator("#midi-1 a[download]").first
+    expect(download).to_have_attribute("download", filename)
+    return page.request.get(download.get_attribute("href")).body()
+
+
 @pytest.fixture(scope="module")
 def demo_url(tmp_path_factory):
     from amt.demo.app import DemoApp
@@ -99,15 +114,8 @@ def test_upload_generate_listen_and_download(demo_url, tmp_path):
 
         page.locator("#task").get_by_text("continue", exact=True).click()
         page.locator("#continue-seconds input[type=number]").fill("2")
-        page.locator("#variations input[type=number]").fill("1")
-        page.locator("#seed textarea, #seed input").first.fill("7")
-        page.locator("#generate").click()
-
-        expect(page.locator("#status")).to_contain_text("seed 7", timeout=TIMEOUT_MS)
-        expect(page.locator("#roll-1 img")).to_be_visible()
-        download = page.locator("#midi-1 a[download]").first
-        expect(download).to_have_attribute("download", f"{EXAMPLE}-continue-1.mid")
-        assert page.request.get(download.get_attribute("href")).body()[:4] == b"MThd"
+        midi = generate_one(page, seed=7, status="seed 7", filename=f"{EXAMPLE}-continue-1.mid")
+        assert midi[:4] == b"MThd"
         expect(page.locator("#roll-2")).to_have_count(0)  # one variation asked, one shown
         if find_renderer()[0] is not None:
             # The browser decoded the rendered audio: the player shows a length.
@@ -154,15 +162,7 @@ def test_parts_by_number_and_an_infill_that_keeps_a_part(demo_url, tmp_path):
         page.locator("#span-unit").get_by_text("bars", exact=True).click()
         page.locator("#span-start input[type=number]").fill("3")
         page.locator("#span-end input[type=number]").fill("4")
-        page.locator("#variations input[type=number]").fill("1")
-        page.locator("#seed textarea, #seed input").first.fill("3")
-        page.locator("#generate").click()
-
-        expect(page.locator("#status")).to_contain_text("keeping part 1", timeout=TIMEOUT_MS)
-        expect(page.locator("#roll-1 img")).to_be_visible()
-        download = page.locator("#midi-1 a[download]").first
-        expect(download).to_have_attribute("download", "song-infill-1.mid")
-        written = read_midi(page.request.get(download.get_attribute("href")).body())
+        written = read_midi(generate_one(page, seed=3, status="keeping part 1", filename="song-infill-1.mid"))
         voice = np.array(written.meta.track_names)[written.tracks] == "Voice"
         original = read_midi(path)
         assert np.array_equal(written.events[voice], original.events[original.tracks == 1])
