@@ -1,40 +1,20 @@
 """Exceptions raised by amt for bad input. Each carries a message a user can act on.
 
-This module is a leaf (no imports from the rest of amt, no torch), so every layer can use it.
+The errors tokenization raises are defined in ``amt.tokenization.errors`` (tokenization imports nothing from
+the core) and re-exported here, so every layer imports its errors from this one module. Torch-free.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from amt.tokenization.errors import AmtError, CorpusError, GenerationError, MidiError, TokenError
 
-
-class AmtError(Exception):
-    """Base class of every error amt raises on purpose; the CLI prints its message, not a traceback."""
-
-
-class MidiError(AmtError):
-    """A MIDI file that cannot be read or written: names the file and the reason."""
-
-    def __init__(self, source: str | Path | None, reason: str):
-        self.source = str(source) if source is not None else "<bytes>"
-        self.reason = reason
-        super().__init__(f"{self.source}: {reason}")
-
-
-class TokenError(AmtError):
-    """A token sequence that breaks the format (wrong block at a position, out-of-range value)."""
-
-
-class CorpusError(AmtError):
-    """A corpus folder that is missing, incomplete or inconsistent."""
+__all__ = [
+    "AmtError", "ConfigError", "CorpusError", "GenerationError", "MidiError", "ModelError", "TokenError",
+]
 
 
 class ModelError(AmtError):
     """A model folder or Hub id that cannot be loaded: missing files, wrong vocabulary, bad weights."""
-
-
-class GenerationError(AmtError):
-    """A generation request that cannot be met: an empty span, an instrument not in the file, etc."""
 
 
 class ConfigError(AmtError):

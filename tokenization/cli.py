@@ -67,8 +67,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _tokenize(args: argparse.Namespace) -> int:
-    from amt.errors import MidiError
     from amt.tokenization import ops
+    from amt.tokenization.errors import MidiError
     from amt.tokenization.midi import read_midi
 
     events = read_midi(args.midi).events
@@ -100,7 +100,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 def read_token_file(path: Path) -> list[int]:
     """The integer tokens of a text file, skipping '#' comment lines; raises ``TokenError``."""
-    from amt.errors import TokenError
+    from amt.tokenization.errors import TokenError
 
     try:
         text = path.read_text()
@@ -117,8 +117,8 @@ def tokens_to_events(tokens: list[int]) -> tuple[np.ndarray, int]:
     """Events to write for a token list: (events, piece count); see the ``detokenize`` help."""
     import numpy as np
 
-    from amt.errors import TokenError
     from amt.tokenization import ops
+    from amt.tokenization.errors import TokenError
     from amt.tokenization.vocab import ANTICIPATE, AUTOREGRESS, DUR_OFFSET, SEPARATOR, VOCAB_SIZE
 
     array = np.asarray(tokens, dtype=np.int64)

@@ -52,8 +52,8 @@ from typing import Literal
 
 import numpy as np
 
-from amt.errors import CorpusError, MidiError
-from amt.fileio import atomic_directory
+from amt.tokenization.errors import CorpusError, MidiError
+from amt.tokenization.fileio import atomic_directory
 from amt.tokenization.vocab import (
     DUR_OFFSET,
     MAX_DUR,

@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from amt.errors import MidiError, TokenError
-from amt.fileio import atomic_write_bytes
+from amt.tokenization.errors import MidiError, TokenError
+from amt.tokenization.fileio import atomic_write_bytes
 from amt.tokenization.vocab import (
     DRUMS,
     DUR_OFFSET,

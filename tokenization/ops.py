@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from amt.errors import TokenError
+from amt.tokenization.errors import TokenError
 from amt.tokenization.vocab import (
     ATIME_OFFSET,
     CONTROL_OFFSET,

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from amt.errors import GenerationError
 from amt.tokenization import ops
+from amt.tokenization.errors import GenerationError
 from amt.tokenization.midi import GM_INSTRUMENT_NAMES, MidiTokens
 from amt.tokenization.vocab import DRUMS, DUR_OFFSET, TIME_OFFSET, TIME_RESOLUTION
 

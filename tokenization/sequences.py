@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from amt.errors import TokenError
 from amt.tokenization import ops
+from amt.tokenization.errors import TokenError
 from amt.tokenization.vocab import (
     ANTICIPATE,
     AUTOREGRESS,

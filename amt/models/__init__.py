@@ -13,10 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from amt.errors import ModelError
-from amt.models.base import CausalLM, State
+from amt.models.base import CausalLM, State, save_model
 from amt.models.config import GPTConfig, MambaConfig, ModelConfig, config_from_dict, tiny_config
 from amt.models.gpt import GPT, KVCache
-from amt.models.loading import create_model, load_model, save_model
+from amt.models.loading import create_model, load_model
 from amt.models.mamba import Mamba, MambaState
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "checkpoints" / "default"

@@ -1,18 +1,32 @@
-"""The causal language model interface shared by the GPT and Mamba backbones."""
+"""The causal language model interface shared by the GPT and Mamba backbones, and how a model writes
+its folder.
+
+A model writes itself (``save_pretrained``, ``save_model``: ``config.json`` + ``model.safetensors``); reading
+a folder back needs every backbone class, so it lives in ``loading``, which imports this module and never the
+other way round (no import cycle).
+"""
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Any, ClassVar, Protocol, TypeVar
+from pathlib import Path
+from typing import ClassVar, Protocol, TypeVar
 
 import torch
+from safetensors.torch import save_file
 from torch import nn
 from torch.nn.utils import parametrize
 
 from amt.errors import ModelError
+from amt.fileio import atomic_paths, atomic_write_text
 from amt.models.config import ModelConfig
 
 StateT = TypeVar("StateT", bound="State")
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 
 
 class State(Protocol):
@@ -134,18 +148,24 @@ class CausalLM(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
-        """Write ``config.json`` and ``model.safetensors`` to the folder ``path`` (each file atomically)."""
-        from amt.models.loading import save_model
-
+        """Write ``config.json`` and ``model.safetensors`` to the folder ``path`` (see ``save_model``)."""
         save_model(self, path)
 
-    @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, *, device: Any = None,
-                        dtype: torch.dtype | None = None) -> CausalLM:
-        """Load a model folder or Hub id (see ``load_model``); raises ModelError if it is another backbone."""
-        from amt.models.loading import load_model
 
-        model = load_model(name_or_path, device=device, dtype=dtype)
-        if not isinstance(model, cls):
-            raise ModelError(f"{name_or_path} holds a {type(model).__name__}, not a {cls.__name__}")
-        return model
+def save_model(model: CausalLM, path: str | os.PathLike) -> None:
+    """Write ``model`` to the folder ``path`` as ``config.json`` + ``model.safetensors``.
+
+    Each file is written to a temporary file in the folder and renamed into place, weights first, so a
+    crash never leaves a half-written file. A GPT folder loads in ``transformers`` as a ``GPT2LMHeadModel``.
+    """
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise ModelError(f"cannot save a model to {folder}: it is a file")
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.checkpoint_state_dict().items()}
+    with atomic_paths([folder / WEIGHTS_NAME]) as (tmp,):
+        save_file(tensors, tmp, metadata={"format": "pt"})
+    stale_index = folder / WEIGHTS_INDEX_NAME  # would describe other weights than the file just written
+    stale_index.unlink(missing_ok=True)
+    config = json.dumps(model.config.to_dict(), indent=2) + "\n"
+    atomic_write_text(folder / CONFIG_NAME, config)

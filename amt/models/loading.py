@@ -26,16 +26,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from amt.errors import ModelError
-from amt.fileio import atomic_paths, atomic_write_text
-from amt.models.base import CausalLM
+from amt.fileio import atomic_paths
+from amt.models.base import CONFIG_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME, CausalLM
 from amt.models.config import GPTConfig, MambaConfig, ModelConfig, config_from_dict
 from amt.tokenization.vocab import VOCAB_SIZE
 
 logger = logging.getLogger(__name__)
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 PICKLE_NAME = "pytorch_model.bin"
 """The pickled weights that transformers wrote before safetensors (what the published AMT models ship)."""
 OTHER_PICKLES = ("pytorch_model.bin.index.json", "model.pt", "model.ckpt")
@@ -332,22 +329,3 @@ def load_model(name_or_path: str | os.PathLike, *, device: Any = None,
     state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in state.items()}
     model.load_state_dict(state, assign=True)
     return model.to(device or "cpu").eval()
-
-
-def save_model(model: CausalLM, path: str | os.PathLike) -> None:
-    """Write ``model`` to the folder ``path`` as ``config.json`` + ``model.safetensors``.
-
-    Each file is written to a temporary file in the folder and renamed into place, weights first, so a
-    crash never leaves a half-written file. A GPT folder loads in ``transformers`` as a ``GPT2LMHeadModel``.
-    """
-    folder = Path(path)
-    if folder.exists() and not folder.is_dir():
-        raise ModelError(f"cannot save a model to {folder}: it is a file")
-    folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.checkpoint_state_dict().items()}
-    with atomic_paths([folder / WEIGHTS_NAME]) as (tmp,):
-        save_file(tensors, tmp, metadata={"format": "pt"})
-    stale_index = folder / WEIGHTS_INDEX_NAME  # would describe other weights than the file just written
-    stale_index.unlink(missing_ok=True)
-    config = json.dumps(model.config.to_dict(), indent=2) + "\n"
-    atomic_write_text(folder / CONFIG_NAME, config)
