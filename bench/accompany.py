@@ -29,7 +29,8 @@ from amt.models import DEFAULT_MODEL, load_model
 from amt.sampling import SamplingOptions, accompany
 from amt.tokenization import ops
 from amt.tokenization.midi import MidiTokens, read_midi
-from amt.tokenization.vocab import TIME_OFFSET, TIME_RESOLUTION
+from amt.tokenization.notes import onset_ticks
+from amt.tokenization.vocab import TIME_RESOLUTION
 from amt.training import harmony
 
 from results import record_section
@@ -40,7 +41,7 @@ SOPRANO, LOWER_VOICES = 64, [65, 66, 67]
 
 def clip(midi: MidiTokens, seconds: float) -> MidiTokens:
     """The notes of ``midi`` that start in its first ``seconds``."""
-    keep = midi.events[:, 0] - TIME_OFFSET < round(seconds * TIME_RESOLUTION)
+    keep = onset_ticks(midi.events) < round(seconds * TIME_RESOLUTION)
     return MidiTokens(midi.events[keep], midi.velocities[keep], midi.tracks[keep], midi.meta, midi.source)
 
 

@@ -40,11 +40,11 @@ def _prompt(events: int):
     """A plausible prompt: a four-voice texture, one onset every 0.25 s."""
     import numpy as np
 
-    from amt.tokenization.vocab import DUR_OFFSET, NOTE_OFFSET, TIME_OFFSET
+    from amt.tokenization.notes import encode
 
     i = np.arange(events)
     times, pitches = 25 * (i // 4), 48 + (7 * i) % 36
-    return np.stack([TIME_OFFSET + times, np.full(events, DUR_OFFSET + 50), NOTE_OFFSET + pitches], 1)
+    return encode(times, np.full(events, 50), 0, pitches)
 
 
 def _peak(device: str) -> float:

@@ -44,7 +44,8 @@ import symusic
 from amt.tokenization import midi
 from amt.tokenization.corpus import prepare_corpus
 from amt.tokenization.midi import read_midi
-from amt.tokenization.vocab import DRUMS, DUR_OFFSET, MAX_DUR, NOTE_OFFSET, TIME_RESOLUTION
+from amt.tokenization.notes import EVENT_DURATIONS, EVENT_NOTES, EVENT_TIMES
+from amt.tokenization.vocab import DRUMS, MAX_DUR, TIME_RESOLUTION
 
 from results import record_section
 
@@ -97,8 +98,8 @@ def mido_events(data: bytes) -> np.ndarray:
     notes.sort()
     return np.array(
         [
-            (round(TIME_RESOLUTION * onset), DUR_OFFSET + min(round(TIME_RESOLUTION * d), MAX_DUR - 1),
-             NOTE_OFFSET + note)
+            (EVENT_TIMES.token(round(TIME_RESOLUTION * onset)),
+             EVENT_DURATIONS.token(min(round(TIME_RESOLUTION * d), MAX_DUR - 1)), EVENT_NOTES.token(note))
             for onset, _, d, note in notes
         ],
         dtype=np.int64,

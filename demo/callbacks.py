@@ -27,9 +27,10 @@ from amt.sampling.chordweight import CHORD_WEIGHT
 from amt.sampling.keyweight import KEY_WEIGHT
 from amt.sampling.register import REGISTER_WEIGHT
 from amt.tokenization.midi import GM_INSTRUMENT_NAMES, MidiTokens, read_midi
+from amt.tokenization.notes import EVENT_DURATIONS, duration_ticks, onset_ticks
 from amt.tokenization.parts import Part, find_parts, part_index
 from amt.tokenization.parts import describe as describe_parts
-from amt.tokenization.vocab import DRUMS, DUR_OFFSET, TIME_OFFSET, TIME_RESOLUTION
+from amt.tokenization.vocab import DRUMS, TIME_RESOLUTION
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 """Uploads above this size are refused: a MIDI file that large is not a piece one accompanies on a CPU."""
@@ -113,10 +114,10 @@ def clip_midi(midi: MidiTokens, seconds: float) -> MidiTokens:
     """The notes of ``midi`` that start before ``seconds``, cut off at ``seconds`` (a cut note loses its
     original note-off tick; the others keep theirs)."""
     end = round(seconds * TIME_RESOLUTION)
-    clipped = midi.take(midi.events[:, 0] - TIME_OFFSET < end)
+    clipped = midi.take(onset_ticks(midi.events) < end)
     events = clipped.events.copy()
-    durations = np.minimum(events[:, 1] - DUR_OFFSET, end - (events[:, 0] - TIME_OFFSET))
-    events[:, 1] = DUR_OFFSET + np.maximum(durations, 1)
+    durations = np.minimum(duration_ticks(events), end - onset_ticks(events))
+    events[:, 1] = EVENT_DURATIONS.token(np.maximum(durations, 1))
     ticks = clipped.midi_ticks
     if ticks is not None:
         ticks = ticks.copy()

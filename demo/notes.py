@@ -1,4 +1,8 @@
-"""The notes of an event array as plain columns in musical units (seconds, pitch, instrument)."""
+"""The notes of an event array as plain columns in display units (seconds), for the piano roll.
+
+Decoding is ``amt.tokenization.notes.Notes``'s; this adds what the demo draws with: seconds instead of ticks,
+each note's track, and its row in the event array.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from amt.tokenization.vocab import DUR_OFFSET, MAX_PITCH, NOTE_OFFSET, REST, TIME_OFFSET, TIME_RESOLUTION
+from amt.tokenization.notes import Notes, is_rest
+from amt.tokenization.vocab import TIME_RESOLUTION
 
 
 @dataclass(frozen=True)
@@ -27,13 +32,13 @@ class NoteArrays:
     def from_events(cls, events: np.ndarray, tracks: np.ndarray | None = None) -> NoteArrays:
         """Columns of the notes in an (N, 3) event array with absolute times."""
         events = np.asarray(events, dtype=np.int64).reshape(-1, 3)
-        index = np.flatnonzero(events[:, 2] != REST)
-        note = events[index, 2] - NOTE_OFFSET
+        index = np.flatnonzero(~is_rest(events))
+        notes = Notes.decode(events[index])
         return cls(
-            onsets=(events[index, 0] - TIME_OFFSET) / TIME_RESOLUTION,
-            durations=(events[index, 1] - DUR_OFFSET) / TIME_RESOLUTION,
-            pitches=note % MAX_PITCH,
-            instruments=note // MAX_PITCH,
+            onsets=notes.onsets / TIME_RESOLUTION,
+            durations=notes.durations / TIME_RESOLUTION,
+            pitches=notes.pitches,
+            instruments=notes.instruments,
             tracks=(np.full(len(index), -1, dtype=np.int64) if tracks is None
                     else np.asarray(tracks, dtype=np.int64)[index]),
             index=index,

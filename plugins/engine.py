@@ -20,15 +20,13 @@ import numpy as np
 from amt.plugins.beats import MeterMap, TempoMap
 from amt.plugins.instruments import DRUM_CHANNEL, instrument_name, resolve_instrument
 from amt.plugins.protocol import GenerateRequest, OutNote, RequestError, Variation
+from amt.tokenization import ops
+from amt.tokenization.notes import EVENT_DURATIONS, EVENT_NOTES, EVENT_TIMES
 from amt.tokenization.vocab import (
-    CONTROL_OFFSET,
     DELTA_SECONDS,
     DRUMS,
-    DUR_OFFSET,
     MAX_DUR,
     MAX_PITCH,
-    NOTE_OFFSET,
-    TIME_OFFSET,
     TIME_RESOLUTION,
 )
 
@@ -75,9 +73,8 @@ class Plan:
 
 def _events(ticks: np.ndarray, durations: np.ndarray, notes: np.ndarray) -> np.ndarray:
     order = np.argsort(ticks, kind="stable")
-    return np.stack(
-        [ticks[order] + TIME_OFFSET, durations[order] + DUR_OFFSET, notes[order] + NOTE_OFFSET], axis=1
-    ).astype(np.int64).reshape(-1, 3)
+    return np.stack([EVENT_TIMES.token(ticks[order]), EVENT_DURATIONS.token(durations[order]),
+                     EVENT_NOTES.token(notes[order])], axis=1).astype(np.int64).reshape(-1, 3)
 
 
 def _file_density(request: GenerateRequest, replaced: np.ndarray, instruments: np.ndarray,
@@ -250,9 +247,9 @@ def _channel(plan: Plan, instrument: int) -> int:
 def event_to_note(plan: Plan, event: np.ndarray) -> OutNote | None:
     """Convert one generated event (model ticks relative to the plan) to a note in beats, quantised to the
     request's grid and clipped to the region; None when it falls outside the region."""
-    time_tick = int(event[0]) - TIME_OFFSET + plan.offset
-    duration = int(event[1]) - DUR_OFFSET
-    note = int(event[2]) - NOTE_OFFSET
+    time_tick = int(EVENT_TIMES.value(event[0])) + plan.offset
+    duration = int(EVENT_DURATIONS.value(event[1]))
+    note = int(EVENT_NOTES.value(event[2]))
     if not 0 <= note < MAX_PITCH * (DRUMS + 1):
         return None  # a rest or a malformed token: nothing to play
     instrument, pitch = divmod(note, MAX_PITCH)
@@ -353,7 +350,7 @@ class Engine:
         results = generate(
             self.model,
             history=plan.history,
-            controls=plan.controls + CONTROL_OFFSET,
+            controls=ops.to_controls(plan.controls),
             start_time=plan.start_tick,
             end_time=plan.end_tick,
             options=options,

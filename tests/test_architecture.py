@@ -1,10 +1,12 @@
-"""Layering rules read from the source with ``ast``: tokenization imports nothing from the core, and the
-model modules import one another without a cycle. Each rule is also run on a small bad example, so a rule
-that stopped seeing anything would fail here rather than pass quietly."""
+"""Layering rules read from the source with ``ast``: tokenization imports nothing from the core, the model
+modules import one another without a cycle, and no code outside tokenization names a token offset (the
+notes type, ``amt.tokenization.notes``, does that arithmetic). Each rule is also run on a small bad example,
+so a rule that stopped seeing anything would fail here rather than pass quietly."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,3 +91,52 @@ def test_cycle_finder_sees_a_lazy_import_cycle(tmp_path):
     (tmp_path / "base.py").write_text("def save(self):\n    from amt.models.loading import save\n")
     (tmp_path / "loading.py").write_text("from amt.models import base\n")
     assert cycles(model_import_graph(tmp_path)) == [["base", "loading", "base"]]
+
+
+OFFSET = re.compile(r"^(A?(TIME|DUR|NOTE)|CONTROL)_OFFSET$")
+"""The offsets of ``amt.tokenization.vocab`` that turn values into tokens (SPECIAL_OFFSET only marks where
+the special tokens start)."""
+OFFSET_FOLDERS = ("amt", "training", "plugins", "demo", "bench")
+"""Everything outside tokenization/ that ships or measures code (tests build raw tokens on purpose)."""
+OFFSETS_ALLOWED = (
+    "amt/sampling/masks.py",  # the sampler's masks work on vocabulary blocks by design
+    # Until the lead converts them after the constraints redesign (issue 22) merges:
+    "amt/sampling/sampler.py",
+    "amt/sampling/attributes.py",
+    "amt/sampling/voicing.py",
+    "amt/sampling/constraints/",
+)
+
+
+def offset_lines(source: str) -> list[int]:
+    """Lines of ``source`` that import or use a token offset constant (a module that names one is about
+    to add or subtract it)."""
+    lines = set()
+    for node in ast.walk(ast.parse(source)):
+        names = []
+        if isinstance(node, ast.Name):
+            names = [node.id]
+        elif isinstance(node, ast.Attribute):
+            names = [node.attr]
+        elif isinstance(node, ast.ImportFrom | ast.Import):
+            names = [alias.name.rsplit(".", 1)[-1] for alias in node.names]
+        if any(OFFSET.match(name) for name in names):
+            lines.add(node.lineno)
+    return sorted(lines)
+
+
+def test_only_tokenization_does_offset_arithmetic():
+    found = {}
+    for folder in OFFSET_FOLDERS:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            name = path.relative_to(ROOT).as_posix()
+            if not name.startswith(OFFSETS_ALLOWED) and (lines := offset_lines(path.read_text())):
+                found[name] = lines
+    assert found == {}, "use amt.tokenization.notes instead of token offsets"
+
+
+def test_offset_rule_sees_offset_arithmetic():
+    assert offset_lines("onsets = events[:, 0] - TIME_OFFSET") == [1]
+    assert offset_lines("import numpy\n\nx = vocab.ANOTE_OFFSET + 1") == [3]
+    assert offset_lines("from amt.tokenization.vocab import DUR_OFFSET as D") == [1]
+    assert offset_lines("from amt.tokenization.notes import onset_ticks\nx = onset_ticks(e) + MAX_TIME") == []

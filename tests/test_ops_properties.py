@@ -100,7 +100,7 @@ def test_extractions_partition_the_events(events, seed, probability):
     ):
         merged = np.concatenate([kept, ops.from_controls(controls)])
         assert sorted(map(tuple, merged.tolist())) == sorted(map(tuple, events.tolist()))
-        assert (ops.onsets(controls) == controls[:, 0] - ATIME_OFFSET).all()
+        assert (ops.onset_ticks(controls) == controls[:, 0] - ATIME_OFFSET).all()
     chosen = np.isin(ops.instrument_of(events[:, 2]), instruments)
     assert np.array_equal(ops.extract_instruments(events, instruments)[1], ops.to_controls(events[chosen]))
 
@@ -153,4 +153,4 @@ def test_helpers():
     # Absolute times past CONTROL_OFFSET (long pieces) are still events: the block is read from the note.
     late = np.array([[CONTROL_OFFSET + 5, DUR_OFFSET, NOTE_OFFSET]])
     assert not ops.is_control(late).any()
-    assert ops.onsets(late).tolist() == [CONTROL_OFFSET + 5]
+    assert ops.onset_ticks(late).tolist() == [CONTROL_OFFSET + 5]

@@ -77,7 +77,7 @@ def _tokenize(args: argparse.Namespace) -> int:
         if instrument not in set(ops.instrument_of(events[:, 2]).tolist()):
             raise MidiError(args.midi, f"instrument {instrument} plays no note")
         kept, controls = ops.extract_instruments(events, [instrument])
-        tokens, _ = ops.interleave(ops.pad(kept, int(ops.onsets(events).max())), controls)
+        tokens, _ = ops.interleave(ops.pad(kept, int(ops.onset_ticks(events).max())), controls)
         print(
             f"# controls: every event of instrument {instrument}; other events padded with REST up to the "
             "last onset of the piece; delta 500 ticks"

@@ -1,7 +1,9 @@
 """Operations on event arrays: padding, anticipation (interleaving controls), and choosing controls.
 
 Every function takes and returns (N, 3) int64 arrays of (time, duration, note) token triples (see
-``amt.tokenization.vocab``) and is vectorised numpy. Events and controls are ordered by onset. Times of a
+``amt.tokenization.vocab``) and is vectorised numpy. The per-triple readers (``as_triples``, ``onset_ticks``,
+``instrument_of``, ``pitch_of``, ``is_rest``, ``is_control``) live in ``amt.tokenization.notes``; the ones
+ops uses are importable from here too. Events and controls are ordered by onset. Times of a
 whole piece are absolute and may run past ``CONTROL_OFFSET``, so a triple's block (event, control, special)
 is read from its note token, never from its time token.
 """
@@ -13,6 +15,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from amt.tokenization.errors import TokenError
+from amt.tokenization.notes import as_triples, instrument_of, is_control, is_rest, onset_ticks, pitch_of
 from amt.tokenization.vocab import (
     ATIME_OFFSET,
     CONTROL_OFFSET,
@@ -20,7 +23,6 @@ from amt.tokenization.vocab import (
     DRUMS,
     DUR_OFFSET,
     MAX_PITCH,
-    NOTE_OFFSET,
     REST,
     REST_INTERVAL,
     SPECIAL_OFFSET,
@@ -29,50 +31,11 @@ from amt.tokenization.vocab import (
 )
 
 
-def as_triples(tokens: np.ndarray | Iterable[int]) -> np.ndarray:
-    """``tokens`` as an (N, 3) int64 array (accepts a flat token list or an array of triples)."""
-    array = np.asarray(tokens, dtype=np.int64)
-    if array.size % 3:
-        raise TokenError(f"{array.size} tokens is not a whole number of (time, duration, note) triples")
-    return array.reshape(-1, 3)
-
-
-def is_control(tokens: np.ndarray) -> np.ndarray:
-    """Per triple: True for controls (anticipated events), False for events and special triples."""
-    notes = as_triples(tokens)[:, 2]
-    return (notes >= CONTROL_OFFSET) & (notes < SPECIAL_OFFSET)
-
-
-def is_rest(tokens: np.ndarray) -> np.ndarray:
-    """Per triple: True for REST events (padding, not notes)."""
-    return as_triples(tokens)[:, 2] == REST
-
-
-def onsets(tokens: np.ndarray) -> np.ndarray:
-    """Onset ticks of events and controls alike (the time token without its block offset)."""
-    tokens = as_triples(tokens)
-    return np.where(tokens[:, 2] >= CONTROL_OFFSET, tokens[:, 0] - ATIME_OFFSET, tokens[:, 0] - TIME_OFFSET)
-
-
-def instrument_of(note_tokens: np.ndarray) -> np.ndarray:
-    """Instrument numbers (0..127, 128 = drums) of event or control note tokens."""
-    notes = np.asarray(note_tokens, dtype=np.int64)
-    notes = np.where(notes >= CONTROL_OFFSET, notes - CONTROL_OFFSET, notes)
-    return (notes - NOTE_OFFSET) // MAX_PITCH
-
-
-def pitch_of(note_tokens: np.ndarray) -> np.ndarray:
-    """MIDI pitches (0..127) of event or control note tokens."""
-    notes = np.asarray(note_tokens, dtype=np.int64)
-    notes = np.where(notes >= CONTROL_OFFSET, notes - CONTROL_OFFSET, notes)
-    return (notes - NOTE_OFFSET) % MAX_PITCH
-
-
 def translate(tokens: np.ndarray, dt: int) -> np.ndarray:
     """Shift every onset (events and controls) by ``dt`` ticks."""
     out = as_triples(tokens).copy()
     out[:, 0] += dt
-    if len(out) and onsets(out).min() < 0:
+    if len(out) and onset_ticks(out).min() < 0:
         raise TokenError(f"shifting by {dt} ticks makes an onset negative")
     return out
 

@@ -52,7 +52,7 @@ def make_copy(events: np.ndarray, controls: np.ndarray, end_time: int | None = N
     """
     events, controls = ops.as_triples(events), ops.as_triples(controls)
     if end_time is None:
-        both = np.concatenate([ops.onsets(events), ops.onsets(controls)])
+        both = np.concatenate([ops.onset_ticks(events), ops.onset_ticks(controls)])
         end_time = int(both.max()) if len(both) else 0
     tokens, leftover = ops.interleave(ops.pad(events, end_time), controls)
     return Copy(np.concatenate([tokens, leftover]), anticipate=len(controls) > 0)
@@ -66,7 +66,7 @@ def augmented_copies(events: np.ndarray, rng: np.random.Generator, factor: int =
     subset of the instruments becomes controls; plain if the piece has one instrument).
     """
     events = ops.as_triples(events)
-    end_time = int(ops.onsets(events).max()) if len(events) else 0
+    end_time = int(ops.onset_ticks(events).max()) if len(events) else 0
     notes = events[~ops.is_rest(events)]
     instruments = np.unique(ops.instrument_of(notes[:, 2]))
     for k in range(factor):
@@ -92,8 +92,8 @@ def _relativize(triples: np.ndarray) -> np.ndarray | None:
     separator = out[:, 2] == SEPARATOR
     first = int(np.argmax(separator)) if separator.any() else len(out)
     if first:
-        out[:first, 0] -= ops.onsets(out[:first]).min()
-    times = ops.onsets(out[~separator])
+        out[:first, 0] -= ops.onset_ticks(out[:first]).min()
+    times = ops.onset_ticks(out[~separator])
     if len(times) and times.max() >= MAX_TIME:
         return None
     return out
@@ -137,6 +137,6 @@ def validate_sequence(sequence: np.ndarray) -> None:
     separator = triples[:, 2] == SEPARATOR
     if not (triples[separator] == SEPARATOR).all() or (triples[~separator] == SEPARATOR).any():
         raise TokenError("separators must fill whole triples")
-    times = ops.onsets(triples[~separator])
+    times = ops.onset_ticks(triples[~separator])
     if len(times) and (times.min() < TIME_OFFSET or times.max() >= MAX_TIME):
         raise TokenError("onsets must lie in 0..MAX_TIME-1 within a sequence")

@@ -38,7 +38,8 @@ from amt.sampling.meter import beats, file_grid, on_grid
 from amt.sampling.tonality import estimate_key, key_pitch_classes
 from amt.tokenization import ops
 from amt.tokenization.midi import MidiTokens, midi_tokens_from_notes
-from amt.tokenization.vocab import DRUMS, DUR_OFFSET, TIME_OFFSET, TIME_RESOLUTION
+from amt.tokenization.notes import EVENT_DURATIONS, end_ticks, onset_ticks
+from amt.tokenization.vocab import DRUMS, TIME_RESOLUTION
 
 SECONDS = 20.0
 """Default span scored: the first this many seconds of each piece."""
@@ -67,8 +68,8 @@ def _notes(midi: MidiTokens) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     events = midi.events[~ops.is_rest(midi.events)]
     instruments = ops.instrument_of(events[:, 2])
     events, instruments = events[instruments != DRUMS], instruments[instruments != DRUMS]
-    onsets = events[:, 0] - TIME_OFFSET
-    return onsets, onsets + events[:, 1] - DUR_OFFSET, ops.pitch_of(events[:, 2]), instruments
+    onsets = onset_ticks(events)
+    return onsets, end_ticks(events), ops.pitch_of(events[:, 2]), instruments
 
 
 def choose_melody(midi: MidiTokens) -> int:
@@ -84,12 +85,12 @@ def choose_melody(midi: MidiTokens) -> int:
 
 def crop(midi: MidiTokens, seconds: float) -> MidiTokens:
     """The notes of ``midi`` starting within ``seconds`` of its first note, cut at that time."""
-    onsets, ends = midi.events[:, 0] - TIME_OFFSET, midi.events[:, 0] - TIME_OFFSET + midi.events[:, 1]
+    onsets, ends = onset_ticks(midi.events), end_ticks(midi.events)
     start = int(onsets.min())
     stop = start + round(seconds * TIME_RESOLUTION)
     keep = onsets < stop
     events = midi.events[keep].copy()
-    events[:, 1] = np.minimum(ends[keep], stop + DUR_OFFSET) - onsets[keep]
+    events[:, 1] = EVENT_DURATIONS.token(np.minimum(ends[keep], stop) - onsets[keep])
     return MidiTokens(events, midi.velocities[keep], midi.tracks[keep], midi.meta, midi.source)
 
 

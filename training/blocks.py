@@ -27,40 +27,32 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from amt.tokenization.vocab import (
-    ADUR_OFFSET,
-    ANOTE_OFFSET,
-    ATIME_OFFSET,
-    CONTROL_OFFSET,
-    DUR_OFFSET,
-    EVENT_SIZE,
-    MAX_DUR,
-    MAX_NOTE,
-    MAX_TIME,
-    NOTE_OFFSET,
-    REST,
-    REST_INTERVAL,
-    SEPARATOR,
-    TIME_OFFSET,
-    VOCAB_SIZE,
+from amt.tokenization.notes import (
+    CONTROL_DURATIONS,
+    CONTROL_NOTES,
+    CONTROL_TIMES,
+    EVENT_DURATIONS,
+    EVENT_NOTES,
+    EVENT_TIMES,
+    is_control_token,
 )
+from amt.tokenization.vocab import EVENT_SIZE, MAX_TIME, REST, REST_INTERVAL, SEPARATOR, VOCAB_SIZE
 
 TIME, EVENT_DURATION, CONTROL_DURATION, EVENT_NOTE, CONTROL_NOTE, SEPARATOR_BLOCK = range(6)
 BLOCK_NAMES = ("time", "event duration", "control duration", "event note", "control note", "separator")
 
 
-def _ranges(*spans: tuple[int, int]) -> torch.Tensor:
-    return torch.cat([torch.arange(start, stop) for start, stop in spans])
+def _ranges(*spans: range) -> torch.Tensor:
+    return torch.cat([torch.arange(span.start, span.stop) for span in spans])
 
 
 BLOCK_TOKENS: tuple[torch.Tensor, ...] = (
-    _ranges((TIME_OFFSET, TIME_OFFSET + MAX_TIME), (ATIME_OFFSET, ATIME_OFFSET + MAX_TIME),
-            (SEPARATOR, SEPARATOR + 1)),
-    _ranges((DUR_OFFSET, DUR_OFFSET + MAX_DUR)),
-    _ranges((ADUR_OFFSET, ADUR_OFFSET + MAX_DUR)),
-    _ranges((NOTE_OFFSET, NOTE_OFFSET + MAX_NOTE), (REST, REST + 1)),
-    _ranges((ANOTE_OFFSET, ANOTE_OFFSET + MAX_NOTE)),
-    _ranges((SEPARATOR, SEPARATOR + 1)),
+    _ranges(EVENT_TIMES.tokens, CONTROL_TIMES.tokens, range(SEPARATOR, SEPARATOR + 1)),
+    _ranges(EVENT_DURATIONS.tokens),
+    _ranges(CONTROL_DURATIONS.tokens),
+    _ranges(EVENT_NOTES.tokens, range(REST, REST + 1)),
+    _ranges(CONTROL_NOTES.tokens),
+    _ranges(range(SEPARATOR, SEPARATOR + 1)),
 )
 """Vocabulary ids of each block, in the order of the block's logits."""
 
@@ -88,7 +80,7 @@ def target_blocks(input_ids: torch.Tensor) -> torch.Tensor:
     # The time token of the triple the target belongs to: for slot 1 it is the input itself, for slot 2
     # the input one step back.
     time_token = torch.where(slot == 2, torch.roll(input_ids, 1, dims=1), input_ids)
-    is_control = (time_token >= CONTROL_OFFSET) & (time_token < SEPARATOR)
+    is_control = is_control_token(time_token)
     is_separator = time_token == SEPARATOR
     blocks = torch.full_like(input_ids, TIME)
     duration = slot == 1
@@ -106,9 +98,9 @@ def time_floors(input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     # onsets only grow within a segment, and a separator starts a segment whose key exceeds all before it.
     segment = (input_ids == SEPARATOR).cumsum(dim=1) * (MAX_TIME + 1)
     floors = []
-    for offset in (TIME_OFFSET, ATIME_OFFSET):
-        onset = input_ids - offset
-        mine = (onset >= 0) & (onset < MAX_TIME)
+    for times in (EVENT_TIMES, CONTROL_TIMES):
+        onset = times.value(input_ids)
+        mine = times.holds(input_ids)
         latest = (segment + torch.where(mine, onset + 1, 0)).cummax(dim=1).values - segment
         floors.append((latest - 1).clamp(min=0))
     return floors[0], floors[1]

@@ -39,6 +39,7 @@ import numpy as np
 
 from amt.errors import CorpusError
 from amt.tokenization import ops
+from amt.tokenization.notes import onset_ticks
 from amt.tokenization.sequences import make_copy
 from amt.tokenization.vocab import (
     ANTICIPATE,
@@ -47,7 +48,6 @@ from amt.tokenization.vocab import (
     EVENT_SIZE,
     MAX_TIME,
     SEPARATOR,
-    TIME_OFFSET,
     TIME_RESOLUTION,
 )
 
@@ -192,8 +192,8 @@ class SequenceBuilder:
         """Up to ``room`` interleaved triples from ``piece`` starting at event ``start``, times relative."""
         # At most `room` events can appear, whatever the objective: controls take triples too.
         window = np.asarray(self.corpus.events(piece)[start:start + room], dtype=np.int64)
-        window = ops.translate(window, -(int(window[0, 0]) - TIME_OFFSET))
-        window = window[: np.searchsorted(window[:, 0], TIME_OFFSET + MAX_TIME, side="left")]
+        window = ops.translate(window, -int(onset_ticks(window[:1])[0]))
+        window = window[: np.searchsorted(onset_ticks(window), MAX_TIME, side="left")]
         if objective is Objective.INSTRUMENT and len(self.corpus.instruments(piece)) < 2:
             objective = Objective.SPAN if rng.random() < self._span_fallback else Objective.RANDOM
         if self.params.transpose:

@@ -32,7 +32,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from amt.tokenization.vocab import DUR_OFFSET, MAX_DUR, MAX_TIME, NOTE_OFFSET, REST, TIME_OFFSET
+from amt.tokenization.notes import EVENT_DURATIONS, EVENT_NOTES, EVENT_TIMES
+from amt.tokenization.vocab import REST
 from amt.training.blocks import block_cross_entropy
 from amt.training.data import ANTICIPATION_MIX, PLAIN_MIX, Objective, SequenceBuilder
 
@@ -47,9 +48,9 @@ KINDS = ("onset", "duration", "note")
 def token_kinds(targets: np.ndarray) -> np.ndarray:
     """0/1/2 for event onset/duration/note (REST included) targets, -1 for controls and special tokens."""
     kinds = np.full(targets.shape, -1, dtype=np.int8)
-    kinds[(targets >= TIME_OFFSET) & (targets < TIME_OFFSET + MAX_TIME)] = 0
-    kinds[(targets >= DUR_OFFSET) & (targets < DUR_OFFSET + MAX_DUR)] = 1
-    kinds[(targets >= NOTE_OFFSET) & (targets <= REST)] = 2
+    kinds[EVENT_TIMES.holds(targets)] = 0
+    kinds[EVENT_DURATIONS.holds(targets)] = 1
+    kinds[EVENT_NOTES.holds(targets) | (targets == REST)] = 2
     return kinds
 
 

@@ -49,7 +49,8 @@ from amt.sampling.options import BEAT_PARALLELS
 from amt.sampling.tonality import estimate_key, key_pitch_classes
 from amt.tokenization import ops
 from amt.tokenization.midi import MidiMeta, MidiTokens, midi_tokens_from_notes
-from amt.tokenization.vocab import DUR_OFFSET, TIME_OFFSET, TIME_RESOLUTION
+from amt.tokenization.notes import end_ticks, onset_ticks
+from amt.tokenization.vocab import TIME_RESOLUTION
 from amt.training import music21_corpus
 
 VOICES = ("soprano", "alto", "tenor", "bass")
@@ -120,8 +121,8 @@ class Voices:
         notes = {}
         for voice in VOICES:
             mine = events[instruments == programs[voice]]
-            onset = mine[:, 0] - TIME_OFFSET
-            notes[voice] = (onset, onset + mine[:, 1] - DUR_OFFSET, ops.pitch_of(mine[:, 2]))
+            onset = onset_ticks(mine)
+            notes[voice] = (onset, end_ticks(mine), ops.pitch_of(mine[:, 2]))
         return cls(notes, midi.meta)
 
     def end(self) -> int:

@@ -41,23 +41,25 @@ from typing import ClassVar
 import numpy as np
 
 from amt.errors import TokenError
+from amt.tokenization.notes import (
+    CONTROL_DURATIONS,
+    CONTROL_NOTES,
+    CONTROL_TIMES,
+    EVENT_DURATIONS,
+    EVENT_NOTES,
+    EVENT_TIMES,
+)
 from amt.tokenization.vocab import (
-    ADUR_OFFSET,
-    ANOTE_OFFSET,
     ANTICIPATE,
-    ATIME_OFFSET,
     AUTOREGRESS,
-    DUR_OFFSET,
     EVENT_SIZE,
     MAX_DUR,
     MAX_NOTE,
     MAX_PITCH,
     MAX_TIME,
-    NOTE_OFFSET,
     REST,
     REST_INTERVAL,
     SEPARATOR,
-    TIME_OFFSET,
 )
 
 EVENT, CONTROL, SEP = 0, 1, 2
@@ -189,10 +191,10 @@ def _split_triple(time_token: int) -> tuple[int, int]:
     """(kind, time within the block) of a triple's first token."""
     if time_token == SEPARATOR:
         return SEP, 0
-    if TIME_OFFSET <= time_token < TIME_OFFSET + MAX_TIME:
-        return EVENT, time_token - TIME_OFFSET
-    if ATIME_OFFSET <= time_token < ATIME_OFFSET + MAX_TIME:
-        return CONTROL, time_token - ATIME_OFFSET
+    if EVENT_TIMES.holds(time_token):
+        return EVENT, EVENT_TIMES.value(time_token)
+    if CONTROL_TIMES.holds(time_token):
+        return CONTROL, CONTROL_TIMES.value(time_token)
     raise TokenError(f"token {time_token} cannot start a triple (expected a time or SEPARATOR)")
 
 
@@ -235,13 +237,13 @@ class _Walker:
             self.restart()
             return row
         control = kind == CONTROL
-        duration_offset, note_offset = (ADUR_OFFSET, ANOTE_OFFSET) if control else (DUR_OFFSET, NOTE_OFFSET)
-        duration = int(triple[1]) - duration_offset if len(triple) > 1 else 0
+        durations, notes = (CONTROL_DURATIONS, CONTROL_NOTES) if control else (EVENT_DURATIONS, EVENT_NOTES)
+        duration = durations.value(int(triple[1])) if len(triple) > 1 else 0
         if len(triple) > 1 and not 0 <= duration < MAX_DUR:
             raise TokenError(f"token {triple[1]} is not a duration of the triple's kind")
         instrument, pitch = 0, 0
         if len(triple) > 2:
-            note = int(triple[2]) - note_offset
+            note = notes.value(int(triple[2]))
             if not 0 <= note <= (MAX_NOTE if kind == EVENT else MAX_NOTE - 1):
                 raise TokenError(f"token {triple[2]} is not a note of the triple's kind")
             instrument, pitch = (REST_SYMBOL, 0) if note == MAX_NOTE else divmod(note, MAX_PITCH)
@@ -364,8 +366,8 @@ class NgramModel:
         if slot == 0:
             clock = _Walker.clocks(prefix, self.order)
             low, high = clock[EVENT], min(clock[EVENT] + REST_INTERVAL, MAX_TIME - 1)
-            blocks = [np.arange(TIME_OFFSET + low, TIME_OFFSET + high + 1),
-                      np.arange(ATIME_OFFSET + clock[CONTROL], ATIME_OFFSET + MAX_TIME),
+            blocks = [EVENT_TIMES.token(np.arange(low, high + 1)),
+                      CONTROL_TIMES.token(np.arange(clock[CONTROL], MAX_TIME)),
                       np.array([SEPARATOR])]
         else:
             head = int(prefix[len(prefix) - slot])
@@ -373,9 +375,9 @@ class NgramModel:
             if kind == SEP:
                 return np.array([SEPARATOR]), np.ones(1)
             if slot == 1:
-                blocks = [np.arange(MAX_DUR) + (DUR_OFFSET if kind == EVENT else ADUR_OFFSET)]
+                blocks = [np.array((EVENT_DURATIONS if kind == EVENT else CONTROL_DURATIONS).tokens)]
             else:
-                notes = np.arange(MAX_NOTE) + (NOTE_OFFSET if kind == EVENT else ANOTE_OFFSET)
+                notes = np.array((EVENT_NOTES if kind == EVENT else CONTROL_NOTES).tokens)
                 blocks = [np.append(notes, REST) if kind == EVENT else notes]
         tokens, probabilities = [], []
         for block in blocks:

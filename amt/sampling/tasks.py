@@ -21,8 +21,16 @@ from amt.sampling.options import SamplingOptions
 from amt.sampling.sampler import GRID_REACH, Callback, generate
 from amt.tokenization import ops
 from amt.tokenization.midi import GM_INSTRUMENT_NAMES, MidiTokens
+from amt.tokenization.notes import (
+    EVENT_DURATIONS,
+    EVENT_TIMES,
+    duration_ticks,
+    end_ticks,
+    note_tokens,
+    onset_ticks,
+)
 from amt.tokenization.parts import find_parts, keep_mask, part_index
-from amt.tokenization.vocab import DRUMS, DUR_OFFSET, MAX_PITCH, NOTE_OFFSET, TIME_OFFSET, TIME_RESOLUTION
+from amt.tokenization.vocab import DRUMS, MAX_PITCH, TIME_RESOLUTION
 
 DEFAULT_VELOCITY = 80
 """Velocity of new notes when the input has no notes to take one from."""
@@ -71,7 +79,7 @@ def context_velocities(onsets: np.ndarray, midi: MidiTokens) -> np.ndarray:
     ``VELOCITY_CONTEXT`` of each onset, else of all its notes, else ``DEFAULT_VELOCITY``."""
     if len(midi.events) == 0:
         return np.full(len(onsets), DEFAULT_VELOCITY, dtype=np.uint8)
-    times = midi.events[:, 0] - TIME_OFFSET
+    times = onset_ticks(midi.events)
     order = np.argsort(times, kind="stable")
     times, velocities = times[order], midi.velocities[order].astype(np.int64)
     overall = int(np.median(velocities))
@@ -181,7 +189,7 @@ def _relabel(events: np.ndarray, targets: list[_Target], chosen: np.ndarray) -> 
     """``events`` with each note's program replaced by its target's, and the targets (indices)."""
     programs = np.array([targets[k].program for k in chosen.tolist()], np.int64)
     out = events.copy()
-    out[:, 2] = NOTE_OFFSET + MAX_PITCH * programs + ops.pitch_of(events[:, 2])
+    out[:, 2] = note_tokens(programs, ops.pitch_of(events[:, 2]))
     return out, chosen
 
 
@@ -224,7 +232,7 @@ def _assemble(midi: MidiTokens, kept: np.ndarray, new: list[np.ndarray], *, join
         events = _released_before_kept(events, new_channels, kept_notes)
         all_events = np.concatenate([kept_notes.events, events]).astype(np.int64).reshape(-1, 3)
         velocities = np.concatenate([kept_notes.velocities,
-                                     context_velocities(events[:, 0] - TIME_OFFSET, midi)]).astype(np.uint8)
+                                     context_velocities(onset_ticks(events), midi)]).astype(np.uint8)
         tracks = np.concatenate([kept_notes.tracks, new_tracks]).astype(np.int32)
         channels = np.concatenate([_or_unknown(kept_notes.channels, (len(kept_notes),)),
                                    new_channels]).astype(np.int8)
@@ -243,9 +251,9 @@ def _new_midi_ticks(midi: MidiTokens, events: np.ndarray, options: SamplingOptio
     sampler put them on, to the nearest 10 ms); -1 (the writer's nearest tick) without a grid."""
     if options is None or not options.grid:
         return np.full((len(events), 2), -1, np.int64)
-    onsets = events[:, 0] - TIME_OFFSET
+    onsets = onset_ticks(events)
     on = midi.meta.snap_to_grid(onsets, options.grid)
-    off = midi.meta.snap_to_grid(onsets + events[:, 1] - DUR_OFFSET, options.grid)
+    off = midi.meta.snap_to_grid(end_ticks(events), options.grid)
     return np.stack([on, np.where((on >= 0) & (off > on), off, -1)], axis=1).reshape(-1, 2)
 
 
@@ -256,15 +264,15 @@ def _or_unknown(values: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray
 def _end_tick(midi: MidiTokens) -> int:
     if len(midi.events) == 0:
         return 0
-    return int((midi.events[:, 0] - TIME_OFFSET + midi.events[:, 1] - DUR_OFFSET).max())
+    return int(end_ticks(midi.events).max())
 
 
 def _end_by(events: np.ndarray, end: int) -> np.ndarray:
     """New notes cut off at tick ``end``: where the music ends (a note held past it would make the output
     run on in silence), or where the span an infill rewrites ends."""
     events = events.copy()
-    room = np.maximum(end - (events[:, 0] - TIME_OFFSET), 1)
-    events[:, 1] = DUR_OFFSET + np.minimum(events[:, 1] - DUR_OFFSET, room)
+    room = np.maximum(end - onset_ticks(events), 1)
+    events[:, 1] = EVENT_DURATIONS.token(np.minimum(duration_ticks(events), room))
     return events
 
 
@@ -275,19 +283,19 @@ def _released_before_kept(events: np.ndarray, channels: np.ndarray, kept: MidiTo
     if kept.channels is None or not len(events) or not (channels >= 0).any():
         return events
     events = events.copy()
-    kept_onsets = kept.events[:, 0] - TIME_OFFSET
+    kept_onsets = onset_ticks(kept.events)
     kept_keys = kept.channels.astype(np.int64) * MAX_PITCH + ops.pitch_of(kept.events[:, 2])
     for i in np.flatnonzero(channels >= 0).tolist():
-        onset = int(events[i, 0] - TIME_OFFSET)
+        onset = int(EVENT_TIMES.value(events[i, 0]))
         key = int(channels[i]) * MAX_PITCH + int(ops.pitch_of(events[i:i + 1, 2])[0])
         later = kept_onsets[(kept_keys == key) & (kept_onsets > onset)]
         if len(later):
-            events[i, 1] = DUR_OFFSET + min(int(events[i, 1] - DUR_OFFSET), int(later.min()) - onset)
+            events[i, 1] = min(int(events[i, 1]), EVENT_DURATIONS.token(int(later.min()) - onset))
     return events
 
 
 def _onsets(midi: MidiTokens) -> np.ndarray:
-    return midi.events[:, 0] - TIME_OFFSET
+    return onset_ticks(midi.events)
 
 
 def _musical(midi: MidiTokens, options: SamplingOptions | None, end: int, replaced: np.ndarray,
