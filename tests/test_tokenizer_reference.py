@@ -20,12 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from amt.cli import main
+from amt.errors import TokenError
 from amt.tokenization import ops
 from amt.tokenization.midi import read_midi
-from amt.tokenization.sequences import Copy, augmented_copies, make_copy, pack_sequences, validate_sequence
+from amt.tokenization.sequences import pad_and_interleave, validate_sequence
 from amt.tokenization.vocab import (
     AUTOREGRESS,
-    CONTEXT_SIZE,
     DUR_OFFSET,
     MAX_DUR,
     NOTE_OFFSET,
@@ -94,38 +94,22 @@ def test_cli_prints_the_reference_formats(reference_dir, name, capsys):
         assert capsys.readouterr().out.splitlines() == expected.splitlines()
 
 
-def test_packed_line_prefix_and_format(reference_dir):
-    """The first copy in the reference line is the plain, deterministic one; later ones were random."""
+def test_packed_line_format(reference_dir):
+    """A packed training line of the original implementation obeys our sequence rules, and its first copy (the
+    plain, deterministic one; later ones were random) is the padded piece between separator triples: the
+    layout ``amt.training.data`` builds with ``pad_and_interleave``."""
     line = (reference_dir / "bach_bwv66.6.packed-line0.txt").read_text().splitlines()[-1]
     expected = np.array(line.split(), dtype=np.int64)
+    validate_sequence(expected)
+    assert expected[0] == AUTOREGRESS
     events = read_midi(reference_dir / "bach_bwv66.6.mid").events
-    sequences = list(pack_sequences(augmented_copies(events, np.random.default_rng(0), factor=10)))
-    assert len(sequences) == 4  # the reference's seqcount for this piece and factor
-    first = sequences[0]
-    plain = 1 + 3 + 3 * len(ops.pad(events)) + 3  # flag, separator, the padded piece, the next separator
-    assert np.array_equal(first[:plain], expected[:plain])
-    for sequence in (expected, *sequences):
-        validate_sequence(sequence)
-    assert expected[0] == first[0] == AUTOREGRESS
-    separators = np.flatnonzero(expected[1:].reshape(-1, 3)[:, 2] == SEPARATOR)
-    assert np.array_equal(separators, np.flatnonzero(first[1:].reshape(-1, 3)[:, 2] == SEPARATOR))
-
-
-def test_packing_relativizes_times_before_the_first_separator():
-    piece = np.array([[t, DUR_OFFSET + 10, NOTE_OFFSET + 60] for t in range(0, 3000, 5)], dtype=np.int64)
-    sequences = list(pack_sequences([make_copy(piece, piece[:0]), make_copy(piece, piece[:0])]))
-    assert all(len(s) == CONTEXT_SIZE for s in sequences)
-    second = sequences[1][1:].reshape(-1, 3)
-    sep = int(np.flatnonzero(second[:, 2] == SEPARATOR)[0])
-    assert second[0, 0] == 0  # cut mid-piece, made relative
-    assert second[sep + 1, 0] == 0  # the next piece starts at its own time 0, left as it is
-    assert np.array_equal(np.diff(second[:sep, 0]), np.full(sep - 1, 5))
-
-
-def test_packing_drops_sequences_spanning_100_seconds():
-    sparse = np.array([[t, DUR_OFFSET, NOTE_OFFSET + 60] for t in range(0, 400 * 341, 400)], dtype=np.int64)
-    copy = Copy(sparse, anticipate=False)  # unpadded on purpose: 341 triples span 136 s
-    assert list(pack_sequences([copy, copy])) == []
+    padded = pad_and_interleave(events, events[:0])
+    assert np.array_equal(padded, ops.pad(events))
+    triples = expected[1:].reshape(-1, 3)
+    assert (triples[0] == SEPARATOR).all() and (triples[1 + len(padded)] == SEPARATOR).all()
+    assert np.array_equal(triples[1:1 + len(padded)], padded)
+    with pytest.raises(TokenError, match="separators"):
+        validate_sequence(np.concatenate([expected[:1], expected[2:], expected[:1]]))
 
 
 # --- differential test against a mido-based oracle ------------------------------------------------------

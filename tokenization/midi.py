@@ -674,11 +674,6 @@ def _notes(tick, track, status, data1, data2, meta: MidiMeta, name: str, source)
     )
 
 
-def midi_to_events(source: str | os.PathLike | bytes) -> np.ndarray:
-    """The (N, 3) event tokens of a MIDI file (see ``read_midi``)."""
-    return read_midi(source).events
-
-
 def midi_tokens_from_notes(
     onsets: np.ndarray,
     durations: np.ndarray,

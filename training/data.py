@@ -12,9 +12,9 @@ ANTICIPATE for sequences built with an anticipation objective) and ``EVENTS_PER_
 The triples hold *segments*: the first is a window of a piece, later ones are whole pieces from their start;
 consecutive segments are separated by a triple of SEPARATOR tokens (packing, so no position is wasted on
 padding). Within a segment, events are REST-padded and controls interleaved ``DELTA`` (5 s) ahead
-(``sequences.make_copy``), and times are relative to the segment's start. A segment ends when its piece
-ends, when the sequence is full, or before the first event at ``MAX_TIME`` (100 s) or later, so every time
-token is a valid relative time.
+(``sequences.pad_and_interleave``), and times are relative to the segment's start. A segment ends when its
+piece ends, when the sequence is full, or before the first event at ``MAX_TIME`` (100 s) or later, so every
+time token is a valid relative time.
 
 Objectives (the AMT paper's mix by default, see ``DataConfig``):
 
@@ -40,7 +40,7 @@ import numpy as np
 from amt.errors import CorpusError
 from amt.tokenization import ops
 from amt.tokenization.notes import onset_ticks
-from amt.tokenization.sequences import make_copy
+from amt.tokenization.sequences import pad_and_interleave
 from amt.tokenization.vocab import (
     ANTICIPATE,
     AUTOREGRESS,
@@ -202,7 +202,7 @@ class SequenceBuilder:
         events, controls = self._extract(rng, window, piece, objective, rate)
         # Pads the events with RESTs to the window's last onset, interleaves the controls DELTA ahead and
         # appends the rare controls due after the last event.
-        return make_copy(events, controls).tokens[:room]
+        return pad_and_interleave(events, controls)[:room]
 
     def _extract(self, rng: np.random.Generator, window: np.ndarray, piece: int, objective: Objective,
                  rate: float) -> tuple[np.ndarray, np.ndarray]:
