@@ -15,6 +15,8 @@ import torch
 from amt.errors import GenerationError
 from amt.models import create_model, tiny_config
 from amt.sampling import SamplingOptions, attributes, generate, voicing
+from amt.sampling.constraints.density import density_slack
+from amt.sampling.constraints.polyphony import polyphony_cap
 from amt.sampling.masks import REST_INDEX, note_filter, note_mask, range_mask, sample
 from amt.tokenization.midi import MidiMeta
 from amt.tokenization.vocab import (
@@ -355,10 +357,10 @@ def test_density_and_polyphony_targets_bound_the_new_notes(model):
                       end_time=1300, options=SamplingOptions(seed=5, density=0.5, polyphony=1.0),
                       variations=2)
     for new in sparse:
-        assert len(new) <= 0.5 * 10 + attributes.density_slack(0.5)
+        assert len(new) <= 0.5 * 10 + density_slack(0.5)
         starts, ends = onsets(new), onsets(new) + new[:, 1] - DUR_OFFSET
         sounding = [int(((starts <= t) & (ends > t)).sum()) for t in starts]
-        assert max(sounding, default=0) <= attributes.polyphony_cap(1.0)
+        assert max(sounding, default=0) <= polyphony_cap(1.0)
     assert sum(map(len, unconstrained)) > sum(map(len, sparse))
 
 
