@@ -19,6 +19,7 @@ cache is re-filled once with the shortened sequences; decoding then continues on
 from __future__ import annotations
 
 from collections.abc import Callable
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -28,7 +29,6 @@ from amt.models.base import CausalLM
 from amt.sampling import attributes, constraints
 from amt.sampling.constraints import Constraint, NoteChoice, Setup
 from amt.sampling.constraints.base import HOOKS, overrides
-from amt.sampling.constraints.grid import GRID_REACH
 from amt.sampling.masks import (
     BLOCKS,
     DURATION_POSITION,
@@ -41,7 +41,7 @@ from amt.sampling.masks import (
 )
 from amt.sampling.options import SamplingOptions
 from amt.tokenization import ops
-from amt.tokenization.midi import MidiMeta
+from amt.tokenization.timemap import TimeMap
 from amt.tokenization.vocab import (
     ANTICIPATE,
     ATIME_OFFSET,
@@ -149,9 +149,8 @@ class Decoder:
 
     def __init__(self, model: CausalLM, *, prompt: np.ndarray, controls: np.ndarray, fed: int, start: int,
                  end: int, options: SamplingOptions, rows: int, callback: Callback | None, window: int | None,
-                 constraints: Callable[[Setup], list[Constraint]], grid_ticks: np.ndarray | None,
-                 beat_ticks: np.ndarray | None, strong_ticks: np.ndarray | None = None,
-                 check: Check | None = None):
+                 constraints: Callable[[Setup], list[Constraint]], time_map: TimeMap,
+                 grid_step: Fraction | float | None, check: Check | None = None):
         self.model, self.options, self.start, self.end = model, options, start, end
         self.window, self.callback, self.check = window, callback, check
         self.device = next(model.parameters()).device
@@ -169,8 +168,8 @@ class Decoder:
         prompt_events = prompt[prompt[:, 2] < CONTROL_OFFSET]
         setup = Setup(options=options, start=start, end=end, rows=rows,
                       kept=np.concatenate([prompt_events, controls - CONTROL_OFFSET]),
-                      allowed_notes=self.allowed_notes, grid_ticks=grid_ticks, beat_ticks=beat_ticks,
-                      strong_ticks=strong_ticks, device=self.device)
+                      allowed_notes=self.allowed_notes, time_map=time_map, grid_step=grid_step,
+                      device=self.device)
         self.constraints = constraints(setup)
         self.notes = setup.notes  # lines on what the constraints switched off and why
         # Each hook's constraints, in registry order: a hook no constraint implements costs nothing per step.
@@ -444,8 +443,7 @@ class Decoder:
 
 def generate(model: CausalLM, *, history: np.ndarray, controls: np.ndarray, start_time: int, end_time: int,
              options: SamplingOptions | None = None, variations: int = 1, callback: Callback | None = None,
-             window: int | None = None, grid_ticks: np.ndarray | None = None,
-             beat_ticks: np.ndarray | None = None, strong_ticks: np.ndarray | None = None,
+             window: int | None = None, time_map: TimeMap | None = None, grid_step: float | None = None,
              notes: list[str] | None = None, check: Check | None = None) -> list[np.ndarray]:
     """Sample new notes in ``[start_time, end_time)`` (ticks) given a prompt and anticipated controls.
 
@@ -456,11 +454,11 @@ def generate(model: CausalLM, *, history: np.ndarray, controls: np.ndarray, star
     samples each, the closest to the attribute targets kept). ``callback(variation, event, progress)`` is
     called for every new note as it is sampled (with candidates, once the winners are known; a monophonic
     part's note once its length is settled, by the part's next note or the passing of its end). ``window``
-    caps the tokens of context (default: the model's ``max_positions``). ``grid_ticks``: absolute ticks of
-    the steps new notes start and end on, up to ``end_time + GRID_REACH`` (the front end knows the tempo map;
-    default: ``options.grid`` at 120 bpm from tick 0, or free timing). ``beat_ticks``: absolute ticks of the
-    beats over the same span, for ``options.beat_parallels`` and ``options.chord_weight`` (default: quarter
-    notes at 120 bpm from tick 0); ``strong_ticks`` those of them that start a bar (default: none).
+    caps the tokens of context (default: the model's ``max_positions``). ``time_map``: the piece's tempo
+    and meter in model ticks (``TimeMap``; default ``TimeMap()``, 120 bpm in 4/4 with unknown bar lines):
+    ``options.grid`` (steps per quarter note) lies on it, and the beats and bar lines that
+    ``options.beat_parallels`` and ``options.chord_weight`` weigh are its. ``grid_step``: quarter notes
+    between grid lines, in place of ``options.grid`` (a DAW's grid, given in beats).
     ``notes``, when given, receives a line for each musical weight that was switched off and why.
     ``check()`` runs before every decoding step, candidates or not: what it raises ends the run (a server's
     deadline or cancellation; the callback alone would not, as it is held back while candidates compete).
@@ -492,17 +490,15 @@ def generate(model: CausalLM, *, history: np.ndarray, controls: np.ndarray, star
     sequence, pending = ops.interleave(prompt, controls, DELTA)
     sequence = np.asarray(sequence, dtype=np.int64).reshape(-1, EVENT_SIZE)
 
-    if grid_ticks is None and options.grid:
-        grid_ticks = MidiMeta().grid_ticks(options.grid, end_time + GRID_REACH)
-    if beat_ticks is None and options.weighs_beats:
-        beat_ticks = MidiMeta().grid_ticks(1, end_time + GRID_REACH)
+    if grid_step is None and options.grid:
+        grid_step = Fraction(1, options.grid)
 
     candidates = options.candidates
     live = callback if candidates == 1 else None
     decoder = Decoder(model, prompt=sequence, controls=controls, fed=len(controls) - len(pending),
                        start=start_time, end=end_time, options=options, rows=variations * candidates,
-                       callback=live, window=window, constraints=constraints.build, grid_ticks=grid_ticks,
-                       beat_ticks=beat_ticks, strong_ticks=strong_ticks, check=check)
+                       callback=live, window=window, constraints=constraints.build,
+                       time_map=TimeMap() if time_map is None else time_map, grid_step=grid_step, check=check)
     if notes is not None:
         notes.extend(decoder.notes)
     was_training = model.training

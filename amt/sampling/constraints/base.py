@@ -23,6 +23,7 @@ that is off costs nothing per step. Constraints are called in registry order (``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -31,10 +32,15 @@ import torch
 
 from amt.sampling.options import SamplingOptions
 from amt.tokenization import ops
-from amt.tokenization.vocab import DRUMS, DUR_OFFSET, EVENT_SIZE, MAX_PITCH, TIME_OFFSET
+from amt.tokenization.timemap import TimeMap
+from amt.tokenization.vocab import DRUMS, DUR_OFFSET, EVENT_SIZE, MAX_DUR, MAX_PITCH, MAX_TIME, TIME_OFFSET
 
 if TYPE_CHECKING:
     from amt.sampling.sampler import Decoder
+
+REACH = MAX_TIME + MAX_DUR
+"""Ticks past the generation span that a grid or the beats must cover: every onset and note end the masks
+can reach."""
 
 
 @dataclass
@@ -47,11 +53,15 @@ class Setup:
     rows: int  # rows of the batch (variations x candidates)
     kept: np.ndarray  # (N, 3) events the rows share: the prompt (with its RESTs) and the controls as events
     allowed_notes: torch.Tensor  # [MAX_NOTE + 1] the request's note filter (masks.note_filter)
-    grid_ticks: np.ndarray | None  # absolute ticks of the grid's steps, or None (free timing)
-    beat_ticks: np.ndarray | None  # absolute ticks of the beats, or None
-    strong_ticks: np.ndarray | None  # those of the beats that start a bar, or None
+    time_map: TimeMap  # the piece's tempo and meter (model ticks <-> beats and bars)
+    grid_step: Fraction | float | None  # quarter notes between grid lines (None: free timing)
     device: torch.device
     notes: list[str] = field(default_factory=list)  # lines on what was switched off and why
+
+    @cached_property
+    def beats(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ticks, strong) of the time map's beats as far as decoding can reach (see ``TimeMap.beats``)."""
+        return self.time_map.beats(self.end + REACH)
 
     @cached_property
     def kept_pitched(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,6 +1,7 @@
 """Chord weight as a constraint: on beats, new pitched notes that would not fit one triad or seventh chord
 with the notes sounding then (kept and the row's new ones) keep ``chord_weight`` of their probability on
-strong beats (bar starts), its square root on other beats (the weights are ``chordweight``'s)."""
+strong beats (bar starts), its square root on other beats (the weights are ``chordweight``'s). The beats
+and bar lines are the time map's."""
 
 from __future__ import annotations
 
@@ -24,14 +25,13 @@ class Chord(Constraint):
     def build(cls, setup: Setup) -> Chord | None:
         if setup.options.chord_weight >= 1.0:
             return None
-        beat_ticks, strong_ticks = setup.beat_ticks, setup.strong_ticks
-        if beat_ticks is None or not len(beat_ticks):
+        ticks, strong = setup.beats
+        if not len(ticks):
             setup.notes.append("chord weight off: no beats")
             return None
-        strong = set() if strong_ticks is None else {int(t) for t in strong_ticks}
-        if not strong:
+        if not strong.any():
             setup.notes.append("chord weight: no strong beats (no meter), the lighter weight on every beat")
-        return cls(setup, {int(t): int(t) in strong for t in beat_ticks})
+        return cls(setup, dict(zip(ticks.tolist(), strong.tolist(), strict=True)))
 
     def _sounding(self, decoder, r: int, tick: int) -> list[int]:
         """The pitches sounding at ``tick`` in row ``r``: kept notes and the row's new pitched ones."""

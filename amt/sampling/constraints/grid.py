@@ -11,22 +11,20 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from amt.sampling.constraints.base import Constraint, Setup
-from amt.tokenization.vocab import MAX_DUR, MAX_TIME
-
-GRID_REACH = MAX_TIME + MAX_DUR
-"""Ticks past the generation span that a grid must cover: every onset and note end the masks can reach."""
+from amt.sampling.constraints.base import REACH, Constraint, Setup
 
 
 class Grid(Constraint):
     def __init__(self, steps: np.ndarray, end: int):
-        self.on_grid = np.zeros(end + GRID_REACH + 1, dtype=bool)  # True on the steps (absolute ticks)
+        self.on_grid = np.zeros(end + REACH + 1, dtype=bool)  # True on the steps (absolute ticks)
         steps = np.asarray(steps, dtype=np.int64)
         self.on_grid[steps[(steps >= 0) & (steps < len(self.on_grid))]] = True
 
     @classmethod
     def build(cls, setup: Setup) -> Grid | None:
-        return None if setup.grid_ticks is None else cls(setup.grid_ticks, setup.end)
+        if setup.grid_step is None:
+            return None
+        return cls(setup.time_map.grid_ticks(setup.grid_step, setup.end + REACH), setup.end)
 
     def _snap(self, mask: torch.Tensor, starts: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         """Restrict ``mask`` ``[rows, size]`` (column j: tick ``starts[row] + j``) to the grid's steps; rows

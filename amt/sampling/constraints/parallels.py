@@ -26,8 +26,8 @@ class Parallels(Constraint):
         self.legato, self.beat_parallels = options.legato, options.beat_parallels
         self.lines = PartLines(setup.kept, setup.rows)
         self.beats = None  # [beats] ascending ticks, where beat_parallels weighs moves from the previous beat
-        if options.weighs_beats and setup.beat_ticks is not None:
-            self.beats = np.unique(np.asarray(setup.beat_ticks, dtype=np.int64))
+        if options.weighs_beats:
+            self.beats = setup.beats[0]
 
     @classmethod
     def build(cls, setup: Setup) -> Parallels | None:
