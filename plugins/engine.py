@@ -13,15 +13,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from amt.plugins.beats import MeterMap, TempoMap
 from amt.plugins.instruments import DRUM_CHANNEL, instrument_name, resolve_instrument
 from amt.plugins.protocol import GenerateRequest, OutNote, RequestError, Variation
 from amt.tokenization import ops
 from amt.tokenization.notes import EVENT_DURATIONS, EVENT_NOTES, EVENT_TIMES
+from amt.tokenization.timemap import TimeMap, TimeMapError
 from amt.tokenization.vocab import (
     DELTA_SECONDS,
     DRUMS,
@@ -29,9 +28,6 @@ from amt.tokenization.vocab import (
     MAX_PITCH,
     TIME_RESOLUTION,
 )
-
-if TYPE_CHECKING:  # the sampler (and torch) load only when a request runs
-    from amt.sampling.options import SamplingOptions
 
 
 @dataclass(frozen=True)
@@ -54,8 +50,7 @@ class Plan:
     """A validated request in model terms: event arrays in ticks relative to ``offset`` ticks."""
 
     request: GenerateRequest
-    tempo: TempoMap
-    meter: MeterMap
+    tempo: TimeMap  # the project's tempo and meter, in beats from its start
     region: tuple[float, float]  # beats
     history: np.ndarray  # (N, 3) locked events before the region
     controls: np.ndarray  # (M, 3) locked events from the region start on (event tokens, not yet controls)
@@ -101,12 +96,15 @@ def plan_request(request: GenerateRequest, limits: Limits) -> Plan:
     """
     if len(request.notes) > limits.max_notes:
         raise RequestError(f"too many notes: {len(request.notes)} (the limit is {limits.max_notes})", 413)
-    tempo = TempoMap([(p.beat, p.bpm) for p in request.tempo])
-    meter = MeterMap([(t.beat, t.numerator, t.denominator) for t in request.time_signatures])
-    if request.region.unit == "bars":
-        region = (meter.bar_to_beat(request.region.start), meter.bar_to_beat(request.region.end))
-    else:
-        region = (request.region.start, request.region.end)
+    try:
+        tempo = TimeMap.from_beats([(p.beat, p.bpm) for p in request.tempo],
+                                   [(t.beat, t.numerator, t.denominator) for t in request.time_signatures])
+        if request.region.unit == "bars":
+            region = (tempo.bar_to_beat(request.region.start), tempo.bar_to_beat(request.region.end))
+        else:
+            region = (request.region.start, request.region.end)
+    except TimeMapError as error:
+        raise RequestError(str(error), 422) from None
     start_s, end_s = (float(tempo.to_seconds(b)) for b in region)
     if end_s - start_s > limits.max_region_seconds:
         raise RequestError(
@@ -185,7 +183,6 @@ def plan_request(request: GenerateRequest, limits: Limits) -> Plan:
     return Plan(
         request=request,
         tempo=tempo,
-        meter=meter,
         region=region,
         history=_events(ticks[before] - offset, durations[before], notes[before]),
         controls=_events(ticks[after] - offset, durations[after], notes[after]),
@@ -202,33 +199,6 @@ def plan_request(request: GenerateRequest, limits: Limits) -> Plan:
         file_density=_file_density(request, in_region & ~locked, instruments, end_s - start_s, before,
                                    (start_tick - offset) / TIME_RESOLUTION),
     )
-
-
-def _grid_beats(plan: Plan, step: float) -> np.ndarray:
-    """Beats of the request's grid (a step every ``step`` beats), from the plan's model tick 0 (the earliest
-    music shown to the model) to as far as decoding can reach past the region. Only that span is built, so a
-    region far into a project costs what one at its start does."""
-    from amt.sampling.sampler import GRID_REACH
-
-    first = plan.tempo.to_beats(plan.offset / TIME_RESOLUTION)
-    last = plan.tempo.to_beats((plan.end_tick + plan.offset + GRID_REACH) / TIME_RESOLUTION)
-    return np.arange(int(np.floor(first / step)), int(np.ceil(last / step)) + 1) * step
-
-
-def _grid_ticks(plan: Plan, beats: np.ndarray) -> np.ndarray:
-    """Model ticks of ``beats`` through the project's tempo map: new notes are sampled on a grid of them, so
-    the model hears the quantised notes it wrote."""
-    return np.rint(plan.tempo.to_seconds(beats) * TIME_RESOLUTION).astype(np.int64) - plan.offset
-
-
-def _beats(plan: Plan, options: SamplingOptions) -> dict[str, np.ndarray | None]:
-    """``generate``'s beats (quarter notes) and bar starts through the project's maps, where the sampling
-    weighs beats (``beat_parallels``, the chord weight: full on a bar's first beat)."""
-    if not options.weighs_beats:
-        return {"beat_ticks": None, "strong_ticks": None}
-    beats = _grid_beats(plan, 1.0)
-    ticks = _grid_ticks(plan, beats)
-    return {"beat_ticks": ticks, "strong_ticks": ticks[plan.meter.starts_bar(np.maximum(beats, 0.0))]}
 
 
 def _channel(plan: Plan, instrument: int) -> int:
@@ -357,8 +327,8 @@ class Engine:
             variations=sampling.variations,
             callback=callback if on_note is not None else None,
             check=check,
-            grid_ticks=_grid_ticks(plan, _grid_beats(plan, request.grid)) if request.grid else None,
-            **_beats(plan, options),
+            time_map=plan.tempo.shifted(plan.offset),
+            grid_step=request.grid,
         )
         seconds = time.perf_counter() - began
         variations = []

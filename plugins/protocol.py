@@ -2,7 +2,7 @@
 
 A *beat* is a quarter note (REAPER's QN, Ableton's beat, MIDI's "quarter note" of the tempo map), counted
 from the project start (beat 0). Bars are numbered from 1, as DAWs show them. The server converts beats to
-the model's seconds with the request's tempo map (``amt.plugins.beats``) and the model's output back.
+the model's seconds with the request's tempo map (``amt.tokenization.timemap``) and the model's output back.
 
 Every model here is a pydantic model, so FastAPI validates bodies and publishes the JSON schema
 (``plugins/openapi.json``, documented in ``plugins/PROTOCOL.md``).

@@ -15,6 +15,7 @@ from amt.sampling.meter import beats, file_grid, on_grid
 from amt.sampling.tonality import key_pitch_classes
 from amt.tokenization import ops
 from amt.tokenization.midi import MidiMeta, midi_tokens_from_notes
+from amt.tokenization.timemap import TimeMap
 from amt.tokenization.vocab import CONTROL_OFFSET, DRUMS, DUR_OFFSET, MAX_PITCH, NOTE_OFFSET, TIME_OFFSET
 
 torch.set_num_threads(1)
@@ -37,13 +38,12 @@ def tune(pitches=C_MAJOR_TUNE, step: int = 50, program: int = 0, bars: int = 3) 
     return np.array(rows, dtype=np.int64)
 
 
-def new_notes(model, controls: np.ndarray, seeds=range(3), strong=None, beat_ticks=None, **options
-              ) -> list[np.ndarray]:
+def new_notes(model, controls: np.ndarray, seeds=range(3), time_map=None, **options) -> list[np.ndarray]:
     end = int(controls[:, 0].max()) - TIME_OFFSET
     out = []
     for seed in seeds:
         out += generate(model, history=np.zeros((0, 3), np.int64), controls=controls + CONTROL_OFFSET,
-                        start_time=0, end_time=end, variations=4, beat_ticks=beat_ticks, strong_ticks=strong,
+                        start_time=0, end_time=end, variations=4, time_map=time_map,
                         options=SamplingOptions(seed=seed, instruments=[33], pitch_range=(40, 90), top_p=1.0,
                                                 **options))
     return out
@@ -78,12 +78,13 @@ def test_chord_weight_makes_beats_fit_a_chord(model):
     held = np.array([[TIME_OFFSET + t, DUR_OFFSET + 900, NOTE_OFFSET + MAX_PITCH + p]
                      for t in (0, 900, 1800) for p in (60, 64)])
     controls = held
-    beat_ticks = MidiMeta().grid_ticks(1, 6000)
+    every_beat_strong = TimeMap(meters=((0, 1, 4),), metered=True)  # a bar of one quarter note: 1/4
+    beat_ticks = every_beat_strong.beats(6000)[0]
 
     def fitting(**options):
         fit = total = 0
         for new in new_notes(model, controls, grid=4, **options, register_weight=1.0, key_weight=1.0,
-                             strong=beat_ticks, beat_ticks=beat_ticks):
+                             time_map=every_beat_strong):
             times, pitches = new[:, 0] - TIME_OFFSET, ops.pitch_of(new[:, 2])
             for onset in np.unique(times[np.isin(times, beat_ticks)]):
                 total += 1

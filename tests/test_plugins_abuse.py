@@ -22,7 +22,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from amt.models import create_model, load_model, tiny_config
-from amt.plugins.engine import Cancelled, Engine, Limits, _grid_beats, _grid_ticks, plan_request
+from amt.plugins.engine import Cancelled, Engine, Limits, plan_request
 from amt.plugins.midifile import request_from_midi
 from amt.plugins.protocol import GenerateRequest
 from amt.plugins.server import BackgroundServer, create_app
@@ -108,7 +108,7 @@ def test_the_grid_covers_the_region_not_the_project(server):
     far = GenerateRequest.model_validate({"task": "infill", "region": {"start": 10_000, "end": 10_002},
                                           "grid": 1 / 64})
     plan = plan_request(far, Limits())
-    steps = _grid_ticks(plan, _grid_beats(plan, far.grid))
+    steps = plan.tempo.shifted(plan.offset).grid_ticks(far.grid, plan.end_tick + 20_000)
     # Beat 10,000 at 120 bpm is 5,000 s into the project; the grid starts near the region (model tick 0).
     assert steps[0] >= -TIME_RESOLUTION and len(steps) < 64 * 2 * (2 + 200)
     assert np.all(np.diff(steps) >= 0)

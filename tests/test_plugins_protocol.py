@@ -7,10 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from amt.plugins.beats import MeterMap, TempoMap
 from amt.plugins.engine import Limits, event_to_note, plan_request
 from amt.plugins.instruments import instrument_name, program_from_name, resolve_instrument
 from amt.plugins.midifile import request_from_midi
@@ -23,51 +20,6 @@ from conftest import REFERENCE_DIR as REFERENCE
 
 TEMPO_FILE = REFERENCE / "synth_tempo_trumpet_drums.mid"  # 100 bpm, 150 bpm from beat 8
 CHORALE = REFERENCE / "bach_bwv66.6.mid"
-
-
-def test_tempo_map_converts_piecewise():
-    tempo = TempoMap([(0, 120), (4, 60), (6, 240)])
-    # 4 beats at 0.5 s, 2 beats at 1 s, then 0.25 s per beat.
-    assert tempo.to_seconds(4) == pytest.approx(2.0)
-    assert tempo.to_seconds(5) == pytest.approx(3.0)
-    assert tempo.to_seconds(6) == pytest.approx(4.0)
-    assert tempo.to_seconds(10) == pytest.approx(5.0)
-    assert tempo.to_beats(3.0) == pytest.approx(5.0)
-    assert tempo.mean_bpm(4, 10) == pytest.approx(60 * 6 / 3.0)
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    st.lists(st.tuples(st.floats(0.25, 64), st.floats(20, 300)), min_size=0, max_size=6),
-    st.floats(20, 300),
-    st.lists(st.floats(0, 200), min_size=1, max_size=20),
-)
-def test_beats_seconds_round_trip(changes, first_bpm, beats):
-    points = [(0.0, first_bpm)]
-    for gap, bpm in changes:
-        points.append((points[-1][0] + gap, bpm))
-    tempo = TempoMap(points)
-    b = np.array(beats)
-    seconds = tempo.to_seconds(b)
-    assert np.all(np.diff(tempo.to_seconds(np.sort(b))) >= 0)
-    np.testing.assert_allclose(tempo.to_beats(seconds), b, rtol=0, atol=1e-9)
-
-
-def test_tempo_map_rejects_bad_maps():
-    for points in ([(1, 120)], [(0, 0)], [(0, 120), (0, 90)], [(0, float("nan"))]):
-        with pytest.raises(RequestError):
-            TempoMap(points)
-
-
-def test_meter_map_bars():
-    meter = MeterMap([(0, 4, 4), (8, 3, 4), (14, 6, 8)])
-    assert meter.bar_to_beat(1) == 0
-    assert meter.bar_to_beat(2.5) == 6  # half-way through bar 2 (4/4)
-    assert meter.bar_to_beat(3) == 8  # 3/4 starts at bar 3
-    assert meter.bar_to_beat(5) == 14  # 6/8 (3 beats per bar) from bar 5
-    assert meter.bar_to_beat(6) == 17
-    with pytest.raises(RequestError, match="bar line"):
-        MeterMap([(0, 4, 4), (6, 3, 4)])
 
 
 def test_instruments_from_names_programs_and_channels():
@@ -211,12 +163,10 @@ def test_the_chord_weight_hears_the_bar_lines_of_the_projects_meter(monkeypatch)
                                              {"beat": 6, "numerator": 2, "denominator": 4}],
                             tempo=[{"beat": 0, "bpm": 60}]))
     arguments = _sampler_arguments(GenerateRequest.model_validate(body), monkeypatch)
-    beats, strong = arguments["beat_ticks"] // 100, arguments["strong_ticks"] // 100
+    ticks, strong = arguments["time_map"].beats(1300)
+    beats, strong = ticks // 100, ticks[strong] // 100
     assert set(range(0, 13)) <= set(beats.tolist())
     assert [b for b in strong.tolist() if b <= 12] == [0, 3, 6, 8, 10, 12]
-    body["sampling"] = {"chord_weight": 1, "beat_parallels": 1}  # nothing weighs beats: none are built
-    arguments = _sampler_arguments(GenerateRequest.model_validate(body), monkeypatch)
-    assert arguments["beat_ticks"] is None and arguments["strong_ticks"] is None
 
 
 def test_musical_weights_default_to_the_samplers_and_reach_it(monkeypatch):

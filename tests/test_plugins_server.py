@@ -85,7 +85,7 @@ def test_the_grid_and_monophonic_parts_shape_sampling_itself(model, monkeypatch)
 
     def spy(*args, **kwargs):
         out = generate(*args, **kwargs)
-        raw.append((kwargs["grid_ticks"], out))
+        raw.append((kwargs["time_map"].grid_ticks(kwargs["grid_step"], kwargs["end_time"] + 2000), out))
         return out
 
     monkeypatch.setattr(sampler, "generate", spy)
@@ -127,8 +127,9 @@ def test_legato_and_no_parallels_reach_the_sampler(model, monkeypatch):
     options = kwargs["options"]
     assert options.legato and options.no_parallels and options.beat_parallels == 0.25
     # The beats come from the project's tempo map (100 bpm up to beat 8: 60 ticks apart), as the grid does.
-    beats = kwargs["beat_ticks"]
-    assert np.array_equal(beats[1:] - beats[:-1], kwargs["grid_ticks"][2::2] - kwargs["grid_ticks"][:-2:2])
+    beats, _ = kwargs["time_map"].beats(kwargs["end_time"])
+    grid = kwargs["time_map"].grid_ticks(kwargs["grid_step"], kwargs["end_time"])
+    assert np.array_equal(beats, grid[::2][:len(beats)])
     assert 60 in (beats[1:] - beats[:-1]).tolist()
     instruments = (events[:, 2] - NOTE_OFFSET) // MAX_PITCH
     assert len(events)

@@ -7,6 +7,7 @@ whatever the weights are. A spy on ``model.advance`` checks the exact sequences 
 from __future__ import annotations
 
 import itertools
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -15,8 +16,11 @@ import torch
 from amt.errors import GenerationError
 from amt.models import create_model, tiny_config
 from amt.sampling import SamplingOptions, attributes, generate, voicing
+from amt.sampling.constraints.density import density_slack
+from amt.sampling.constraints.polyphony import polyphony_cap
 from amt.sampling.masks import REST_INDEX, note_filter, note_mask, range_mask, sample
 from amt.tokenization.midi import MidiMeta
+from amt.tokenization.timemap import TimeMap
 from amt.tokenization.vocab import (
     ANTICIPATE,
     ATIME_OFFSET,
@@ -355,10 +359,10 @@ def test_density_and_polyphony_targets_bound_the_new_notes(model):
                       end_time=1300, options=SamplingOptions(seed=5, density=0.5, polyphony=1.0),
                       variations=2)
     for new in sparse:
-        assert len(new) <= 0.5 * 10 + attributes.density_slack(0.5)
+        assert len(new) <= 0.5 * 10 + density_slack(0.5)
         starts, ends = onsets(new), onsets(new) + new[:, 1] - DUR_OFFSET
         sounding = [int(((starts <= t) & (ends > t)).sum()) for t in starts]
-        assert max(sounding, default=0) <= attributes.polyphony_cap(1.0)
+        assert max(sounding, default=0) <= polyphony_cap(1.0)
     assert sum(map(len, unconstrained)) > sum(map(len, sparse))
 
 
@@ -387,22 +391,23 @@ def test_monophonic_instruments_play_one_note_at_a_time(model):
 
 def test_grid_snaps_onsets_and_note_ends_to_the_steps(model):
     # 100 bpm, 4 steps per beat: a step every 15 ticks (rounded: 0, 15, 30, 45, 60, 75, ...).
-    steps = MidiMeta(tempos=((0, 100.0),)).grid_ticks(4, 3000)
-    assert steps[:5].tolist() == [0, 15, 30, 45, 60] and steps[-1] <= 3000
+    slow = TimeMap.from_meta(MidiMeta(tempos=((0, 100.0),)))
+    steps = slow.grid_ticks(Fraction(1, 4), 30_000)
+    assert steps[:5].tolist() == [0, 15, 30, 45, 60] and steps[-1] <= 30_000
     out = generate(model, history=melody(0, 300), controls=melody(600, 1200) + CONTROL_OFFSET,
-                   start_time=300, end_time=1200, variations=2, grid_ticks=steps,
+                   start_time=300, end_time=1200, variations=2, time_map=slow,
                    options=SamplingOptions(seed=8, grid=4))
     for new in out:
         assert len(new) > 5
         ends = onsets(new) + new[:, 1] - DUR_OFFSET
         assert np.isin(onsets(new), steps).all() and np.isin(ends, steps).all()
-    # Without grid_ticks the grid follows 120 bpm: a sixteenth is 12.5 ticks, rounded.
+    # Without a time map the grid follows 120 bpm: a sixteenth is 12.5 ticks, rounded.
     default = generate(model, history=melody(0, 300), controls=np.zeros((0, 3), np.int64), start_time=300,
                        end_time=800, options=SamplingOptions(seed=8, grid=4))[0]
-    assert np.isin(onsets(default), MidiMeta().grid_ticks(4, 1000)).all()
+    assert np.isin(onsets(default), TimeMap().grid_ticks(Fraction(1, 4), 1000)).all()
     free = generate(model, history=melody(0, 300), controls=np.zeros((0, 3), np.int64), start_time=300,
                     end_time=800, options=SamplingOptions(seed=8))[0]
-    assert not np.isin(onsets(free), MidiMeta().grid_ticks(4, 1000)).all()
+    assert not np.isin(onsets(free), TimeMap().grid_ticks(Fraction(1, 4), 1000)).all()
 
 
 def parts_of(new: np.ndarray) -> dict[int, np.ndarray]:
@@ -574,13 +579,12 @@ def beat_parallels(new: np.ndarray, melody_line: np.ndarray, beats: np.ndarray) 
 def test_beat_parallels_weighs_down_parallels_from_beat_to_beat():
     # A melody in eighths (grid 2) at 100 bpm; the new parts move on every eighth, so most beat-to-beat
     # moves have a passing note between, where the note-to-note rule does not look.
-    meta = MidiMeta(tempos=((0, 100.0),))
+    slow = TimeMap.from_meta(MidiMeta(tempos=((0, 100.0),)))
     tune = (0, 7, 12, 5, 9, 7, 2)
     melody_line = events(*[(t, 30, 64, 60 + tune[(t // 30) % 7]) for t in range(0, 1200, 30)])
-    beats = meta.grid_ticks(1, 1200)
+    beats = slow.grid_ticks(1, 1200)
     kwargs = dict(history=np.zeros((0, 3), np.int64), controls=melody_line + CONTROL_OFFSET, start_time=0,
-                  end_time=1200, variations=4, grid_ticks=meta.grid_ticks(2, 1200 + 2000),
-                  beat_ticks=meta.grid_ticks(1, 1200 + 2000))
+                  end_time=1200, variations=4, time_map=slow)
     # The key, chord and register weights are off: this test is about the parallels alone.
     options = dict(seed=4, instruments=[65, 66], pitch_range=(53, 67), monophonic=True, legato=True, grid=2,
                    top_p=1.0, no_parallels=True, key_weight=1.0, chord_weight=1.0, register_weight=1.0)
@@ -598,8 +602,7 @@ def test_beat_parallels_weighs_down_parallels_from_beat_to_beat():
 def test_no_parallels_keeps_new_parts_out_of_parallel_fifths_and_octaves():
     melody_line = events(*[(t, 30, 64, 60 + (0, 7, 12, 5, 9, 7)[(t // 30) % 6]) for t in range(0, 1200, 30)])
     kwargs = dict(history=np.zeros((0, 3), np.int64), controls=melody_line + CONTROL_OFFSET, start_time=0,
-                  end_time=1200, variations=3,
-                  grid_ticks=MidiMeta(tempos=((0, 100.0),)).grid_ticks(2, 1200 + 2000))
+                  end_time=1200, variations=3, time_map=TimeMap.from_meta(MidiMeta(tempos=((0, 100.0),))))
     options = dict(seed=4, instruments=[65, 66], pitch_range=(53, 67), monophonic=True, legato=True, grid=2,
                    top_p=1.0)
 

@@ -1,5 +1,5 @@
-"""Musical attributes of generated notes (density, polyphony): the decoding bounds that steer them and
-the distance used to rank candidates."""
+"""Musical attributes of generated notes (density, polyphony): their measure and the distance used to rank
+candidates. The decoding bounds that steer them are constraints (``constraints.density``, ``.polyphony``)."""
 
 from __future__ import annotations
 
@@ -8,42 +8,6 @@ import math
 import numpy as np
 
 from amt.tokenization.vocab import DUR_OFFSET, REST, TIME_OFFSET, TIME_RESOLUTION
-
-
-def density_slack(density: float) -> float:
-    """How many notes the count may run ahead of or behind the density budget: a second's worth, at
-    least 4 so that a chord fits."""
-    return max(4.0, density)
-
-
-def density_bounds(density: float, notes: int, start: int) -> tuple[int, int]:
-    """Earliest and latest onset (ticks) for the next new note, given ``notes`` new notes so far since
-    ``start``: earlier would run ahead of ``density`` notes/s by more than the slack, later would fall
-    behind by more than the slack."""
-    slack = density_slack(density)
-    per_note = TIME_RESOLUTION / density
-    earliest = start + math.ceil((notes + 1 - slack) * per_note)
-    latest = start + math.floor((notes + slack) * per_note)
-    return earliest, latest
-
-
-def density_behind(density: float, notes: int, start: int, time: int) -> bool:
-    """Whether, at onset ``time``, the new notes so far are at or behind the density budget (so a REST
-    would only widen the gap)."""
-    return notes + 1 <= density * (time - start) / TIME_RESOLUTION
-
-
-def polyphony_cap(polyphony: float) -> int:
-    """Most new notes that may sound at once for a target mean polyphony."""
-    return max(1, math.ceil(1.5 * polyphony))
-
-
-def polyphony_earliest(note_ends: list[int], cap: int) -> int | None:
-    """Earliest onset (ticks) at which fewer than ``cap`` of the notes ending at ``note_ends`` still sound;
-    None when that holds already at any time."""
-    if len(note_ends) < cap:
-        return None
-    return sorted(note_ends, reverse=True)[cap - 1]
 
 
 def measure(events: np.ndarray, start: int, end: int) -> tuple[float, float]:

@@ -1,16 +1,18 @@
-"""A piece's beats and its rhythmic grid, from its tempo map and time signatures.
+"""A file's beats and the rhythmic grid its notes use, through its time map (``TimeMap``).
 
-The beat is the time signature's counting unit: the denominator's note value, or three of them in compound
-meters (6/8, 9/8, 12/8: dotted quarters). The first beat of each bar is *strong*. A file without time
-signatures has quarter-note beats and no strong beats (its bar lines are unknown). Used by the sampler's
-chord weight and by the accompaniment yardstick.
+The beats and bar lines themselves are the time map's (``TimeMap.beats``: the time signature's counting
+unit, the first beat of each bar strong); this module finds which grid a file's notes keep to
+(``file_grid``), for the tasks' default grid and the accompaniment yardstick.
 """
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 
 from amt.tokenization.midi import MidiMeta
+from amt.tokenization.timemap import TimeMap
 from amt.tokenization.vocab import TIME_RESOLUTION
 
 GRID_TOLERANCE = 1
@@ -19,35 +21,9 @@ ON_GRID_SHARE = 0.85
 """``file_grid``: the share of the kept onsets a grid must hold to be the file's grid."""
 
 
-def _beat_length(numerator: int, denominator: int, ticks_per_beat: int) -> float:
-    unit = ticks_per_beat * 4 / denominator
-    compound = denominator == 8 and numerator % 3 == 0 and numerator > 3
-    return unit * 3 if compound else unit
-
-
 def beats(meta: MidiMeta, end: int) -> tuple[np.ndarray, np.ndarray]:
-    """(onset ticks, strong) of the beats that start before event tick ``end``: ascending 10 ms ticks, and
-    whether each is the first beat of a bar (all False when the file has no time signature)."""
-    last = int(meta.seconds_to_ticks(end / TIME_RESOLUTION))  # MIDI ticks
-    signatures = list(meta.time_signatures)
-    metered = bool(signatures)
-    if not signatures or signatures[0][0] > 0:
-        signatures.insert(0, (0, 4, 4))
-    midi_ticks, strong = [], []
-    for i, (start, numerator, denominator) in enumerate(signatures):
-        stop = signatures[i + 1][0] if i + 1 < len(signatures) else last + 1
-        beat = _beat_length(numerator, denominator, meta.ticks_per_beat)
-        bar = meta.ticks_per_beat * 4 * numerator / denominator
-        positions = np.arange(start, stop, beat)
-        midi_ticks.append(positions)
-        strong.append(np.isclose((positions - start) % bar, 0) & metered)
-    positions, strong_beats = np.concatenate(midi_ticks), np.concatenate(strong)
-    seconds = meta.ticks_to_numerator(np.rint(positions).astype(np.int64)) / (1e6 * meta.ticks_per_beat)
-    ticks = np.rint(seconds * TIME_RESOLUTION).astype(np.int64)
-    keep = ticks < end
-    ticks, strong_beats = ticks[keep], strong_beats[keep]
-    ticks, first = np.unique(ticks, return_index=True)
-    return ticks, strong_beats[first]
+    """(onset ticks, strong) of the beats that start before event tick ``end`` (``TimeMap.beats``)."""
+    return TimeMap.from_meta(meta).beats(end)
 
 
 def on_grid(onsets: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -68,7 +44,9 @@ def file_grid(meta: MidiMeta, onsets: np.ndarray) -> int | None:
     if not len(onsets):
         return None
     end = int(onsets.max()) + 1
+    time_map = TimeMap.from_meta(meta)
     for steps in (4, 12):
-        if on_grid(onsets, meta.grid_ticks(steps, end + TIME_RESOLUTION)).mean() >= ON_GRID_SHARE:
+        grid = time_map.grid_ticks(Fraction(1, steps), end + TIME_RESOLUTION)
+        if on_grid(onsets, grid).mean() >= ON_GRID_SHARE:
             return steps
     return None

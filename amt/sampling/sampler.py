@@ -19,15 +19,16 @@ cache is re-filled once with the shortened sequences; decoding then continues on
 from __future__ import annotations
 
 from collections.abc import Callable
+from fractions import Fraction
 
 import numpy as np
 import torch
 
 from amt.errors import GenerationError
 from amt.models.base import CausalLM
-from amt.sampling import attributes
-from amt.sampling.chordweight import chord_log_weights
-from amt.sampling.keyweight import KeyWeight
+from amt.sampling import attributes, constraints
+from amt.sampling.constraints import Constraint, NoteChoice, Setup
+from amt.sampling.constraints.base import HOOKS, overrides
 from amt.sampling.masks import (
     BLOCKS,
     DURATION_POSITION,
@@ -39,10 +40,8 @@ from amt.sampling.masks import (
     sample,
 )
 from amt.sampling.options import SamplingOptions
-from amt.sampling.register import register_applies, register_log_weights
-from amt.sampling.voicing import PartLines
 from amt.tokenization import ops
-from amt.tokenization.midi import MidiMeta
+from amt.tokenization.timemap import TimeMap
 from amt.tokenization.vocab import (
     ANTICIPATE,
     ATIME_OFFSET,
@@ -54,7 +53,6 @@ from amt.tokenization.vocab import (
     EVENT_SIZE,
     MAX_DUR,
     MAX_INSTR,
-    MAX_PITCH,
     MAX_TIME,
     NOTE_OFFSET,
     REST,
@@ -75,8 +73,6 @@ HEADROOM = 10 * TIME_RESOLUTION
 """The window slides once the newest onset comes within this many ticks of ``TIME_LIMIT``."""
 KEEP_SPAN = TIME_LIMIT // 2
 """After a slide a window reaches at most this far back in time from the newest onset."""
-GRID_REACH = MAX_TIME + MAX_DUR
-"""Ticks past the generation span that a grid must cover: every onset and note end the masks can reach."""
 MAX_EVENTS_PER_SECOND = 100
 """A row stops after this many events per second of the span: a guard against a model that never moves on."""
 
@@ -143,14 +139,18 @@ def check_control_density(control_times: np.ndarray, window: int | None) -> None
         )
 
 
-class _Decoder:
-    """Lockstep batched decoding of ``rows`` sequences sharing a prompt and a control stream."""
+class Decoder:
+    """Lockstep batched decoding of ``rows`` sequences sharing a prompt and a control stream, under the
+    ``constraints`` (``amt.sampling.constraints``), which it knows only through their hooks.
+
+    What constraints may read: ``now`` / ``base`` ``[rows]`` (each row's newest onset and its window's
+    tick 0), ``start`` / ``end`` (the span), ``generated`` (each row's new notes as they will sound),
+    ``device``."""
 
     def __init__(self, model: CausalLM, *, prompt: np.ndarray, controls: np.ndarray, fed: int, start: int,
                  end: int, options: SamplingOptions, rows: int, callback: Callback | None, window: int | None,
-                 present_instruments: np.ndarray, grid_ticks: np.ndarray | None,
-                 beat_ticks: np.ndarray | None, strong_ticks: np.ndarray | None = None,
-                 check: Check | None = None):
+                 constraints: Callable[[Setup], list[Constraint]], time_map: TimeMap,
+                 grid_step: Fraction | float | None, check: Check | None = None):
         self.model, self.options, self.start, self.end = model, options, start, end
         self.window, self.callback, self.check = window, callback, check
         self.device = next(model.parameters()).device
@@ -164,20 +164,17 @@ class _Decoder:
             self.generator.manual_seed(options.seed)
         self.allowed_notes = note_filter(options.instruments, options.pitch_range, self.device)
         self.max_events = int(MAX_EVENTS_PER_SECOND * (end - start) / TIME_RESOLUTION) + 64
-        self.poly_cap = attributes.polyphony_cap(options.polyphony) if options.polyphony else None
-        # Monophonic parts: the pitched instruments that may get new notes (see _add_note).
-        self.mono_instruments = None
-        if options.monophonic:
-            pitched = self.allowed_notes[:-1].view(MAX_INSTR, MAX_PITCH).any(dim=1).cpu().numpy()
-            pitched[DRUMS] = False
-            self.mono_instruments = np.flatnonzero(pitched)
-        self.on_grid = None  # [ticks] True on the grid's steps (absolute ticks), far enough for every mask
-        if grid_ticks is not None:
-            self.on_grid = np.zeros(end + GRID_REACH + 1, dtype=bool)
-            steps = np.asarray(grid_ticks, dtype=np.int64)
-            self.on_grid[steps[(steps >= 0) & (steps < len(self.on_grid))]] = True
 
         prompt_events = prompt[prompt[:, 2] < CONTROL_OFFSET]
+        setup = Setup(options=options, start=start, end=end, rows=rows,
+                      kept=np.concatenate([prompt_events, controls - CONTROL_OFFSET]),
+                      allowed_notes=self.allowed_notes, time_map=time_map, grid_step=grid_step,
+                      device=self.device)
+        self.constraints = constraints(setup)
+        self.notes = setup.notes  # lines on what the constraints switched off and why
+        # Each hook's constraints, in registry order: a hook no constraint implements costs nothing per step.
+        self.hooks = {hook: [c for c in self.constraints if overrides(c, hook)] for hook in HOOKS}
+
         now = int(_triple_times(prompt_events).max()) if len(prompt_events) else 0
         self.row_id = np.arange(rows)
         self.windows = [prompt.copy() for _ in range(rows)]
@@ -185,91 +182,12 @@ class _Decoder:
         self.base = np.zeros(rows, dtype=np.int64)
         self.next_control = np.full(rows, fed, dtype=np.int64)
         self.counts = np.zeros(rows, dtype=np.int64)  # sampled events (RESTs included)
-        self.notes = np.zeros(rows, dtype=np.int64)
-        self.used = np.tile(present_instruments, (rows, 1))
-        self.note_ends: list[list[int]] = [[] for _ in range(rows)]
-        self.last_onset = np.full((rows, MAX_INSTR), -1, dtype=np.int64)  # onset of each one's newest note
-        # Monophonic parts: per row, instrument -> index in `generated` of its newest note while a later
-        # note of the part could still cut it short; it is reported to the callback once final.
-        self.open_notes: list[dict[int, int]] = [{} for _ in range(rows)]
-        # Every part's line (kept notes and new ones), for the parallel-fifths-and-octaves rule.
-        self.lines = None
-        self.beats = None  # [beats] ascending ticks, where beat_parallels weighs moves from the previous beat
-        if options.no_parallels:
-            self.lines = PartLines(np.concatenate([prompt_events, controls - CONTROL_OFFSET]), rows)
-            if options.weighs_beats and beat_ticks is not None:
-                self.beats = np.unique(np.asarray(beat_ticks, dtype=np.int64))
-        self._init_music(np.concatenate([prompt_events, controls - CONTROL_OFFSET]), beat_ticks, strong_ticks)
         self.generated: list[list[np.ndarray]] = [[] for _ in range(rows)]
         self.finished: dict[int, list[np.ndarray]] = {}
         self.state = None
         self.hidden = None  # [rows, D]: the final hidden state of each row's newest token
         capacity = None if window is None else (window - 1) // EVENT_SIZE
         self._refill(None if capacity is None else capacity * 3 // 4)
-
-    def _init_music(self, kept: np.ndarray, beat_ticks: np.ndarray | None,
-                    strong_ticks: np.ndarray | None) -> None:
-        """The kept pitched notes (onsets, ends, pitches) and the weights that read them: key, chord (on
-        ``beat_ticks``, full on ``strong_ticks``) and register. ``self.music_notes`` says what is off."""
-        kept = kept[~ops.is_rest(kept)] if len(kept) else kept.reshape(0, EVENT_SIZE)
-        pitched = ops.instrument_of(kept[:, 2]) != DRUMS
-        kept = kept[pitched]
-        onsets = kept[:, 0] - TIME_OFFSET
-        self.kept_notes = (onsets, onsets + kept[:, 1] - DUR_OFFSET, ops.pitch_of(kept[:, 2]))
-        options = self.options
-        self.key_weight = KeyWeight(self.kept_notes[2], kept[:, 1] - DUR_OFFSET, options.key_weight)
-        self.music_notes = [self.key_weight.why_off] if self.key_weight.why_off else []
-        self.chord_beats: dict[int, bool] | None = None  # beat tick -> strong
-        if options.chord_weight < 1.0:
-            if beat_ticks is None or not len(beat_ticks):
-                self.music_notes.append("chord weight off: no beats")
-            else:
-                strong = set() if strong_ticks is None else {int(t) for t in strong_ticks}
-                self.chord_beats = {int(t): int(t) in strong for t in beat_ticks}
-                if not strong:
-                    self.music_notes.append("chord weight: no strong beats (no meter), the lighter weight "
-                                            "on every beat")
-        self.register_on = options.register_weight < 1.0
-        if self.register_on and register_applies(self.kept_notes[2]):
-            self.register_on = False
-            self.music_notes.append(register_applies(self.kept_notes[2]))
-
-    def _sounding(self, r: int, tick: int) -> tuple[list[int], int | None]:
-        """The pitches sounding at ``tick`` in row ``r`` (kept and new notes), and the melody there: the
-        highest kept pitch sounding (None when no kept note sounds)."""
-        onsets, ends, pitches = self.kept_notes
-        kept = pitches[(onsets <= tick) & (tick < ends)]
-        new = [int(t[2]) - NOTE_OFFSET for t in self.generated[r][-32:]
-               if _span(t)[0] <= tick < _span(t)[1]]
-        new = [n % MAX_PITCH for n in new if n // MAX_PITCH != DRUMS]
-        return [*kept.tolist(), *new], (int(kept.max()) if len(kept) else None)
-
-    def _music_weights(self, onset: np.ndarray, note_ok: np.ndarray) -> np.ndarray | None:
-        """``[rows, MAX_PITCH]`` summed log-weights of the key, chord and register weights for a new pitched
-        note at each row's onset; None when none applies."""
-        options = self.options
-        key = self.key_weight.log_weights
-        register = self.register_on
-        if key is None and self.chord_beats is None and not register:
-            return None
-        weights = np.zeros((len(onset), MAX_PITCH))
-        for r in np.flatnonzero(note_ok):
-            tick = int(onset[r])
-            if key is not None:
-                weights[r] += key
-            strong = None if self.chord_beats is None else self.chord_beats.get(tick)
-            if strong is None and not register:
-                continue
-            sounding, melody = self._sounding(r, tick)
-            if strong is not None:
-                chord = chord_log_weights(sounding, strong, options.chord_weight)
-                if chord is not None:
-                    weights[r] += chord
-            if register:
-                below = register_log_weights(melody, options.register_weight)
-                if below is not None:
-                    weights[r] += below
-        return weights
 
     # -- the window ---------------------------------------------------------------------------------------
     def _refill(self, keep: int | None) -> None:
@@ -348,35 +266,17 @@ class _Decoder:
         # The training data never leaves more than REST_INTERVAL between onsets (silences are padded with
         # RESTs), so neither does the sampler; an onset at or after `end` means the row is done.
         high = np.minimum(low + REST_INTERVAL, self.base + TIME_LIMIT - 1)
-        # No note may start before a voice is free: the polyphony cap, and one of the monophonic parts.
+        # No note may start before the constraints allow (a free voice, a free monophonic part).
         note_low = low.copy()
-        if self.poly_cap:
-            for r in range(len(low)):
-                earliest = attributes.polyphony_earliest(self.note_ends[r], self.poly_cap)
-                if earliest is not None:
-                    note_low[r] = max(note_low[r], earliest)
-        if self.mono_instruments is not None and len(self.mono_instruments):
-            # A monophonic part may start a note at any onset but that of its newest one.
-            free = (self.last_onset[:, self.mono_instruments] < note_low[:, None]).any(axis=1)
-            note_low = np.where(free, note_low, note_low + 1)
-        # The density target only narrows the range, and yields where it cannot be met.
+        for constraint in self.hooks["earliest_note"]:
+            note_low = constraint.earliest_note(self, note_low)
+        # A soft range (a density target) only narrows the range, and yields where it cannot be met.
         soft_low, soft_high = note_low.copy(), high.copy()
-        if self.options.density:
-            for r in range(len(low)):
-                earliest, latest = attributes.density_bounds(self.options.density, int(self.notes[r]),
-                                                             self.start)
-                soft_low[r], soft_high[r] = max(soft_low[r], earliest), min(soft_high[r], latest)
+        for constraint in self.hooks["onset_range"]:
+            soft_low, soft_high = constraint.onset_range(self, soft_low, soft_high)
         wait = soft_low > high
         ok = soft_low <= soft_high
         return np.where(ok, soft_low, np.minimum(note_low, high)), np.where(ok, soft_high, high), wait
-
-    def _snap(self, mask: torch.Tensor, starts: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        """Restrict ``mask`` ``[rows, size]`` (column j: tick ``starts[row] + j``) to the grid's steps; rows
-        with no allowed step keep their mask. Returns the mask and which rows found a step."""
-        index = starts[:, None] + np.arange(mask.shape[1])
-        snapped = mask & torch.from_numpy(self.on_grid[index]).to(self.device)
-        found = snapped.any(dim=1)
-        return torch.where(found[:, None], snapped, mask), found.cpu().numpy()
 
     def _step(self, tokens: np.ndarray) -> None:
         """Advance every row by one token (``tokens`` ``[rows]``) or several (``[rows, k]``)."""
@@ -409,7 +309,8 @@ class _Decoder:
 
     def _keep_rows(self, keep: np.ndarray) -> None:
         for r in np.flatnonzero(~keep):
-            self._report_open(r, until=None)
+            for constraint in self.hooks["settle"]:
+                constraint.settle(self, r, until=None)
             self.finished[int(self.row_id[r])] = self.generated[r]
         index = np.flatnonzero(keep)
         if not len(index):
@@ -417,12 +318,12 @@ class _Decoder:
             return
         self.state = self.state.select(torch.from_numpy(index).to(self.device))
         self.hidden = self.hidden[torch.from_numpy(index).to(self.hidden.device)]
-        for name in ("row_id", "now", "base", "next_control", "counts", "notes", "used", "last_onset"):
-            setattr(self, name, getattr(self, name)[index])
-        for name in ("windows", "note_ends", "generated", "open_notes"):
-            setattr(self, name, [getattr(self, name)[i] for i in index])
-        if self.lines is not None:
-            self.lines.select(index)
+        self.row_id, self.now, self.base = self.row_id[index], self.now[index], self.base[index]
+        self.next_control, self.counts = self.next_control[index], self.counts[index]
+        self.windows = [self.windows[i] for i in index]
+        self.generated = [self.generated[i] for i in index]
+        for constraint in self.hooks["select"]:
+            constraint.select(index)
 
     def run(self) -> list[np.ndarray]:
         """Decode until every row has sampled an onset at or after ``end``; new events per row."""
@@ -445,10 +346,8 @@ class _Decoder:
             low, high, wait = self._time_bounds()
             mask = range_mask(torch.from_numpy(low - self.base).to(self.device),
                               torch.from_numpy(high - self.base).to(self.device), MAX_TIME)
-            if self.on_grid is not None:
-                # Off the grid only a REST may be written: the next onset waits for a step.
-                mask, found = self._snap(mask, self.base)
-                wait = wait | ~found
+            for constraint in self.hooks["onset_mask"]:
+                mask, wait = constraint.onset_mask(self, mask, wait)
             time_token = self._sample(TIME_POSITION, mask)
             if wait.any():
                 # A row that must wait writes its REST as late as it may: time passes (as with the REST
@@ -470,9 +369,8 @@ class _Decoder:
 
             rows = len(self.row_id)
             durations = torch.ones(rows, MAX_DUR, dtype=torch.bool, device=self.device)
-            if self.on_grid is not None:
-                durations, _ = self._snap(durations, onset)
-                durations[:, 0] = True  # a zero duration marks a REST (see _note_mask)
+            for constraint in self.hooks["duration_mask"]:
+                durations = constraint.duration_mask(self, durations, onset)
             dur_token = self._sample(DURATION_POSITION, durations)
             if forcing.any():
                 dur_token = np.where(forcing, control[:, 1], dur_token)
@@ -489,62 +387,26 @@ class _Decoder:
 
     def _note_mask(self, onset: np.ndarray, duration: np.ndarray, wait: np.ndarray
                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The note block's mask per row, and the log-weights of ``beat_parallels`` and of the key, chord and
-        register weights (None when unused)."""
+        """The note block's mask per row and the log-weights of the constraints (None when unused)."""
         rows = len(onset)
-        room = self.used.sum(axis=1) < self.options.max_instruments
-        instrument_ok = self.used | room[:, None]
-        if self.mono_instruments is not None:
-            busy = self.last_onset == onset[:, None]  # two notes of one part never start together
-            busy[:, DRUMS] = False
-            instrument_ok &= ~busy
-        rest_ok = np.ones(rows, dtype=bool)
-        density = self.options.density
-        if density:
-            rest_ok = np.array([not attributes.density_behind(density, int(n), self.start, int(t))
-                                for n, t in zip(self.notes, onset, strict=True)])
         # A zero duration only makes sense for REST (that is how the tokenizer pads silences).
-        note_ok = (duration > 0) & ~wait
-        pitches_ok = log_weights = None
-        if self.lines is not None:
-            pitches_ok = np.ones((rows, MAX_INSTR, MAX_PITCH), dtype=bool)
-            weighed = np.zeros((rows, MAX_INSTR, MAX_PITCH), dtype=bool) if self.beats is not None else None
-            for r in np.flatnonzero(note_ok):
-                tick = int(onset[r])
-                since = self._previous_beat(tick)
-                for instrument in np.flatnonzero(instrument_ok[r, self.mono_instruments]):
-                    instrument = int(self.mono_instruments[instrument])
-                    pitches_ok[r, instrument] = ~self.lines.parallel_pitches(r, instrument, tick)
-                    if since is not None:
-                        weighed[r, instrument] = self.lines.parallel_pitches(r, instrument, tick, since)
-            if weighed is not None and self.options.beat_parallels == 0.0:
-                pitches_ok &= ~weighed
-            elif weighed is not None and weighed.any():
-                weights = np.where(weighed, np.log(self.options.beat_parallels), 0.0).reshape(rows, -1)
-                weights = np.concatenate([weights, np.zeros((rows, 1))], axis=1)  # REST
-                log_weights = torch.from_numpy(weights).float().to(self.device)
-            pitches_ok = torch.from_numpy(pitches_ok.reshape(rows, -1)).to(self.device)
-        music = self._music_weights(onset, note_ok)
-        if music is not None:
+        choice = NoteChoice(onset=onset, note_ok=(duration > 0) & ~wait,
+                            instrument_ok=np.ones((rows, MAX_INSTR), dtype=bool),
+                            rest_ok=np.ones(rows, dtype=bool))
+        for constraint in self.hooks["note_choice"]:
+            constraint.note_choice(self, choice)
+        log_weights = choice.log_weights
+        if choice.pitch_weights is not None:
             # The same pitch weights for every pitched instrument; drums and REST are exempt.
-            per_note = np.tile(music[:, None, :], (1, MAX_INSTR, 1))
+            per_note = np.tile(choice.pitch_weights[:, None, :], (1, MAX_INSTR, 1))
             per_note[:, DRUMS] = 0.0
-            music_t = np.concatenate([per_note.reshape(rows, -1), np.zeros((rows, 1))], axis=1)
-            music_t = torch.from_numpy(music_t).float().to(self.device)
-            log_weights = music_t if log_weights is None else log_weights + music_t
-        mask = note_mask(self.allowed_notes, torch.from_numpy(instrument_ok).to(self.device),
-                         torch.from_numpy(rest_ok).to(self.device), torch.from_numpy(note_ok).to(self.device),
-                         pitches_ok)
+            pitch_t = np.concatenate([per_note.reshape(rows, -1), np.zeros((rows, 1))], axis=1)
+            pitch_t = torch.from_numpy(pitch_t).float().to(self.device)
+            log_weights = pitch_t if log_weights is None else log_weights + pitch_t
+        mask = note_mask(self.allowed_notes, torch.from_numpy(choice.instrument_ok).to(self.device),
+                         torch.from_numpy(choice.rest_ok).to(self.device),
+                         torch.from_numpy(choice.note_ok).to(self.device), choice.notes_ok)
         return mask, log_weights
-
-    def _previous_beat(self, onset: int) -> int | None:
-        """The beat before ``onset`` when ``onset`` is itself a beat and ``beat_parallels`` applies."""
-        if self.beats is None:
-            return None
-        i = int(np.searchsorted(self.beats, onset))
-        if i == 0 or i == len(self.beats) or self.beats[i] != onset:
-            return None
-        return int(self.beats[i - 1])
 
     def _record(self, forcing, control, onset=None, dur_token=None, note_token=None) -> None:
         """Append each row's new triple to its window: the control it was fed, or the event it sampled."""
@@ -558,52 +420,21 @@ class _Decoder:
                 self.counts[r] += 1
                 if note_token[r] != REST:
                     self._add_note(r, triple)
-                self._report_open(r, until=int(self.now[r]))
+                for constraint in self.hooks["settle"]:
+                    constraint.settle(self, r, until=int(self.now[r]))
             self.windows[r] = np.vstack([self.windows[r], triple[None]])
 
     def _add_note(self, r: int, triple: np.ndarray) -> None:
-        """Book a new note of row ``r``. A note of a monophonic part ends the part's previous note if that one
-        still sounds, as on a monophonic synthesizer: the model chose to move the part on, and the earlier
-        duration was drawn before the model said which part the note was for. With ``legato`` the previous
-        note also holds over a rest until this one starts. The model's window keeps the durations it drew;
-        the output and every later constraint see the notes as they will sound."""
-        onset, end = _span(triple)
-        instrument = (int(triple[2]) - NOTE_OFFSET) // MAX_PITCH
-        self.used[r, instrument] = True
-        self.notes[r] += 1
-        ends = [e for e in self.note_ends[r] if e > onset]
-        monophonic = self.mono_instruments is not None and instrument in self.mono_instruments
-        if monophonic and instrument in self.open_notes[r]:
-            previous = self.generated[r][self.open_notes[r].pop(instrument)]
-            previous_onset, previous_end = _span(previous)
-            if previous_end > onset or self.options.legato:
-                previous[1] = DUR_OFFSET + min(onset - previous_onset, MAX_DUR - 1)
-                if previous_end in ends:
-                    ends.remove(previous_end)
-            self._report(r, previous)
-        self.note_ends[r] = [*ends, end]
-        self.last_onset[r, instrument] = onset
-        if self.lines is not None:
-            # A legato note lasts until the part's next one: the voice-leading rule must see it held.
-            line_end = np.iinfo(np.int64).max if self.options.legato and monophonic else end
-            self.lines.add(r, instrument, onset, line_end, (int(triple[2]) - NOTE_OFFSET) % MAX_PITCH)
+        """Book a new note of row ``r``: every constraint hears it (one may change an earlier note's end, see
+        ``constraints.monophonic``), and the callback gets it unless a constraint holds it back for now."""
         self.generated[r].append(triple)
-        if monophonic:
-            self.open_notes[r][instrument] = len(self.generated[r]) - 1
-        else:
-            self._report(r, triple)
+        for constraint in self.hooks["hear"]:
+            constraint.hear(self, r, triple)
+        if not any(constraint.holds(triple) for constraint in self.hooks["holds"]):
+            self.report(r, triple)
 
-    def _report_open(self, r: int, until: int | None) -> None:
-        """Report row ``r``'s open monophonic notes that no later note can change any more: those that ended
-        by tick ``until`` (unless legato may still hold them), or all of them when the row is done (None)."""
-        for instrument, index in list(self.open_notes[r].items()):
-            triple = self.generated[r][index]
-            if until is not None and (self.options.legato or _span(triple)[1] > until):
-                continue
-            del self.open_notes[r][instrument]
-            self._report(r, triple)
-
-    def _report(self, r: int, triple: np.ndarray) -> None:
+    def report(self, r: int, triple: np.ndarray) -> None:
+        """Give row ``r``'s new note ``triple`` to the callback (with the variation's number and progress)."""
         if self.callback is not None:
             onset, _ = _span(triple)
             progress = min(max((onset - self.start) / (self.end - self.start), 0.0), 1.0)
@@ -612,8 +443,7 @@ class _Decoder:
 
 def generate(model: CausalLM, *, history: np.ndarray, controls: np.ndarray, start_time: int, end_time: int,
              options: SamplingOptions | None = None, variations: int = 1, callback: Callback | None = None,
-             window: int | None = None, grid_ticks: np.ndarray | None = None,
-             beat_ticks: np.ndarray | None = None, strong_ticks: np.ndarray | None = None,
+             window: int | None = None, time_map: TimeMap | None = None, grid_step: float | None = None,
              notes: list[str] | None = None, check: Check | None = None) -> list[np.ndarray]:
     """Sample new notes in ``[start_time, end_time)`` (ticks) given a prompt and anticipated controls.
 
@@ -624,11 +454,11 @@ def generate(model: CausalLM, *, history: np.ndarray, controls: np.ndarray, star
     samples each, the closest to the attribute targets kept). ``callback(variation, event, progress)`` is
     called for every new note as it is sampled (with candidates, once the winners are known; a monophonic
     part's note once its length is settled, by the part's next note or the passing of its end). ``window``
-    caps the tokens of context (default: the model's ``max_positions``). ``grid_ticks``: absolute ticks of
-    the steps new notes start and end on, up to ``end_time + GRID_REACH`` (the front end knows the tempo map;
-    default: ``options.grid`` at 120 bpm from tick 0, or free timing). ``beat_ticks``: absolute ticks of the
-    beats over the same span, for ``options.beat_parallels`` and ``options.chord_weight`` (default: quarter
-    notes at 120 bpm from tick 0); ``strong_ticks`` those of them that start a bar (default: none).
+    caps the tokens of context (default: the model's ``max_positions``). ``time_map``: the piece's tempo
+    and meter in model ticks (``TimeMap``; default ``TimeMap()``, 120 bpm in 4/4 with unknown bar lines):
+    ``options.grid`` (steps per quarter note) lies on it, and the beats and bar lines that
+    ``options.beat_parallels`` and ``options.chord_weight`` weigh are its. ``grid_step``: quarter notes
+    between grid lines, in place of ``options.grid`` (a DAW's grid, given in beats).
     ``notes``, when given, receives a line for each musical weight that was switched off and why.
     ``check()`` runs before every decoding step, candidates or not: what it raises ends the run (a server's
     deadline or cancellation; the callback alone would not, as it is held back while candidates compete).
@@ -659,30 +489,18 @@ def generate(model: CausalLM, *, history: np.ndarray, controls: np.ndarray, star
     prompt = ops.pad(history, start_time)
     sequence, pending = ops.interleave(prompt, controls, DELTA)
     sequence = np.asarray(sequence, dtype=np.int64).reshape(-1, EVENT_SIZE)
-    kept = np.concatenate([history[:, 2], controls[:, 2] - CONTROL_OFFSET]) - NOTE_OFFSET
-    kept = kept[kept < REST - NOTE_OFFSET]
-    present = np.zeros(MAX_INSTR, dtype=bool)
-    present[np.unique(kept // MAX_PITCH)] = True
-    if options.instruments is not None and present.sum() >= options.max_instruments \
-            and not present[list(options.instruments)].any():
-        raise GenerationError(
-            f"the music already uses {int(present.sum())} instruments (max_instruments "
-            f"{options.max_instruments}) and none of the requested ones: no new note could be written"
-        )
 
-    if grid_ticks is None and options.grid:
-        grid_ticks = MidiMeta().grid_ticks(options.grid, end_time + GRID_REACH)
-    if beat_ticks is None and options.weighs_beats:
-        beat_ticks = MidiMeta().grid_ticks(1, end_time + GRID_REACH)
+    if grid_step is None and options.grid:
+        grid_step = Fraction(1, options.grid)
 
     candidates = options.candidates
     live = callback if candidates == 1 else None
-    decoder = _Decoder(model, prompt=sequence, controls=controls, fed=len(controls) - len(pending),
+    decoder = Decoder(model, prompt=sequence, controls=controls, fed=len(controls) - len(pending),
                        start=start_time, end=end_time, options=options, rows=variations * candidates,
-                       callback=live, window=window, present_instruments=present, grid_ticks=grid_ticks,
-                       beat_ticks=beat_ticks, strong_ticks=strong_ticks, check=check)
+                       callback=live, window=window, constraints=constraints.build,
+                       time_map=TimeMap() if time_map is None else time_map, grid_step=grid_step, check=check)
     if notes is not None:
-        notes.extend(decoder.music_notes)
+        notes.extend(decoder.notes)
     was_training = model.training
     model.eval()
     try:

@@ -16,9 +16,9 @@ import numpy as np
 
 from amt.errors import GenerationError
 from amt.models.base import CausalLM
-from amt.sampling.meter import beats, file_grid
+from amt.sampling.meter import file_grid
 from amt.sampling.options import SamplingOptions
-from amt.sampling.sampler import GRID_REACH, Callback, generate
+from amt.sampling.sampler import Callback, generate
 from amt.tokenization import ops
 from amt.tokenization.midi import GM_INSTRUMENT_NAMES, MidiTokens
 from amt.tokenization.notes import (
@@ -30,6 +30,7 @@ from amt.tokenization.notes import (
     onset_ticks,
 )
 from amt.tokenization.parts import find_parts, keep_mask, part_index
+from amt.tokenization.timemap import TimeMap
 from amt.tokenization.vocab import DRUMS, MAX_PITCH, TIME_RESOLUTION
 
 DEFAULT_VELOCITY = 80
@@ -304,8 +305,8 @@ def _musical(midi: MidiTokens, options: SamplingOptions | None, end: int, replac
     on what was switched off. ``file_grid``: the grid of the input's notes (``meter.file_grid``) when no
     ``grid`` is given; ``file_density``: ``replaced`` notes (a boolean mask of the input; of the parts
     of ``options.instruments`` only, when given) per second of ``seconds`` when no ``density`` is given.
-    The grid and the beats (with the bar starts) come through the input's tempo map and meter, as far as
-    decoding can reach."""
+    The grid and the beats (with the bar starts) come through the input's tempo map and meter (its
+    ``TimeMap``)."""
     options = options or SamplingOptions()
     notes: list[str] = []
     changes: dict = {}
@@ -325,12 +326,7 @@ def _musical(midi: MidiTokens, options: SamplingOptions | None, end: int, replac
         else:
             notes.append("density target off: no notes to take it from")
     options = replace(options, **changes)
-    grid = midi.meta.grid_ticks(options.grid, end + GRID_REACH) if options.grid else None
-    timing: dict = {"grid_ticks": grid}
-    if options.weighs_beats:
-        ticks, strong = beats(midi.meta, end + GRID_REACH)
-        timing["beat_ticks"], timing["strong_ticks"] = ticks, ticks[strong]
-    timing["notes"] = notes
+    timing: dict = {"time_map": TimeMap.from_meta(midi.meta), "notes": notes}
     return options, timing, notes
 
 
