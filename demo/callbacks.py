@@ -22,10 +22,8 @@ from matplotlib.figure import Figure
 from amt.demo.audio import AudioError, Renderer
 from amt.demo.notes import NoteArrays
 from amt.demo.pianoroll import plot_pianoroll
-from amt.errors import AmtError, MidiError
-from amt.sampling.chordweight import CHORD_WEIGHT
-from amt.sampling.keyweight import KEY_WEIGHT
-from amt.sampling.register import REGISTER_WEIGHT
+from amt.errors import AmtError, GenerationError, MidiError
+from amt.sampling.options import default
 from amt.tokenization.midi import GM_INSTRUMENT_NAMES, MidiTokens, read_midi
 from amt.tokenization.parts import Part, find_parts, part_index
 from amt.tokenization.parts import describe as describe_parts
@@ -185,19 +183,20 @@ class Request:
     span_unit: str = "seconds"  # or "bars"
     continue_seconds: float = 10.0
     variations: int = 1
-    top_p: float = 0.95
-    temperature: float = 1.0
+    # The sampling options' defaults are SamplingOptions' own (amt.sampling.options declares them once).
+    top_p: float = default("top_p")
+    temperature: float = default("temperature")
     seed: str | float | None = None  # None or "": a fresh random seed, reported back
     instruments: Sequence[str | int] = ()  # for new notes; empty: the replaced parts' (continue: any)
     density: float = 0.0  # new notes per second; 0: no target
     grid: str = "file"  # a key of GRIDS
-    monophonic: bool = False  # each new part plays one note at a time
-    legato: bool = False  # new parts sing without rests (implies monophonic)
-    no_parallels: bool = False  # no parallel fifths or octaves (implies monophonic)
-    key_weight: float = KEY_WEIGHT  # share kept by an out-of-key new note; 1: off
-    chord_weight: float = CHORD_WEIGHT  # share kept by a new note that fits no chord on a beat; 1: off
-    register_weight: float = REGISTER_WEIGHT  # share kept by a new note at or above the melody; 1: off
-    file_density: bool = True  # without a density target, match the replaced parts' notes per second
+    monophonic: bool = default("monophonic")  # each new part plays one note at a time
+    legato: bool = default("legato")  # new parts sing without rests (implies monophonic)
+    no_parallels: bool = default("no_parallels")  # no parallel fifths or octaves (implies monophonic)
+    key_weight: float = default("key_weight")  # share kept by an out-of-key new note; 1: off
+    chord_weight: float = default("chord_weight")  # share kept by a new note fitting no chord on a beat
+    register_weight: float = default("register_weight")  # share kept by a new note at or above the melody
+    file_density: bool = default("file_density")  # without a density target, match the replaced parts'
 
 
 def parse_instruments(values: Sequence[str | int]) -> list[int]:
@@ -262,27 +261,17 @@ def keep_selection(piece: Piece, keep: Sequence[str | int], *, required: bool = 
 
 
 def sampling_options(request: Request, *, seed: int):
-    """The sampler's options for ``request``, with its ranges checked."""
+    """The sampler's options for ``request``, with their ranges checked (``SamplingOptions.validate``)."""
     from amt.sampling import SamplingOptions
 
-    if not 0.0 < request.top_p <= 1.0:
-        raise DemoInputError(f"top-p must be in (0, 1], not {request.top_p:g}.")
-    if not 0.0 < request.temperature <= 5.0:
-        raise DemoInputError(f"The temperature must be in (0, 5], not {request.temperature:g}.")
     if request.grid not in GRIDS:
         raise DemoInputError(f"Grid {request.grid!r}: choose one of {', '.join(GRIDS)}.")
-    if request.density < 0:
-        raise DemoInputError(f"The density target must be >= 0 notes per second, not {request.density:g}.")
-    for name in ("key", "chord", "register"):
-        weight = getattr(request, f"{name}_weight")
-        if not 0.0 < weight <= 1.0:
-            raise DemoInputError(f"The {name} weight must be in (0, 1] (1 is off), not {weight:g}.")
-    return SamplingOptions(
+    options = SamplingOptions(
         top_p=float(request.top_p),
         temperature=float(request.temperature),
         seed=seed,
         instruments=parse_instruments(request.instruments) or None,
-        density=float(request.density) if request.density > 0 else None,
+        density=float(request.density) if request.density != 0 else None,
         grid=GRIDS[request.grid],
         file_grid=request.grid != "off",
         monophonic=bool(request.monophonic or request.legato or request.no_parallels),
@@ -293,6 +282,11 @@ def sampling_options(request: Request, *, seed: int):
         chord_weight=float(request.chord_weight),
         register_weight=float(request.register_weight),
     )
+    try:
+        options.validate()
+    except GenerationError as error:
+        raise DemoInputError(f"{error}.") from None
+    return options
 
 
 def resolve_seed(seed: str | float | None) -> int:

@@ -313,7 +313,7 @@ def _sampling_overrides(items: list[str]) -> dict:
     if density is not None and not (isinstance(density, (int, float)) and density > 0):
         raise ConfigError(f"--sampling: voice_density must be a positive number or null, got {density!r}")
     try:
-        SamplingOptions(**options).validate()
+        SamplingOptions.from_dict(options).validate()
     except (AmtError, TypeError) as error:
         raise ConfigError(f"--sampling: {error}") from None
     return overrides

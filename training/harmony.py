@@ -358,7 +358,8 @@ def harmonize(model, references: Sequence[MidiTokens], *, samples: int = 3, seed
             if len(onsets):
                 melody_rate = len(onsets) * TIME_RESOLUTION / int(ends.max())  # soprano notes per second
                 piece["density"] = voice_density * len(WRITTEN) * melody_rate
-        options = SamplingOptions(seed=seed + i, instruments=[programs[v] for v in WRITTEN], **piece)
+        options = SamplingOptions.from_dict({**piece, "seed": seed + i,
+                                             "instruments": [programs[v] for v in WRITTEN]})
         generations = accompany(model, reference, keep_instruments=[programs["soprano"]], options=options,
                                 variations=samples)
         outputs.append([g.midi for g in generations])
