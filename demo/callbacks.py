@@ -358,7 +358,7 @@ def generate(
 
     Returns the variations and a Markdown status line (seed used, time taken, audio notes).
     """
-    from amt import sampling
+    from amt.sampling import tasks
 
     if request.task not in TASKS:
         raise DemoInputError(f"Unknown task {request.task!r}: choose accompany, infill or continue.")
@@ -368,15 +368,14 @@ def generate(
     seed = resolve_seed(request.seed)
     options = sampling_options(request, seed=seed)
     adapter = ProgressAdapter(progress, variations) if progress is not None else None
-    common = {"options": options, "variations": variations, "callback": adapter}
+    keep, span, seconds, region = {}, None, None, None
     if request.task == "accompany":
-        region = None
-        results = sampling.accompany(model, piece.midi, **keep_selection(piece, request.keep), **common)
+        keep = keep_selection(piece, request.keep)
         what = "accompaniment"
     elif request.task == "infill":
         region = resolve_span(piece, request.span_start, request.span_end, request.span_unit)
+        span = tasks.Span(*region)
         keep = keep_selection(piece, request.keep, required=False)
-        results = sampling.infill(model, piece.midi, start=region[0], end=region[1], **keep, **common)
         what = f"infilling of {region[0]:.1f}-{region[1]:.1f} s"
         if keep:
             what += f" keeping part{'s' if len(keep['keep_parts']) > 1 else ''} " + \
@@ -386,8 +385,10 @@ def generate(
         if not 0 < seconds <= MAX_CONTINUE_SECONDS:
             raise DemoInputError(f"Continue for 1 to {MAX_CONTINUE_SECONDS:.0f} seconds, not {seconds:g}.")
         region = (piece.duration, piece.duration + seconds)
-        results = sampling.continue_piece(model, piece.midi, seconds=seconds, **common)
         what = f"{seconds:g} s continuation"
+    results = tasks.run(model, piece.midi, tasks.Request(request.task, **keep, span=span, seconds=seconds,
+                                                         options=options, variations=variations),
+                        callback=adapter)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     saved, audio_problems = [], []

@@ -151,16 +151,15 @@ def _output_paths(args: argparse.Namespace) -> list[Path]:
     return [out.with_name(f"{out.stem}-{k}{out.suffix or '.mid'}") for k in range(1, args.variations + 1)]
 
 
-def _span(args: argparse.Namespace, meta) -> tuple[float, float]:
-    """The infill span in seconds, from --start/--end or from --start-bar/--end-bar (end bar included)."""
+def _span(args: argparse.Namespace):
+    """The infill span, from --start/--end (seconds) or from --start-bar/--end-bar (end bar included)."""
+    from amt.sampling.tasks import Span
+
     seconds, bars = (args.start, args.end), (args.start_bar, args.end_bar)
     if all(v is not None for v in seconds) and all(v is None for v in bars):
-        return seconds
+        return Span(*seconds)
     if all(v is not None for v in bars) and all(v is None for v in seconds):
-        if args.start_bar < 1 or args.end_bar < args.start_bar:
-            raise GenerationError(f"bars count from 1 and the end bar must not precede the start bar, got "
-                                  f"{args.start_bar:g}-{args.end_bar:g}")
-        return meta.bar_to_seconds(args.start_bar), meta.bar_to_seconds(args.end_bar + 1)
+        return Span(*bars, unit="bars")
     raise GenerationError("give the span as --start and --end (seconds) or as --start-bar and --end-bar")
 
 
@@ -179,21 +178,19 @@ def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from amt.models import load_model, resolve_model_name
-    from amt.sampling.tasks import accompany, continue_piece, infill
+    from amt.sampling.tasks import Request, run
     from amt.tokenization.midi import read_midi
 
     options = options_from_args(args)
     paths = _output_paths(args)
     midi = read_midi(args.input)
-    keep = {"keep_parts": getattr(args, "keep_part", None), "keep_tracks": getattr(args, "keep_track", None),
-            "keep_instruments": getattr(args, "keep_instrument", None)}
-    if args.command == "infill":
-        start, end = _span(args, midi.meta)
-        task, task_args = infill, {"start": start, "end": end, **keep}
-    elif args.command == "continue":
-        task, task_args = continue_piece, {"seconds": args.seconds}
-    else:
-        task, task_args = accompany, keep
+    request = Request(args.command, keep_parts=getattr(args, "keep_part", None),
+                      keep_tracks=getattr(args, "keep_track", None),
+                      keep_instruments=getattr(args, "keep_instrument", None),
+                      span=_span(args) if args.command == "infill" else None,
+                      seconds=getattr(args, "seconds", None), options=options, variations=args.variations)
+    if request.span is not None:
+        request.span.seconds(midi.meta)  # a span the file cannot have fails before the model loads
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     model = load_model(resolve_model_name(args.model), device=device)
 
@@ -205,8 +202,7 @@ def _run(args: argparse.Namespace) -> int:
             progress[variation] = max(progress[variation], fraction)
             bar.update(round(100 * sum(progress) / len(progress)) - bar.n)
 
-        generations = task(model, midi, options=options, variations=args.variations, callback=report,
-                           **task_args)
+        generations = run(model, midi, request, callback=report)
     _write_all(paths, generations)
     if generations[0].summary:
         print(f"new notes written for: {generations[0].summary}")
