@@ -10,6 +10,7 @@ import sys
 import typing
 from pathlib import Path
 
+from amt.device import AUTO, DEVICE_HELP
 from amt.errors import GenerationError
 from amt.sampling.options import SamplingOptions, option_fields
 
@@ -85,7 +86,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variations", type=int, default=1, metavar="K",
                         help="how many different outputs to write (one batched run)")
     _add_options(parser)
-    parser.add_argument("--device", default="auto", help="torch device: auto (cuda when present), cpu, cuda")
+    parser.add_argument("--device", default=AUTO, help=DEVICE_HELP)
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bar (there is none anyway when stderr is not a terminal)")
 
@@ -174,9 +175,9 @@ def _write_all(paths: list[Path], generations) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import torch
     from tqdm import tqdm
 
+    from amt.device import resolve_device
     from amt.models import load_model, resolve_model_name
     from amt.sampling.tasks import Request, run
     from amt.tokenization.midi import read_midi
@@ -191,8 +192,7 @@ def _run(args: argparse.Namespace) -> int:
                       seconds=getattr(args, "seconds", None), options=options, variations=args.variations)
     if request.span is not None:
         request.span.seconds(midi.meta)  # a span the file cannot have fails before the model loads
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    model = load_model(resolve_model_name(args.model), device=device)
+    model = load_model(resolve_model_name(args.model), device=resolve_device(args.device))
 
     progress = [0.0] * args.variations
     # disable=None: no bar when stderr is not a terminal (a pipe, a log file).
