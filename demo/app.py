@@ -23,6 +23,7 @@ from amt.demo.audio import AudioError, Renderer, find_renderer
 from amt.demo.callbacks import MAX_CONTINUE_SECONDS, MAX_UPLOAD_BYTES, MAX_VARIATIONS, Piece, Request
 from amt.errors import AmtError
 from amt.models import DEFAULT_MODEL, PUBLISHED_MODELS, load_model
+from amt.sampling.options import option
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,14 @@ class _Slot:
     plot: gr.Plot
     audio: gr.Audio
     download: gr.File
+
+
+def _slider(name: str, **kwargs) -> gr.Slider:
+    """The slider of sampling option ``name``: its range, step and default as ``SamplingOptions`` declares
+    them (``Option.slider``)."""
+    low, high, step = option(name).slider
+    kwargs.setdefault("value", getattr(Request, name))
+    return gr.Slider(low, high, step=step, **kwargs)
 
 
 def model_choices(names: Sequence[str]) -> list[tuple[str, str]]:
@@ -140,11 +149,10 @@ class DemoApp:
                         # A text box: a Number field cannot be left empty (it shows and sends 0).
                         seed = gr.Textbox(value="", label="Seed", placeholder="random", elem_id="seed")
                     with gr.Row():
-                        top_p = gr.Slider(0.5, 1.0, value=0.95, step=0.01, label="top-p", elem_id="top-p")
-                        temperature = gr.Slider(0.5, 1.5, value=1.0, step=0.05, label="Temperature",
-                                                elem_id="temperature")
-                        density = gr.Slider(0, 20, value=0, step=0.5,
-                                            label="Density target (new notes/s, 0: off)", elem_id="density")
+                        top_p = _slider("top_p", label="top-p", elem_id="top-p")
+                        temperature = _slider("temperature", label="Temperature", elem_id="temperature")
+                        density = _slider("density", value=Request.density,
+                                          label="Density target (new notes/s, 0: off)", elem_id="density")
                     instruments = gr.Dropdown(
                         choices=callbacks.instrument_choices(), value=[], multiselect=True,
                         allow_custom_value=True, label="Instruments for new notes (empty: those of the "
@@ -165,16 +173,12 @@ class DemoApp:
                     # Each musical weight is the share of its probability a new note that breaks the rule
                     # keeps: lower is stricter, 1 switches the rule off.
                     with gr.Row():
-                        key_weight = gr.Slider(0.01, 1.0, value=Request.key_weight, step=0.01,
-                                               label="Key weight (out-of-key notes; 1: off)",
-                                               elem_id="key-weight")
-                        chord_weight = gr.Slider(0.01, 1.0, value=Request.chord_weight, step=0.01,
-                                                 label="Chord weight (notes fitting no chord on a beat; "
-                                                 "1: off)",
-                                                 elem_id="chord-weight")
-                        register_weight = gr.Slider(0.01, 1.0, value=Request.register_weight, step=0.01,
-                                                    label="Register weight (notes at or above the melody; "
-                                                    "1: off)", elem_id="register-weight")
+                        key_weight = _slider("key_weight", label="Key weight (out-of-key notes; 1: off)",
+                                             elem_id="key-weight")
+                        chord_weight = _slider("chord_weight", label="Chord weight (notes fitting no chord "
+                                               "on a beat; 1: off)", elem_id="chord-weight")
+                        register_weight = _slider("register_weight", label="Register weight (notes at or "
+                                                  "above the melody; 1: off)", elem_id="register-weight")
                     file_density = gr.Checkbox(value=Request.file_density,
                                                label="Match the replaced parts' density (without a target)",
                                                elem_id="file-density")

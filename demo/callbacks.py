@@ -22,10 +22,8 @@ from matplotlib.figure import Figure
 from amt.demo.audio import AudioError, Renderer
 from amt.demo.notes import NoteArrays
 from amt.demo.pianoroll import plot_pianoroll
-from amt.errors import AmtError, MidiError
-from amt.sampling.chordweight import CHORD_WEIGHT
-from amt.sampling.keyweight import KEY_WEIGHT
-from amt.sampling.register import REGISTER_WEIGHT
+from amt.errors import AmtError, GenerationError, MidiError
+from amt.sampling.options import default
 from amt.tokenization.midi import GM_INSTRUMENT_NAMES, MidiTokens, read_midi
 from amt.tokenization.notes import EVENT_DURATIONS, duration_ticks, onset_ticks
 from amt.tokenization.parts import Part, find_parts, part_index
@@ -186,19 +184,20 @@ class Request:
     span_unit: str = "seconds"  # or "bars"
     continue_seconds: float = 10.0
     variations: int = 1
-    top_p: float = 0.95
-    temperature: float = 1.0
+    # The sampling options' defaults are SamplingOptions' own (amt.sampling.options declares them once).
+    top_p: float = default("top_p")
+    temperature: float = default("temperature")
     seed: str | float | None = None  # None or "": a fresh random seed, reported back
     instruments: Sequence[str | int] = ()  # for new notes; empty: the replaced parts' (continue: any)
     density: float = 0.0  # new notes per second; 0: no target
     grid: str = "file"  # a key of GRIDS
-    monophonic: bool = False  # each new part plays one note at a time
-    legato: bool = False  # new parts sing without rests (implies monophonic)
-    no_parallels: bool = False  # no parallel fifths or octaves (implies monophonic)
-    key_weight: float = KEY_WEIGHT  # share kept by an out-of-key new note; 1: off
-    chord_weight: float = CHORD_WEIGHT  # share kept by a new note that fits no chord on a beat; 1: off
-    register_weight: float = REGISTER_WEIGHT  # share kept by a new note at or above the melody; 1: off
-    file_density: bool = True  # without a density target, match the replaced parts' notes per second
+    monophonic: bool = default("monophonic")  # each new part plays one note at a time
+    legato: bool = default("legato")  # new parts sing without rests (implies monophonic)
+    no_parallels: bool = default("no_parallels")  # no parallel fifths or octaves (implies monophonic)
+    key_weight: float = default("key_weight")  # share kept by an out-of-key new note; 1: off
+    chord_weight: float = default("chord_weight")  # share kept by a new note fitting no chord on a beat
+    register_weight: float = default("register_weight")  # share kept by a new note at or above the melody
+    file_density: bool = default("file_density")  # without a density target, match the replaced parts'
 
 
 def parse_instruments(values: Sequence[str | int]) -> list[int]:
@@ -263,27 +262,17 @@ def keep_selection(piece: Piece, keep: Sequence[str | int], *, required: bool = 
 
 
 def sampling_options(request: Request, *, seed: int):
-    """The sampler's options for ``request``, with its ranges checked."""
+    """The sampler's options for ``request``, with their ranges checked (``SamplingOptions.validate``)."""
     from amt.sampling import SamplingOptions
 
-    if not 0.0 < request.top_p <= 1.0:
-        raise DemoInputError(f"top-p must be in (0, 1], not {request.top_p:g}.")
-    if not 0.0 < request.temperature <= 5.0:
-        raise DemoInputError(f"The temperature must be in (0, 5], not {request.temperature:g}.")
     if request.grid not in GRIDS:
         raise DemoInputError(f"Grid {request.grid!r}: choose one of {', '.join(GRIDS)}.")
-    if request.density < 0:
-        raise DemoInputError(f"The density target must be >= 0 notes per second, not {request.density:g}.")
-    for name in ("key", "chord", "register"):
-        weight = getattr(request, f"{name}_weight")
-        if not 0.0 < weight <= 1.0:
-            raise DemoInputError(f"The {name} weight must be in (0, 1] (1 is off), not {weight:g}.")
-    return SamplingOptions(
+    options = SamplingOptions(
         top_p=float(request.top_p),
         temperature=float(request.temperature),
         seed=seed,
         instruments=parse_instruments(request.instruments) or None,
-        density=float(request.density) if request.density > 0 else None,
+        density=float(request.density) if request.density != 0 else None,
         grid=GRIDS[request.grid],
         file_grid=request.grid != "off",
         monophonic=bool(request.monophonic or request.legato or request.no_parallels),
@@ -294,6 +283,11 @@ def sampling_options(request: Request, *, seed: int):
         chord_weight=float(request.chord_weight),
         register_weight=float(request.register_weight),
     )
+    try:
+        options.validate()
+    except GenerationError as error:
+        raise DemoInputError(f"{error}.") from None
+    return options
 
 
 def resolve_seed(seed: str | float | None) -> int:
@@ -365,7 +359,7 @@ def generate(
 
     Returns the variations and a Markdown status line (seed used, time taken, audio notes).
     """
-    from amt import sampling
+    from amt.sampling import tasks
 
     if request.task not in TASKS:
         raise DemoInputError(f"Unknown task {request.task!r}: choose accompany, infill or continue.")
@@ -375,15 +369,14 @@ def generate(
     seed = resolve_seed(request.seed)
     options = sampling_options(request, seed=seed)
     adapter = ProgressAdapter(progress, variations) if progress is not None else None
-    common = {"options": options, "variations": variations, "callback": adapter}
+    keep, span, seconds, region = {}, None, None, None
     if request.task == "accompany":
-        region = None
-        results = sampling.accompany(model, piece.midi, **keep_selection(piece, request.keep), **common)
+        keep = keep_selection(piece, request.keep)
         what = "accompaniment"
     elif request.task == "infill":
         region = resolve_span(piece, request.span_start, request.span_end, request.span_unit)
+        span = tasks.Span(*region)
         keep = keep_selection(piece, request.keep, required=False)
-        results = sampling.infill(model, piece.midi, start=region[0], end=region[1], **keep, **common)
         what = f"infilling of {region[0]:.1f}-{region[1]:.1f} s"
         if keep:
             what += f" keeping part{'s' if len(keep['keep_parts']) > 1 else ''} " + \
@@ -393,8 +386,10 @@ def generate(
         if not 0 < seconds <= MAX_CONTINUE_SECONDS:
             raise DemoInputError(f"Continue for 1 to {MAX_CONTINUE_SECONDS:.0f} seconds, not {seconds:g}.")
         region = (piece.duration, piece.duration + seconds)
-        results = sampling.continue_piece(model, piece.midi, seconds=seconds, **common)
         what = f"{seconds:g} s continuation"
+    results = tasks.run(model, piece.midi, tasks.Request(request.task, **keep, span=span, seconds=seconds,
+                                                         options=options, variations=variations),
+                        callback=adapter)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     saved, audio_problems = [], []

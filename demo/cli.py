@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from amt.device import AUTO, DEVICE_HELP, resolve_device
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``demo`` subcommand to the ``amt`` parser."""
@@ -18,8 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", action="append", default=None,
                         help="model folder or Hugging Face Hub id (default: the built-in model); repeat it "
                         "to offer more in the page's model picker (the first is loaded at start)")
-    parser.add_argument("--device", default=None,
-                        help="torch device, e.g. cpu or cuda (default: best available)")
+    parser.add_argument("--device", default=AUTO, help=DEVICE_HELP)
     parser.add_argument("--share", choices=("on", "off"), default="off",
                         help="also publish a temporary public gradio.live link (default off)")
     parser.add_argument("--max-seconds", type=float, default=None,
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     max_seconds = MAX_PIECE_SECONDS if args.max_seconds is None else args.max_seconds
     print(f"amt demo: loading {name}", flush=True)
-    model = load_model(name, device=args.device)
+    model = load_model(name, device=resolve_device(args.device))
     app = DemoApp(model, model_name=name, models=names[1:], max_seconds=max_seconds)
     if app.audio_note:
         print(f"amt demo: {app.audio_note}", flush=True)

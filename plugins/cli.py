@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from amt.device import AUTO, DEVICE_HELP, resolve_device
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``serve`` to the ``amt`` parser."""
@@ -22,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "computer's names (127.0.0.1, localhost, [::1]) are served by default, which keeps "
                         "web pages from driving the bridge. A --host address is allowed too")
     parser.add_argument("--model", default=None, help="model folder or Hub id (default: the built-in model)")
-    parser.add_argument("--device", default=None, help="torch device, e.g. cuda or cpu (default cpu)")
+    parser.add_argument("--device", default=AUTO, help=DEVICE_HELP)
     limits = parser.add_argument_group("limits")
     limits.add_argument("--queue", type=int, default=16, help="requests that may wait for the model (16)")
     limits.add_argument("--timeout", type=float, default=120.0, help="seconds one may run or wait (120)")
@@ -70,7 +72,7 @@ def run_serve(args: argparse.Namespace) -> int:
         # Open the ports before loading the model, so a missing MIDI backend fails at once.
         ports = open_ports(args.midi_in, args.midi_out, virtual=not args.existing_ports)
     name = resolve_model_name(args.model)
-    model = load_model(name, device=args.device)
+    model = load_model(name, device=resolve_device(args.device))
     stop = threading.Event()
     if ports is not None:
         bridge = PortsBridge(ports[1], settings)

@@ -279,7 +279,6 @@ class Engine:
         """Generate the plan's variations; ``on_note(variation, note, progress)`` hears each new note as it
         is sampled. Stops with ``Cancelled`` once ``time.monotonic()`` passes ``deadline`` or ``cancel`` is
         set (checked before every decoding step, whatever the sampling options)."""
-        from amt.sampling.options import SamplingOptions
         from amt.sampling.sampler import generate
 
         request = plan.request
@@ -287,23 +286,7 @@ class Engine:
         density = plan.file_density if sampling.file_density else None
         if sampling.density is not None:
             density = sampling.density * plan.tempo.mean_bpm(*plan.region) / 60.0
-        options = SamplingOptions(
-            top_p=sampling.top_p,
-            temperature=sampling.temperature,
-            seed=sampling.seed,
-            instruments=sampling.instruments,
-            pitch_range=sampling.pitch_range,
-            density=density,
-            polyphony=sampling.polyphony,
-            monophonic=sampling.monophonic,
-            legato=sampling.legato,
-            no_parallels=sampling.no_parallels,
-            beat_parallels=sampling.beat_parallels,
-            key_weight=sampling.key_weight,
-            chord_weight=sampling.chord_weight,
-            register_weight=sampling.register_weight,
-            candidates=sampling.candidates,
-        )
+        options = sampling.options(density=density)
 
         def check() -> None:
             if time.monotonic() > deadline:

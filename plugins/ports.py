@@ -27,6 +27,7 @@ import mido
 from amt.errors import AmtError
 from amt.plugins.instruments import DRUM_CHANNEL
 from amt.plugins.protocol import GenerateRequest, GenerateResponse, RequestError, Task
+from amt.sampling.options import default
 
 log = logging.getLogger("amt.serve.midi")
 
@@ -92,9 +93,9 @@ class PortsSettings:
     bars: int = 4
     """For continue: how many bars to write after the recorded part."""
     variations: int = 1
-    top_p: float = 0.95
-    temperature: float = 1.0
-    seed: int | None = None
+    top_p: float = default("top_p")  # the sampling options' own defaults (amt.sampling.options)
+    temperature: float = default("temperature")
+    seed: int | None = default("seed")
     grid: float | None = None
     default_bpm: float = 120.0
     """Tempo assumed where no clock was received."""

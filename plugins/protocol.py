@@ -15,8 +15,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from amt.errors import AmtError
-from amt.sampling.options import BEAT_PARALLELS, CHORD_WEIGHT, KEY_WEIGHT, REGISTER_WEIGHT
+from amt.errors import AmtError, GenerationError
+from amt.sampling.options import SamplingOptions, bounds
 
 PROTOCOL_VERSION = 1
 MIN_BPM, MAX_BPM = 1, 1000
@@ -119,63 +119,62 @@ class Locked(_Strict):
 class Sampling(_Strict):
     """The sampler's knobs."""
 
+    # SamplingOptions (amt.sampling.options) declares each knob's default and range once (``bounds``); the
+    # descriptions here say what the option means in a DAW's terms (beats, locked notes).
+
     variations: int = Field(1, ge=1, le=8, description="How many alternative results to return")
     instruments: list[int] | None = Field(
         None, max_length=129, description="GM programs allowed for new notes (128 = drums); default: any"
     )
     pitch_range: tuple[int, int] | None = Field(None, description="Inclusive MIDI pitch range of new notes")
-    density: float | None = Field(None, gt=0, le=64, description="Target new notes per beat")
-    polyphony: float | None = Field(None, gt=0, le=32, description="Target mean new notes sounding at once")
-    monophonic: bool = Field(False, description="Each new instrument plays one note at a time (choir voices, "
-                             "wind parts): a new note ends the part's previous one")
-    legato: bool = Field(False, description="With monophonic: a new part sings without rests once it has "
-                         "entered (each note holds until the part's next one)")
-    no_parallels: bool = Field(False, description="With monophonic: no parallel fifths or octaves between a "
-                               "new part and any other single-line part (consecutive sonorities)")
+    density: float | None = Field(**bounds("density"), description="Target new notes per beat")
+    polyphony: float | None = Field(**bounds("polyphony"),
+                                    description="Target mean new notes sounding at once")
+    monophonic: bool = Field(**bounds("monophonic"), description="Each new instrument plays one note at a "
+                             "time (choir voices, wind parts): a new note ends the part's previous one")
+    legato: bool = Field(**bounds("legato"), description="With monophonic: a new part sings without rests "
+                         "once it has entered (each note holds until the part's next one)")
+    no_parallels: bool = Field(**bounds("no_parallels"), description="With monophonic: no parallel fifths or "
+                               "octaves between a new part and any other single-line part (consecutive "
+                               "sonorities)")
     beat_parallels: float = Field(
-        BEAT_PARALLELS, ge=0, le=1, description="With no_parallels: the weight of a new note that would make "
+        **bounds("beat_parallels"), description="With no_parallels: the weight of a new note that would make "
         "parallel fifths or octaves from the previous beat to this one through passing notes (0 forbids "
         "them, 1 leaves them to the model)")
     key_weight: float = Field(
-        KEY_WEIGHT, gt=0, le=1, description="Share of its probability a new note outside the key of the "
+        **bounds("key_weight"), description="Share of its probability a new note outside the key of the "
         "locked notes keeps (off where the key is unclear); 1 is off")
     chord_weight: float = Field(
-        CHORD_WEIGHT, gt=0, le=1, description="On a bar's first beat (from time_signatures), a new note "
+        **bounds("chord_weight"), description="On a bar's first beat (from time_signatures), a new note "
         "that would fit no triad or seventh chord with what sounds then keeps this share of its probability; "
         "on the other beats its square root; nothing off the beat; 1 is off")
     register_weight: float = Field(
-        REGISTER_WEIGHT, gt=0, le=1, description="Share kept by a new note at or above the melody (the "
+        **bounds("register_weight"), description="Share kept by a new note at or above the melody (the "
         "highest locked note sounding at its onset); 1 is off")
     file_density: bool = Field(
-        True, description="Without density: new notes match the replaced notes' notes per second (the "
-        "unlocked notes in the region, of instruments when given), else the locked music's before the region")
+        **bounds("file_density"), description="Without density: new notes match the replaced notes' notes "
+        "per second (the unlocked notes in the region, of instruments when given), else the locked music's "
+        "before the region")
     candidates: int = Field(
-        1, ge=1, le=8, description="Samples per variation; the one nearest the attribute targets is kept"
-    )
-    top_p: float = Field(0.95, gt=0, le=1)
-    temperature: float = Field(1.0, gt=0, le=5)
-    seed: int | None = Field(None, ge=0, le=2**63 - 1)
-
-    @field_validator("instruments")
-    @classmethod
-    def _instrument_numbers(cls, value: list[int] | None) -> list[int] | None:
-        if value is not None and not all(0 <= v <= 128 for v in value):
-            raise ValueError("instruments are GM programs 0-127, or 128 for drums")
-        return value
-
-    @field_validator("pitch_range")
-    @classmethod
-    def _pitch_range(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
-        if value is not None and not 0 <= value[0] <= value[1] <= 127:
-            raise ValueError("pitch_range must be [low, high] with 0 <= low <= high <= 127")
-        return value
+        **bounds("candidates"), description="Samples per variation; the one nearest the attribute targets is "
+        "kept")
+    top_p: float = Field(**bounds("top_p"))
+    temperature: float = Field(**bounds("temperature"))
+    seed: int | None = Field(**bounds("seed"))
 
     @model_validator(mode="after")
-    def _single_line_rules(self) -> Sampling:
-        for name in ("legato", "no_parallels"):
-            if getattr(self, name) and not self.monophonic:
-                raise ValueError(f"{name} applies to parts that play one note at a time: set monophonic")
+    def _options_rules(self) -> Sampling:
+        # Ranges of lists and rules between options (legato needs monophonic...) are SamplingOptions'.
+        try:
+            self.options().validate()
+        except GenerationError as error:
+            raise ValueError(str(error)) from None
         return self
+
+    def options(self, **changes) -> SamplingOptions:
+        """These knobs as ``SamplingOptions`` (``changes`` replace some: the density in notes per second)."""
+        values = self.model_dump(exclude={"variations"})
+        return SamplingOptions.from_dict({**values, **changes})
 
 
 class GenerateRequest(_Strict):

@@ -204,7 +204,7 @@ def test_sampling_options_check_ranges():
     options.validate()
     for request, message in [
         (Request(task="continue", grid="1/5"), "Grid '1/5'"),
-        (Request(task="continue", top_p=0.0), "top-p"),
+        (Request(task="continue", top_p=0.0), "top_p"),
         (Request(task="continue", temperature=0.0), "temperature"),
         (Request(task="continue", density=-1.0), "density"),
     ]:
@@ -230,8 +230,8 @@ def test_sampling_options_carry_the_musical_weights_and_check_their_range():
     assert options.file_density is False and options.density is None
     options.validate()
     for name, bad in (("key", 0.0), ("chord", 1.5), ("register", -0.2)):
-        with pytest.raises(DemoInputError, match=rf"^The {name} weight must be in \(0, 1\] \(1 is off\), "
-                           rf"not {bad:g}\.$"):
+        with pytest.raises(DemoInputError, match=rf"^{name}_weight must be in \(0, 1\] \(1 is off\), "
+                           rf"got {bad}\.$"):
             callbacks.sampling_options(Request(task="accompany", **{f"{name}_weight": bad}), seed=1)
 
 
@@ -425,7 +425,7 @@ def test_page_threads_the_musical_knobs_to_the_request(model, duet, tmp_path, mo
     # Out of range from the API (the sliders stop at 0.01): a one-line message, nothing generated.
     outputs = app.generate(duet, "accompany", ["2"], None, None, "seconds", 5, 1, 0.95, 1.0, "3", [], 0,
                            "file", False, False, False, 0.0, 0.4, 1.0, True, progress=lambda *a, **k: None)
-    assert "The key weight must be in (0, 1] (1 is off), not 0." in outputs[0] and "\n" not in outputs[0]
+    assert "key_weight must be in (0, 1] (1 is off), got 0.0." in outputs[0] and "\n" not in outputs[0]
 
 
 def test_progress_adapter_averages_variations_and_throttles():

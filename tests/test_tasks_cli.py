@@ -278,3 +278,35 @@ def test_cli_model_errors_are_reported(files, capsys):
         assert main(argv) == 2
         assert "--model" in capsys.readouterr().err
     assert not (files / "m.mid").exists()
+
+
+def test_cli_demo_and_run_write_the_same_notes_for_one_request(files, model):
+    """The CLI and the demo both state an infill as one Request and call run: the same piece, span and seed
+    give the same notes through each."""
+    from amt.demo import callbacks
+    from amt.sampling import Request, Span, run
+
+    path = files / "chorale.mid"
+    out = files / "one-request.mid"
+    assert main(["infill", str(path), "--start", "2", "--end", "6", "--seed", "11", "--model",
+                 str(files / "model"), "--out", str(out)]) == 0
+    piece = read_midi(path)
+    (direct,) = run(model, piece, Request("infill", span=Span(2.0, 6.0), options=SamplingOptions(seed=11)))
+    assert np.array_equal(read_midi(out).events, read_midi(direct.midi.to_midi_bytes()).events)
+    form = callbacks.Request(task="infill", span_start=2.0, span_end=6.0, seed="11", variations=1)
+    [shown], _ = callbacks.generate(model, callbacks.load_piece(path), form, files / "demo", renderer=None)
+    assert np.array_equal(read_midi(shown.midi_path).events, read_midi(out).events)
+
+
+def test_span_units_and_bad_requests(chorale):
+    from amt.sampling import Request, Span, run
+
+    meta = dataclasses.replace(chorale.meta, tempos=((0, 120.0),), time_signatures=((0, 4, 4),), _tempo_us=())
+    assert Span(2, 3, "bars").seconds(meta) == pytest.approx((2.0, 6.0))  # 2 s a bar, end bar included
+    assert Span(1, 3, "beats").seconds(meta) == pytest.approx((0.5, 1.5))
+    with pytest.raises(GenerationError, match="bars count from 1"):
+        Span(0, 1, "bars").seconds(meta)
+    with pytest.raises(GenerationError, match="infill needs the span"):
+        run(None, chorale, Request("infill"))
+    with pytest.raises(GenerationError, match="top_p"):
+        run(None, chorale, Request("continue", seconds=1, options=SamplingOptions(top_p=2)))

@@ -277,7 +277,7 @@ def accompaniment_report(model, pieces: Sequence[tuple[MidiTokens, int]], *, sec
     "mean": {system: metrics}, "density_in_band": {system: share of pieces}}``. ``model`` None skips the
     model row; ``sampling`` goes to ``SamplingOptions``; ``outputs``, when given, receives the model's
     pieces."""
-    from amt.sampling import SamplingOptions, accompany
+    from amt.sampling import Request, SamplingOptions, run
 
     rng = np.random.default_rng(seed)
     rows = []
@@ -296,9 +296,9 @@ def accompaniment_report(model, pieces: Sequence[tuple[MidiTokens, int]], *, sec
         if model is not None:
             # No instruments given: as `amt accompany --keep-part N` does, the new notes are written for the
             # replaced parts, with their programs and registers, each part getting its share.
-            options = SamplingOptions(seed=seed + i, **dict(sampling or {}))
-            generations = accompany(model, original, keep_instruments=[melody], options=options,
-                                    variations=samples)
+            options = SamplingOptions.from_dict({**dict(sampling or {}), "seed": seed + i})
+            request = Request("accompany", keep_instruments=[melody], options=options, variations=samples)
+            generations = run(model, original, request)
             systems["model"] = [g.midi for g in generations]
             row["notes"] = list(generations[0].notes)
             if outputs is not None:

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from amt.device import AUTO, DEVICE_HELP
 from amt.fileio import atomic_write_text
 
 
@@ -52,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the evaluation sequences and of the harmonisation samples (default 0)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--device", default="auto", help="cpu, cuda ... (default: cuda when available)")
+    p.add_argument("--device", default=AUTO, help=DEVICE_HELP)
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
                    help="auto: bf16 autocast on CUDA, float32 on CPU")
     p.add_argument("--json", metavar="OUT", help="also write the results to this JSON file")
@@ -313,7 +314,7 @@ def _sampling_overrides(items: list[str]) -> dict:
     if density is not None and not (isinstance(density, (int, float)) and density > 0):
         raise ConfigError(f"--sampling: voice_density must be a positive number or null, got {density!r}")
     try:
-        SamplingOptions(**options).validate()
+        SamplingOptions.from_dict(options).validate()
     except (AmtError, TypeError) as error:
         raise ConfigError(f"--sampling: {error}") from None
     return overrides

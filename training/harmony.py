@@ -347,7 +347,7 @@ def harmonize(model, references: Sequence[MidiTokens], *, samples: int = 3, seed
     """Let ``model`` write alto, tenor and bass under each reference's soprano: ``samples`` variations per
     piece, seeded ``seed + piece index`` so runs are reproducible; ``sampling`` (top_p, temperature...) goes
     to ``SamplingOptions``, over the defaults of ``SAMPLING``."""
-    from amt.sampling import SamplingOptions, accompany
+    from amt.sampling import Request, SamplingOptions, run
 
     sampling = {**SAMPLING, **sampling}
     voice_density = sampling.pop("voice_density")
@@ -359,8 +359,9 @@ def harmonize(model, references: Sequence[MidiTokens], *, samples: int = 3, seed
             if len(onsets):
                 melody_rate = len(onsets) * TIME_RESOLUTION / int(ends.max())  # soprano notes per second
                 piece["density"] = voice_density * len(WRITTEN) * melody_rate
-        options = SamplingOptions(seed=seed + i, instruments=[programs[v] for v in WRITTEN], **piece)
-        generations = accompany(model, reference, keep_instruments=[programs["soprano"]], options=options,
-                                variations=samples)
+        options = SamplingOptions.from_dict({**piece, "seed": seed + i,
+                                             "instruments": [programs[v] for v in WRITTEN]})
+        generations = run(model, reference, Request("accompany", keep_instruments=[programs["soprano"]],
+                                                    options=options, variations=samples))
         outputs.append([g.midi for g in generations])
     return outputs

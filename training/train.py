@@ -72,18 +72,10 @@ def setup_distributed(device_type: str) -> Distributed:
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto``: this process's GPU when CUDA is available, else the CPU; otherwise the device named."""
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise ConfigError(f"train.device: {error}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device is cuda but CUDA is not available")
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)  # under torchrun, "cuda" means this process's GPU
-    return device
+    """``train.device`` through the one device rule (``amt.device.resolve_device``)."""
+    from amt.device import resolve_device
+
+    return resolve_device(name, local_rank)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

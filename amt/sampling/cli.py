@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import typing
 from pathlib import Path
 
+from amt.device import AUTO, DEVICE_HELP
 from amt.errors import GenerationError
-from amt.sampling.chordweight import CHORD_WEIGHT
-from amt.sampling.keyweight import KEY_WEIGHT
-from amt.sampling.options import BEAT_PARALLELS, DEFAULT_MAX_SECONDS
-from amt.sampling.register import REGISTER_WEIGHT
+from amt.sampling.options import SamplingOptions, option_fields
 
 TASK_SUFFIX = {"accompany": "accompanied", "infill": "infilled", "continue": "continued"}
 
@@ -36,6 +35,47 @@ def _grid(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected steps per quarter note or off, got {text!r}") from None
 
 
+_PARSERS = {"pitch_range": _pitch_range, "grid": _grid}
+"""Options whose flag reads text of its own form (LO-HI; STEPS or off)."""
+
+
+def _add_options(parser: argparse.ArgumentParser) -> None:
+    """One flag per sampling option, as ``SamplingOptions`` declares it (``amt.sampling.options``). Flags
+    default to None (not given), so an option left out keeps its one declared default."""
+    hints = typing.get_type_hints(SamplingOptions)
+    for name, default, option in option_fields():
+        if option.flag is None:
+            continue
+        flag = option.flag or "--" + name.replace("_", "-")
+        types = (hints[name], *typing.get_args(hints[name]))
+        kind = next((t for t in (bool, int, float) if t in types), None)
+        shown = "" if default is None or isinstance(default, bool) else f" (default {default:g})"
+        if default is True:  # a flag that switches the option off (--no-file-density)
+            parser.add_argument(flag, dest=name, action="store_false", default=None, help=option.help)
+        elif kind is bool:
+            parser.add_argument(flag, dest=name, action="store_true", default=None, help=option.help)
+        elif name == "instruments":
+            parser.add_argument(flag, dest=name, type=int, nargs="+", metavar=option.metavar,
+                                help=option.help)
+        else:
+            parser.add_argument(flag, dest=name, type=_PARSERS.get(name, kind), metavar=option.metavar,
+                                help=option.help + shown)
+
+
+def options_from_args(args: argparse.Namespace) -> SamplingOptions:
+    """The ``SamplingOptions`` of the flags given (``_add_options``), checked; ``--grid off``: free timing."""
+    given = {name: getattr(args, name) for name, _, option in option_fields()
+             if option.flag is not None and getattr(args, name) is not None}
+    if given.get("beat_parallels") is not None and not given.get("no_parallels"):
+        raise GenerationError("--beat-parallels weighs the moves that --no-parallels lets through: add "
+                              "--no-parallels")
+    if given.get("grid") == "off":
+        given.update(grid=None, file_grid=False)
+    options = SamplingOptions(**given)
+    options.validate()
+    return options
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="IN.mid", help="the MIDI file to work on")
     parser.add_argument("--model", metavar="PATH_OR_HUB_ID",
@@ -45,53 +85,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         "variations OUT-1.mid, OUT-2.mid, ...")
     parser.add_argument("--variations", type=int, default=1, metavar="K",
                         help="how many different outputs to write (one batched run)")
-    parser.add_argument("--instruments", type=int, nargs="+", metavar="N",
-                        help="General MIDI programs new notes may use (0-127, 128 = drums); default any")
-    parser.add_argument("--pitch-range", type=_pitch_range, metavar="LO-HI",
-                        help="MIDI pitches new pitched notes may use, e.g. 48-84")
-    parser.add_argument("--max-instruments", type=int, default=16, metavar="N",
-                        help="most instruments in the output, kept ones included (default 16)")
-    parser.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
-    parser.add_argument("--seed", type=int, help="random seed: the same seed gives the same output")
-    parser.add_argument("--density", type=float, metavar="NOTES_PER_S",
-                        help="target number of new notes per second")
-    parser.add_argument("--polyphony", type=float, metavar="VOICES",
-                        help="target mean number of new notes sounding at once")
-    parser.add_argument("--monophonic", action="store_true",
-                        help="each new instrument plays one note at a time (choir voices, wind parts): a "
-                        "new note ends the part's previous one")
-    parser.add_argument("--legato", action="store_true",
-                        help="with --monophonic: a new part sings without rests once it has entered (each "
-                        "note holds until the part's next one)")
-    parser.add_argument("--no-parallels", action="store_true",
-                        help="with --monophonic: no parallel fifths or octaves between a new part and any "
-                        "other single-line part (between consecutive sonorities)")
-    parser.add_argument("--beat-parallels", type=float, metavar="W",
-                        help="with --no-parallels: the weight (0-1) of a new note that would make parallel "
-                        "fifths or octaves from the previous beat to this one through passing notes; 0 "
-                        f"forbids them, 1 leaves them to the model (default {BEAT_PARALLELS}: the built-in "
-                        "model's nearest to Bach's rate)")
-    parser.add_argument("--grid", type=_grid, metavar="STEPS|off",
-                        help="new notes start and end on a grid of STEPS per quarter note of the file's "
-                        "tempo (4: sixteenths, 3: eighth triplets); default: the file's own grid (16ths, "
-                        "or triplets where it uses them); off: free timing")
-    parser.add_argument("--no-file-density", action="store_true",
-                        help="without --density, no density target (default: the replaced parts' notes per "
-                        "second, or the kept music's for infill and continue)")
-    for name, default, what in (("key", KEY_WEIGHT, "outside the key of the kept music"),
-                                ("chord", CHORD_WEIGHT, "on a bar's first beat that fits no triad or seventh "
-                                 "chord with what sounds (its square root on other beats)"),
-                                ("register", REGISTER_WEIGHT, "at or above the melody")):
-        parser.add_argument(f"--{name}-weight", type=float, default=default, metavar="W",
-                            help=f"share of its probability (0-1, 1 = off) a new note {what} keeps "
-                            f"(default {default})")
-    parser.add_argument("--candidates", type=int, default=1, metavar="C",
-                        help="samples per variation, the one closest to --density/--polyphony is kept")
-    parser.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS, metavar="S",
-                        help="most seconds of music to write; a longer span is refused (default "
-                        f"{DEFAULT_MAX_SECONDS:g})")
-    parser.add_argument("--device", default="auto", help="torch device: auto (cuda when present), cpu, cuda")
+    _add_options(parser)
+    parser.add_argument("--device", default=AUTO, help=DEVICE_HELP)
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bar (there is none anyway when stderr is not a terminal)")
 
@@ -157,16 +152,15 @@ def _output_paths(args: argparse.Namespace) -> list[Path]:
     return [out.with_name(f"{out.stem}-{k}{out.suffix or '.mid'}") for k in range(1, args.variations + 1)]
 
 
-def _span(args: argparse.Namespace, meta) -> tuple[float, float]:
-    """The infill span in seconds, from --start/--end or from --start-bar/--end-bar (end bar included)."""
+def _span(args: argparse.Namespace):
+    """The infill span, from --start/--end (seconds) or from --start-bar/--end-bar (end bar included)."""
+    from amt.sampling.tasks import Span
+
     seconds, bars = (args.start, args.end), (args.start_bar, args.end_bar)
     if all(v is not None for v in seconds) and all(v is None for v in bars):
-        return seconds
+        return Span(*seconds)
     if all(v is not None for v in bars) and all(v is None for v in seconds):
-        if args.start_bar < 1 or args.end_bar < args.start_bar:
-            raise GenerationError(f"bars count from 1 and the end bar must not precede the start bar, got "
-                                  f"{args.start_bar:g}-{args.end_bar:g}")
-        return meta.bar_to_seconds(args.start_bar), meta.bar_to_seconds(args.end_bar + 1)
+        return Span(*bars, unit="bars")
     raise GenerationError("give the span as --start and --end (seconds) or as --start-bar and --end-bar")
 
 
@@ -181,41 +175,24 @@ def _write_all(paths: list[Path], generations) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import torch
     from tqdm import tqdm
 
+    from amt.device import resolve_device
     from amt.models import load_model, resolve_model_name
-    from amt.sampling.options import SamplingOptions
-    from amt.sampling.tasks import accompany, continue_piece, infill
+    from amt.sampling.tasks import Request, run
     from amt.tokenization.midi import read_midi
 
-    if args.beat_parallels is not None and not args.no_parallels:
-        raise GenerationError("--beat-parallels weighs the moves that --no-parallels lets through: add "
-                              "--no-parallels")
-    beat_parallels = BEAT_PARALLELS if args.beat_parallels is None else args.beat_parallels
-    options = SamplingOptions(
-        top_p=args.top_p, temperature=args.temperature, seed=args.seed, instruments=args.instruments,
-        pitch_range=args.pitch_range, max_instruments=args.max_instruments, density=args.density,
-        polyphony=args.polyphony, monophonic=args.monophonic, legato=args.legato,
-        no_parallels=args.no_parallels, beat_parallels=beat_parallels,
-        grid=None if args.grid == "off" else args.grid, file_grid=args.grid != "off",
-        file_density=not args.no_file_density, key_weight=args.key_weight, chord_weight=args.chord_weight,
-        register_weight=args.register_weight, candidates=args.candidates,
-        max_seconds=args.max_seconds)
-    options.validate()
+    options = options_from_args(args)
     paths = _output_paths(args)
     midi = read_midi(args.input)
-    keep = {"keep_parts": getattr(args, "keep_part", None), "keep_tracks": getattr(args, "keep_track", None),
-            "keep_instruments": getattr(args, "keep_instrument", None)}
-    if args.command == "infill":
-        start, end = _span(args, midi.meta)
-        task, task_args = infill, {"start": start, "end": end, **keep}
-    elif args.command == "continue":
-        task, task_args = continue_piece, {"seconds": args.seconds}
-    else:
-        task, task_args = accompany, keep
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    model = load_model(resolve_model_name(args.model), device=device)
+    request = Request(args.command, keep_parts=getattr(args, "keep_part", None),
+                      keep_tracks=getattr(args, "keep_track", None),
+                      keep_instruments=getattr(args, "keep_instrument", None),
+                      span=_span(args) if args.command == "infill" else None,
+                      seconds=getattr(args, "seconds", None), options=options, variations=args.variations)
+    if request.span is not None:
+        request.span.seconds(midi.meta)  # a span the file cannot have fails before the model loads
+    model = load_model(resolve_model_name(args.model), device=resolve_device(args.device))
 
     progress = [0.0] * args.variations
     # disable=None: no bar when stderr is not a terminal (a pipe, a log file).
@@ -225,8 +202,7 @@ def _run(args: argparse.Namespace) -> int:
             progress[variation] = max(progress[variation], fraction)
             bar.update(round(100 * sum(progress) / len(progress)) - bar.n)
 
-        generations = task(model, midi, options=options, variations=args.variations, callback=report,
-                           **task_args)
+        generations = run(model, midi, request, callback=report)
     _write_all(paths, generations)
     if generations[0].summary:
         print(f"new notes written for: {generations[0].summary}")

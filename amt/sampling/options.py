@@ -1,10 +1,19 @@
-"""What a user can ask of the sampler: randomness, constraints on new notes and attribute targets."""
+"""What a user can ask of the sampler: randomness, constraints on new notes and attribute targets.
+
+``SamplingOptions`` is the one declaration of every option: each field carries an ``Option`` (its help text,
+range, demo slider and command-line flag) next to its default. ``validate`` checks the ranges from there;
+the command line (``amt.sampling.cli``), the bridge's pydantic model (``amt.plugins.protocol.Sampling``)
+and the demo's controls (``amt.demo``) take their defaults, ranges and words from it (``option_fields``,
+``bounds``), and ``to_dict``/``from_dict`` carry options as plain JSON values.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from amt.errors import GenerationError
 from amt.sampling.chordweight import CHORD_WEIGHT
@@ -19,6 +28,53 @@ MAX_GRID = 24
 DEFAULT_MAX_SECONDS = 600.0
 """Default ``SamplingOptions.max_seconds``: ten minutes, longer than most pieces; a few bytes of MIDI can
 span hours of music, which would take hours to write."""
+OPTION = "amt.option"
+"""Key of a ``SamplingOptions`` field's ``Option`` in its ``dataclasses.field`` metadata."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """What a front end needs to know about one option besides its default.
+
+    ``low``/``high`` bound numbers (``low_open``: the low end excluded; ``high`` infinite: any finite value
+    above ``low``); None for options that are not numbers or are checked in ``validate`` by hand. ``flag``
+    is the command-line flag ("" for ``--name-with-dashes``, None for none; the flag of an option that is
+    true by default switches it off). ``slider`` is the demo's (min, max, step) for a user option.
+    ``unit`` and ``note`` complete an error message ("grid must be 1..24 steps per quarter note").
+    """
+
+    help: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    metavar: str | None = None
+    flag: str | None = ""
+    slider: tuple[float, float, float] | None = None
+    unit: str = ""
+    note: str = ""
+
+    def problem(self, name: str, value: Any) -> str | None:
+        """Why ``value`` is out of this option's range (a one-line message naming ``name``), or None."""
+        if self.low is None or value is None or isinstance(value, bool):
+            return None
+        low, high = self.low, self.high if self.high is not None else math.inf
+        above = value > low if self.low_open else value >= low
+        if above and value <= high and math.isfinite(value):
+            return None
+        if isinstance(low, int) and not isinstance(low, bool) and math.isfinite(high):
+            return f"{name} must be {low}..{int(high)}{self.unit}, got {value}"
+        if math.isinf(high):
+            return f"{name} must be a positive number{self.unit}, got {value}"
+        return f"{name} must be in {'(' if self.low_open else '['}{low:g}, {high:g}]{self.note}, got {value}"
+
+
+def _option(default: Any, help: str, **kwargs: Any) -> Any:
+    """A ``SamplingOptions`` field: its default and its ``Option``."""
+    return dataclasses.field(default=default, metadata={OPTION: Option(help, **kwargs)})
+
+
+_WEIGHT = {"low": 0.0, "high": 1.0, "low_open": True, "metavar": "W", "slider": (0.01, 1.0, 0.01),
+           "note": " (1 is off)"}
 
 
 @dataclass
@@ -76,26 +132,55 @@ class SamplingOptions:
       (the span of ``accompany`` is the whole piece).
     """
 
-    top_p: float = 0.95
-    temperature: float = 1.0
-    seed: int | None = None
-    instruments: Sequence[int] | None = None
-    pitch_range: tuple[int, int] | None = None
-    max_instruments: int = 16
-    density: float | None = None
-    polyphony: float | None = None
-    monophonic: bool = False
-    grid: int | None = None
-    legato: bool = False
-    no_parallels: bool = False
-    beat_parallels: float = BEAT_PARALLELS
-    file_grid: bool = True
-    file_density: bool = True
-    key_weight: float = KEY_WEIGHT
-    chord_weight: float = CHORD_WEIGHT
-    register_weight: float = REGISTER_WEIGHT
-    candidates: int = 1
-    max_seconds: float = DEFAULT_MAX_SECONDS
+    top_p: float = _option(0.95, "nucleus sampling mass: draw from the smallest set of likeliest tokens "
+                           "holding this much probability", low=0.0, high=1.0, low_open=True,
+                           slider=(0.5, 1.0, 0.01))
+    temperature: float = _option(1.0, "sampling temperature: below 1 is more conservative, above 1 more "
+                                 "adventurous", low=0.0, high=5.0, low_open=True, slider=(0.5, 1.5, 0.05))
+    seed: int | None = _option(None, "random seed: the same seed gives the same output", low=0,
+                               high=2**63 - 1)
+    instruments: Sequence[int] | None = _option(
+        None, f"General MIDI programs new notes may use (0-127, {DRUMS} = drums); default any", metavar="N")
+    pitch_range: tuple[int, int] | None = _option(
+        None, "MIDI pitches new pitched notes may use, e.g. 48-84", metavar="LO-HI")
+    max_instruments: int = _option(16, "most instruments in the output, kept ones included", low=1,
+                                   high=MAX_INSTR, metavar="N")
+    density: float | None = _option(None, "target number of new notes per second", low=0.0, high=64.0,
+                                    low_open=True, metavar="NOTES_PER_S", slider=(0.0, 20.0, 0.5))
+    polyphony: float | None = _option(None, "target mean number of new notes sounding at once", low=0.0,
+                                      high=32.0, low_open=True, metavar="VOICES")
+    monophonic: bool = _option(False, "each new instrument plays one note at a time (choir voices, wind "
+                               "parts): a new note ends the part's previous one")
+    grid: int | None = _option(
+        None, "new notes start and end on a grid of STEPS per quarter note of the file's tempo (4: "
+        "sixteenths, 3: eighth triplets); default: the file's own grid (16ths, or triplets where it uses "
+        "them); off: free timing", low=1, high=MAX_GRID, metavar="STEPS|off", unit=" steps per quarter note")
+    legato: bool = _option(False, "with monophonic: a new part sings without rests once it has entered "
+                           "(each note holds until the part's next one)")
+    no_parallels: bool = _option(False, "with monophonic: no parallel fifths or octaves between a new part "
+                                 "and any other single-line part (between consecutive sonorities)")
+    beat_parallels: float = _option(
+        BEAT_PARALLELS, "with no_parallels: the weight of a new note that would make parallel fifths or "
+        "octaves from the previous beat to this one through passing notes; 0 forbids them, 1 leaves them to "
+        "the model; the default is the built-in model's nearest to Bach's rate", low=0.0, high=1.0,
+        metavar="W")
+    file_grid: bool = _option(True, "without grid, new notes go on the file's own grid (sixteenths, or "
+                              "triplets where it uses them); false: free timing", flag=None)
+    file_density: bool = _option(True, "without a density target, new notes match the replaced parts' "
+                                 "notes per second (the kept music's for infill and continue); off: no "
+                                 "target",
+                                 flag="--no-file-density")
+    key_weight: float = _option(KEY_WEIGHT, "share of its probability a new note outside the key of the kept "
+                                "music keeps", **_WEIGHT)
+    chord_weight: float = _option(CHORD_WEIGHT, "share of its probability a new note on a bar's first beat "
+                                  "that fits no triad or seventh chord with what sounds keeps (its square "
+                                  "root on other beats)", **_WEIGHT)
+    register_weight: float = _option(REGISTER_WEIGHT, "share of its probability a new note at or above the "
+                                     "melody keeps", **_WEIGHT)
+    candidates: int = _option(1, "samples per variation, the one closest to the density/polyphony target is "
+                              "kept", low=1, high=8, metavar="C")
+    max_seconds: float = _option(DEFAULT_MAX_SECONDS, "most seconds of music to write; a longer span is "
+                                 "refused", low=0.0, high=math.inf, low_open=True, metavar="S")
 
     @property
     def weighs_beats(self) -> bool:
@@ -104,11 +189,11 @@ class SamplingOptions:
         return (self.no_parallels and self.beat_parallels < 1.0) or self.chord_weight < 1.0
 
     def validate(self) -> None:
-        """Raise GenerationError naming the first option out of range."""
-        if not 0.0 < self.top_p <= 1.0:
-            raise GenerationError(f"top_p must be in (0, 1], got {self.top_p}")
-        if not (self.temperature > 0.0 and math.isfinite(self.temperature)):
-            raise GenerationError(f"temperature must be a positive number, got {self.temperature}")
+        """Raise GenerationError naming the first option out of range (ranges: each field's ``Option``)."""
+        for f in dataclasses.fields(self):
+            problem = f.metadata[OPTION].problem(f.name, getattr(self, f.name))
+            if problem:
+                raise GenerationError(problem)
         if self.instruments is not None:
             if len(self.instruments) == 0:
                 raise GenerationError("instruments is empty: give at least one instrument, or None for any")
@@ -120,26 +205,61 @@ class SamplingOptions:
             if not 0 <= low <= high < MAX_PITCH:
                 raise GenerationError(f"pitch_range must be LOW-HIGH with 0 <= LOW <= HIGH <= "
                                       f"{MAX_PITCH - 1}, got {low}-{high}")
-        if not 1 <= self.max_instruments <= MAX_INSTR:
-            raise GenerationError(f"max_instruments must be 1..{MAX_INSTR}, got {self.max_instruments}")
-        for name in ("density", "polyphony"):
-            value = getattr(self, name)
-            if value is not None and not (value > 0 and math.isfinite(value)):
-                raise GenerationError(f"{name} must be a positive number, got {value}")
-        if self.grid is not None and not 1 <= self.grid <= MAX_GRID:
-            raise GenerationError(f"grid must be 1..{MAX_GRID} steps per quarter note, got {self.grid}")
         for name in ("legato", "no_parallels"):
             if getattr(self, name) and not self.monophonic:
                 raise GenerationError(f"{name} applies to parts that play one note at a time: set monophonic")
-        if not 0.0 <= self.beat_parallels <= 1.0:
-            raise GenerationError(f"beat_parallels must be in [0, 1], got {self.beat_parallels}")
-        if not (self.max_seconds > 0 and math.isfinite(self.max_seconds)):
-            raise GenerationError(f"max_seconds must be a positive number, got {self.max_seconds}")
-        for name in ("key_weight", "chord_weight", "register_weight"):
-            value = getattr(self, name)
-            if not 0.0 < value <= 1.0:
-                raise GenerationError(f"{name} must be in (0, 1] (1 is off), got {value}")
-        if self.candidates < 1:
-            raise GenerationError(f"candidates must be at least 1, got {self.candidates}")
         if self.candidates > 1 and self.density is None and self.polyphony is None:
             raise GenerationError("candidates > 1 ranks samples by density or polyphony: give a target")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as JSON values (lists for ``instruments`` and ``pitch_range``)."""
+        out = dataclasses.asdict(self)
+        for name in ("instruments", "pitch_range"):
+            if out[name] is not None:
+                out[name] = [int(v) for v in out[name]]
+        return out
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> SamplingOptions:
+        """Options from ``to_dict``'s form (missing keys take their defaults); raises GenerationError naming
+        an unknown key. Ranges are checked by ``validate``."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in values:
+            if key not in known:
+                raise GenerationError(f"unknown sampling option {key!r} (known: {', '.join(sorted(known))})")
+        values = dict(values)
+        if values.get("pitch_range") is not None:
+            values["pitch_range"] = tuple(values["pitch_range"])
+        return cls(**values)
+
+
+def option_fields() -> list[tuple[str, Any, Option]]:
+    """(name, default, ``Option``) of every sampling option, in declaration order."""
+    return [(f.name, f.default, f.metadata[OPTION]) for f in dataclasses.fields(SamplingOptions)]
+
+
+def default(name: str) -> Any:
+    """The default of option ``name``."""
+    return next(value for field_name, value, _ in option_fields() if field_name == name)
+
+
+def option(name: str) -> Option:
+    """The declaration of option ``name``."""
+    return next(o for field_name, _, o in option_fields() if field_name == name)
+
+
+def bounds(name: str) -> dict[str, Any]:
+    """Option ``name``'s default and range as pydantic ``Field`` keywords (``default``, ``gt``/``ge``,
+    ``le``), so that the bridge's model declares neither itself."""
+    declared = option(name)
+    out: dict[str, Any] = {"default": default(name)}
+    if declared.low is not None:
+        out["gt" if declared.low_open else "ge"] = _whole(declared.low)
+    if declared.high is not None and math.isfinite(declared.high):
+        out["le"] = _whole(declared.high)
+    return out
+
+
+def _whole(value: float) -> float:
+    # 0 rather than 0.0 in a JSON schema: the bridge's published schema writes whole bounds as integers.
+    return int(value) if float(value).is_integer() else value

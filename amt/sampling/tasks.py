@@ -1,5 +1,9 @@
 """The co-pilot's tasks on a MIDI piece: accompany kept parts, infill a span, continue the piece.
 
+Every front end (the CLI, the demo, the DAW bridge, the harmonisation evaluation) states what it wants as one
+``Request`` (the task, the parts kept, the span, the ``SamplingOptions``, the number of variations) and calls
+``run``, which returns one ``Generation`` per variation. ``run`` picks the task function below.
+
 Each task decides which notes of the input are kept (as the prompt before the generation span, or as
 anticipated controls), calls ``generate`` and assembles whole pieces: the kept notes unchanged (MIDI
 ticks, velocity, channel, track: written back tick-exact) plus the new notes, with the input's ``MidiMeta``
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 
@@ -18,7 +23,7 @@ from amt.errors import GenerationError
 from amt.models.base import CausalLM
 from amt.sampling.meter import file_grid
 from amt.sampling.options import SamplingOptions
-from amt.sampling.sampler import Callback, generate
+from amt.sampling.sampler import Callback, Check, generate
 from amt.tokenization import ops
 from amt.tokenization.midi import GM_INSTRUMENT_NAMES, MidiTokens
 from amt.tokenization.notes import (
@@ -333,7 +338,7 @@ def _musical(midi: MidiTokens, options: SamplingOptions | None, end: int, replac
 def accompany(model: CausalLM, midi: MidiTokens, *, keep_parts: Sequence[int] | None = None,
               keep_instruments: Sequence[int] | None = None, keep_tracks: Sequence[str] | None = None,
               options: SamplingOptions | None = None, variations: int = 1, callback: Callback | None = None,
-              window: int | None = None) -> list[Generation]:
+              window: int | None = None, check: Check | None = None) -> list[Generation]:
     """Write new parts around the kept ones.
 
     The notes of ``keep_parts`` (numbers from ``find_parts``), ``keep_instruments`` (General MIDI programs,
@@ -357,7 +362,7 @@ def accompany(model: CausalLM, midi: MidiTokens, *, keep_parts: Sequence[int] | 
         options, targets = _restricted(options, _targets(midi, ~kept, own_tracks=True), midi, kept)
     new = generate(model, history=np.zeros((0, 3), np.int64), controls=ops.to_controls(midi.events[kept]),
                    start_time=start, end_time=end, options=options, variations=variations,
-                   callback=callback, window=window, **timing)
+                   callback=callback, window=window, check=check, **timing)
     # New parts are not the kept ones: a new violin line is not "Violin I" even if that track is kept.
     return _assemble(midi, kept, [_end_by(events, end) for events in new], join_tracks=False,
                      options=options, targets=targets, notes=notes)
@@ -366,8 +371,8 @@ def accompany(model: CausalLM, midi: MidiTokens, *, keep_parts: Sequence[int] | 
 def infill(model: CausalLM, midi: MidiTokens, *, start: float, end: float,
            keep_parts: Sequence[int] | None = None, keep_instruments: Sequence[int] | None = None,
            keep_tracks: Sequence[str] | None = None, options: SamplingOptions | None = None,
-           variations: int = 1, callback: Callback | None = None, window: int | None = None
-           ) -> list[Generation]:
+           variations: int = 1, callback: Callback | None = None, window: int | None = None,
+           check: Check | None = None) -> list[Generation]:
     """Replace the notes starting in ``[start, end)`` seconds with new ones: the notes before are the prompt,
     the notes after are anticipated controls; both come back unchanged and new notes start and end inside the
     span.
@@ -399,7 +404,7 @@ def infill(model: CausalLM, midi: MidiTokens, *, start: float, end: float,
         options, targets = _restricted(options, _targets(midi, replaced, own_tracks=False), midi, kept)
     new = generate(model, history=midi.events[before], controls=ops.to_controls(midi.events[kept & ~before]),
                    start_time=first, end_time=last, options=options, variations=variations,
-                   callback=callback, window=window, **timing)
+                   callback=callback, window=window, check=check, **timing)
     # New notes end with the span: the music after it is kept as it was, and a held note would blur it.
     return _assemble(midi, kept, [_end_by(events, last) for events in new], join_tracks=True,
                      options=options, targets=targets, notes=notes)
@@ -407,7 +412,8 @@ def infill(model: CausalLM, midi: MidiTokens, *, start: float, end: float,
 
 def continue_piece(model: CausalLM, midi: MidiTokens, *, seconds: float,
                    options: SamplingOptions | None = None, variations: int = 1,
-                   callback: Callback | None = None, window: int | None = None) -> list[Generation]:
+                   callback: Callback | None = None, window: int | None = None, check: Check | None = None
+                   ) -> list[Generation]:
     """Add ``seconds`` of new music after the end of the piece (where its last note stops)."""
     if not seconds > 0:
         raise GenerationError(f"seconds must be positive, got {seconds}")
@@ -417,6 +423,95 @@ def continue_piece(model: CausalLM, midi: MidiTokens, *, seconds: float,
     options, timing, notes = _musical(midi, options, last, everything, max(first, 1) / TIME_RESOLUTION)
     new = generate(model, history=midi.events, controls=np.zeros((0, 3), np.int64), start_time=first,
                    end_time=last, options=options, variations=variations,
-                   callback=callback, window=window, **timing)
+                   callback=callback, window=window, check=check, **timing)
     return _assemble(midi, everything, [_end_by(events, last) for events in new], join_tracks=True,
                      options=options, notes=notes)
+
+
+Task = Literal["accompany", "infill", "continue"]
+TASKS: tuple[Task, ...] = ("accompany", "infill", "continue")
+
+
+@dataclass(frozen=True)
+class Span:
+    """A stretch of a piece from ``start`` to ``end`` in ``unit``: seconds; bars, numbered from 1 through the
+    piece's meter, the end bar included (bars 3 to 4 are two bars); or beats, quarter notes from the start
+    through its tempo map."""
+
+    start: float
+    end: float
+    unit: Literal["seconds", "bars", "beats"] = "seconds"
+
+    def seconds(self, meta) -> tuple[float, float]:
+        """(start, end) in seconds through ``meta`` (a ``MidiMeta``)."""
+        if self.unit == "seconds":
+            return float(self.start), float(self.end)
+        if self.unit == "bars":
+            if self.start < 1 or self.end < self.start:
+                raise GenerationError(f"bars count from 1 and the end bar must not precede the start bar, "
+                                      f"got {self.start:g}-{self.end:g}")
+            return meta.bar_to_seconds(self.start), meta.bar_to_seconds(self.end + 1)
+        if self.unit == "beats":
+            if self.start < 0:
+                raise GenerationError(f"beats count from 0, got {self.start:g}")
+            return _beat_seconds(meta, self.start), _beat_seconds(meta, self.end)
+        raise GenerationError(f"unknown span unit {self.unit!r}: use seconds, bars or beats")
+
+
+def _beat_seconds(meta, beat: float) -> float:
+    """Seconds at ``beat`` quarter notes from the start, through ``meta``'s tempo map (between MIDI ticks, in
+    a straight line)."""
+    tick = beat * meta.ticks_per_beat
+    whole = int(tick)
+    here, after = (float(t) for t in meta.ticks_to_seconds(np.array([whole, whole + 1])))
+    return here + (tick - whole) * (after - here)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One generation request, whatever front end it comes from.
+
+    ``task``: accompany, infill or continue. The parts kept: ``keep_parts`` (numbers from ``find_parts``),
+    ``keep_tracks`` (track names) or ``keep_instruments`` (General MIDI programs, 128 = drums); accompany
+    needs one of them, infill keeps them inside the span too. The parts written are those the new notes
+    replace unless ``options.instruments`` names others. ``span``: what infill rewrites; ``seconds``: how much
+    continue adds. ``variations``: how many different outputs, sampled in one batch.
+    """
+
+    task: Task
+    keep_parts: Sequence[int] | None = None
+    keep_tracks: Sequence[str] | None = None
+    keep_instruments: Sequence[int] | None = None
+    span: Span | None = None
+    seconds: float | None = None
+    options: SamplingOptions = field(default_factory=SamplingOptions)
+    variations: int = 1
+
+    def keep(self) -> dict:
+        """The kept parts as the task functions' keyword arguments."""
+        return {"keep_parts": self.keep_parts, "keep_tracks": self.keep_tracks,
+                "keep_instruments": self.keep_instruments}
+
+
+def run(model: CausalLM, midi: MidiTokens, request: Request, *, callback: Callback | None = None,
+        check: Check | None = None, window: int | None = None) -> list[Generation]:
+    """Run ``request`` on ``midi``: one ``Generation`` per variation. ``callback(variation, event, progress)``
+    hears each new note as it is drawn; ``check()`` runs before every decoding step and may raise to stop.
+    Raises GenerationError for a request that cannot run (bad options, no span, nothing to keep)."""
+    if request.task not in TASKS:
+        raise GenerationError(f"unknown task {request.task!r}: use accompany, infill or continue")
+    if request.variations < 1:
+        raise GenerationError(f"variations must be at least 1, got {request.variations}")
+    request.options.validate()
+    common = {"options": request.options, "variations": request.variations, "callback": callback,
+              "window": window, "check": check}
+    if request.task == "accompany":
+        return accompany(model, midi, **request.keep(), **common)
+    if request.task == "infill":
+        if request.span is None:
+            raise GenerationError("infill needs the span to rewrite")
+        start, end = request.span.seconds(midi.meta)
+        return infill(model, midi, start=start, end=end, **request.keep(), **common)
+    if request.seconds is None:
+        raise GenerationError("continue needs the seconds to add")
+    return continue_piece(model, midi, seconds=request.seconds, **common)
