@@ -8,7 +8,15 @@ import pytest
 from amt.errors import AmtError
 from amt.tokenization.midi import MidiMeta, midi_tokens_from_notes
 from amt.training.harmony import VOICE_PROGRAMS
-from amt.training.harmonyprior import HarmonyPrior, canonical, count_chorales, prior_log_weights, rotate
+from amt.training.harmonyprior import (
+    HarmonyPrior,
+    canonical,
+    count_chorales,
+    evaluate_prior,
+    prior_log_weights,
+    rotate,
+    rule_probabilities,
+)
 
 
 def test_canonical_rotation_and_symmetric_sets():
@@ -42,19 +50,33 @@ def test_text_round_trip_and_bad_line():
     assert weights.shape == (12,) and weights.argmax() == 9
 
 
-def test_counted_from_a_chorale_favours_its_chords():
+def triad_chorale(lines: dict[str, int]):
+    """Eight beats of one chord, one note per voice per beat, two bars of 4/4."""
     meta = MidiMeta(ticks_per_beat=480, tempos=((0, 60.0),), time_signatures=((0, 4, 4),))
-    # C major triad on every beat, root doubled: soprano E, alto G, tenor C, bass C.
-    lines = {"soprano": 64, "alto": 67, "tenor": 60, "bass": 48}
     onsets, pitches, programs = [], [], []
     for voice, pitch in lines.items():
         onsets += list(range(8))
         pitches += [pitch] * 8
         programs += [VOICE_PROGRAMS[voice]] * 8
-    piece = midi_tokens_from_notes(np.array(onsets, float), np.ones(len(onsets)), np.array(pitches),
-                                   np.array(programs), meta=meta)
-    prior = count_chorales([piece])
+    return midi_tokens_from_notes(np.array(onsets, float), np.ones(len(onsets)), np.array(pitches),
+                                  np.array(programs), meta=meta)
+
+
+def test_counted_from_a_chorale_favours_its_chords():
+    # C major triad on every beat, root doubled: soprano E, alto G, tenor C, bass C.
+    prior = count_chorales([triad_chorale({"soprano": 64, "alto": 67, "tenor": 60, "bass": 48})])
     assert prior.observations(True) == 2 * 4 * 7  # 2 bar starts, 4 voices, 7 subsets of the others
     p = prior.probabilities([4, 7], True)  # E and G sound: the missing root
     assert p.argmax() == 0
     assert prior.probabilities([4, 7], False).argmax() == 0
+
+
+def test_evaluation_scores_prior_rule_and_uniform():
+    prior = count_chorales([triad_chorale({"soprano": 64, "alto": 67, "tenor": 60, "bass": 48})])
+    # Scored on the same chord a fourth higher: the prior knows the shape, so it beats the rule and uniform.
+    scores = evaluate_prior(prior, [triad_chorale({"soprano": 69, "alto": 72, "tenor": 65, "bass": 53})])
+    assert scores["prior"]["beats"] == 8 * 3
+    assert scores["prior"]["bits"] < scores["rule"]["bits"] < scores["uniform"]["bits"]
+    assert abs(scores["uniform"]["bits"] - np.log2(12)) < 1e-9 and scores["prior"]["top1"] == 1.0
+    rule = rule_probabilities([0, 4])
+    assert abs(rule.sum() - 1) < 1e-9 and rule[7] > rule[1]  # C E + G fits; + C# fits no chord

@@ -173,6 +173,53 @@ def count_chorales(chorales: Sequence, programs=None) -> HarmonyPrior:
     return prior
 
 
+RULE_OUTSIDE = 0.05
+"""The triad rule as a distribution: this share of the mass spread over the pitch classes that fit no chord
+with what sounds (Bach's voices take such a pitch class on about 5% of beats), the rest over those that do."""
+
+
+def rule_probabilities(sounding: Iterable[int]) -> np.ndarray:
+    """``[12]``: the hand-written triad/seventh rule (``amt.sampling.chords``) as a distribution; uniform
+    where it says nothing (no note sounds, or what sounds already fits no chord)."""
+    from amt.sampling.chords import chord_tones
+
+    tones = chord_tones(sounding)
+    fitting = int(tones.sum())
+    if fitting in (0, 12):
+        return np.full(12, 1 / 12)
+    return np.where(tones, (1 - RULE_OUTSIDE) / fitting, RULE_OUTSIDE / (12 - fitting))
+
+
+def evaluate_prior(prior: HarmonyPrior, chorales: Sequence, programs=None) -> dict[str, dict[str, float]]:
+    """How well each predictor gives an alto, tenor or bass pitch class from the other three voices' at the
+    beats where all four sound: ``{predictor: {"bits", "top1", "top3", "beats"}}`` for the prior, the triad
+    rule and uniform (bits: mean -log2 of the probability of Bach's pitch class; top-k: expected share in
+    the k likeliest, ties broken at random)."""
+    from amt.sampling.meter import beats
+    from amt.training.harmony import VOICE_PROGRAMS, Voices, beat_pitches
+
+    predictors = {"prior": prior.probabilities, "rule": lambda s, _: rule_probabilities(s),
+                  "uniform": lambda s, _: np.full(12, 1 / 12)}
+    scores: dict[str, list[tuple[float, float, float]]] = {name: [] for name in predictors}
+    for midi in chorales:
+        voices = Voices.from_midi(midi, programs or VOICE_PROGRAMS)
+        ticks, strong = beats(midi.meta, max(voices.end(), 1))
+        for row, on_bar in zip(beat_pitches(voices, ticks), strong, strict=True):
+            if (row < 0).any():
+                continue
+            for v in (1, 2, 3):
+                others, target = [int(p) for i, p in enumerate(row) if i != v], int(row[v]) % 12
+                for name, predict in predictors.items():
+                    q = predict(others, bool(on_bar))
+                    # Ties (the rule's equal chord tones) are broken at random: the expected hit rate.
+                    above, equal = int((q > q[target]).sum()), int((q == q[target]).sum())
+                    hit = [min(max((k - above) / equal, 0.0), 1.0) for k in (1, 3)]
+                    scores[name].append((-float(np.log2(q[target])), hit[0], hit[1]))
+    return {name: {"bits": float(np.mean([s[0] for s in rows])), "top1": float(np.mean([s[1] for s in rows])),
+                   "top3": float(np.mean([s[2] for s in rows])), "beats": len(rows)}
+            for name, rows in scores.items() if rows}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: count the prior from the training chorales of a music21 conversion."""
     from amt.tokenization.midi import read_midi
@@ -184,7 +231,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--split", default="train", choices=("train", "valid"),
                         help="the split counted (default train; never test)")
     parser.add_argument("--out", default=str(PRIOR_FILE), help=f"counts file (default {PRIOR_FILE})")
+    parser.add_argument("--evaluate", choices=("valid",),
+                        help="instead of counting: score the counts file against the rule on this split")
     args = parser.parse_args(argv)
+    if args.evaluate:
+        files = sorted(split_files(args.chorales, args.evaluate))
+        prior = HarmonyPrior.from_text(Path(args.out).read_text(), args.out)
+        print(f"alto/tenor/bass pitch class from the other three voices, {len(files)} {args.evaluate} "
+              "chorales")
+        print("| predictor | bits | top-1 | top-3 | voice-beats |\n|---|---:|---:|---:|---:|")
+        for name, row in evaluate_prior(prior, [read_midi(path) for path in files]).items():
+            print(f"| {name} | {row['bits']:.3f} | {row['top1']:.3f} | {row['top3']:.3f} | {row['beats']} |")
+        return 0
     files = sorted(split_files(args.chorales, args.split))
     if not files:
         raise SystemExit(f"{args.chorales}: no chorales in its {args.split} split")
