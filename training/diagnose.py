@@ -2,12 +2,12 @@
 
 ``python -m amt.training.diagnose MODEL CHORALE_DIR [--split valid] [--only bwv1.6 ...]`` feeds each chorale
 as harmonisation shows it to the model: the soprano as anticipated controls, Bach's lower voices as the
-events (``make_copy``, the first 1,024-token window). Per lower-voice note it records the grammar-softmax
-bits of its onset, duration and note tokens and the model's pitch distribution given the voice. For notes
-on a beat it asks whether the model prefers chord tones (pitch classes that fit one triad or seventh with
-what the model has heard sounding there: the soprano and the voices already in the sequence) and how it
-does at predicting Bach's pitch class beside the harmony prior (``harmonyprior``), the triad rule, and the
-model weighted by each (as a sampling weight would).
+events (``pad_and_interleave``, the first 1,024-token window). Per lower-voice note it records the
+grammar-softmax bits of its onset, duration and note tokens and the model's pitch distribution given the
+voice. For notes on a beat it asks whether the model prefers chord tones (pitch classes that fit one triad
+or seventh with what the model has heard sounding there: the soprano and the voices already in the
+sequence) and how it does at predicting Bach's pitch class beside the harmony prior (``harmonyprior``), the
+triad rule, and the model weighted by each (as a sampling weight would).
 """
 
 from __future__ import annotations
@@ -20,16 +20,9 @@ import numpy as np
 from amt.sampling.chords import chord_tones
 from amt.sampling.meter import beats
 from amt.tokenization import ops
-from amt.tokenization.sequences import make_copy
-from amt.tokenization.vocab import (
-    ANTICIPATE,
-    DUR_OFFSET,
-    EVENTS_PER_SEQUENCE,
-    MAX_PITCH,
-    NOTE_OFFSET,
-    REST,
-    TIME_OFFSET,
-)
+from amt.tokenization.notes import EVENT_NOTES, duration_ticks, end_ticks, onset_ticks
+from amt.tokenization.sequences import pad_and_interleave
+from amt.tokenization.vocab import ANTICIPATE, EVENTS_PER_SEQUENCE, MAX_PITCH
 from amt.training.harmony import VOICE_PROGRAMS, WRITTEN
 from amt.training.harmonyprior import HarmonyPrior, rule_probabilities, shipped_prior
 
@@ -67,8 +60,8 @@ def score_chorale(model, midi, prior: HarmonyPrior) -> dict[str, list]:
     instruments = ops.instrument_of(events[:, 2])
     lower = events[np.isin(instruments, [VOICE_PROGRAMS[v] for v in WRITTEN])]
     soprano = events[instruments == VOICE_PROGRAMS["soprano"]]
-    triples = make_copy(lower, ops.to_controls(soprano)).tokens[:EVENTS_PER_SEQUENCE].copy()
-    base = int(ops.onsets(triples).min())
+    triples = pad_and_interleave(lower, ops.to_controls(soprano))[:EVENTS_PER_SEQUENCE].copy()
+    base = int(onset_ticks(triples).min())
     triples[:, 0] -= base  # a window's onsets count from its start, as in training
     tokens = torch.from_numpy(np.concatenate([[ANTICIPATE], triples.reshape(-1)]))[None]
     weight = model.output_weight()
@@ -76,16 +69,16 @@ def score_chorale(model, midi, prior: HarmonyPrior) -> dict[str, list]:
         hidden = model.hidden_states(tokens[:, :-1])
         nll = block_cross_entropy(hidden, weight, tokens[:, :-1], tokens[:, 1:], reduction="none")[0]
     nll = nll.float().numpy() / np.log(2)
-    ticks, strong = beats(midi.meta, int(ops.onsets(triples).max()) + base + 2)
+    ticks, strong = beats(midi.meta, int(onset_ticks(triples).max()) + base + 2)
     bar_start = dict(zip(ticks.tolist(), strong.tolist(), strict=True))
-    s_on = soprano[:, 0] - TIME_OFFSET
-    s_end, s_pitch = s_on + soprano[:, 1] - DUR_OFFSET, ops.pitch_of(soprano[:, 2])
+    s_on, s_end, s_pitch = onset_ticks(soprano), end_ticks(soprano), ops.pitch_of(soprano[:, 2])
     records: dict[str, list] = {"bits": [], "beat": []}
     heard: list[tuple[int, int, int, int]] = []  # lower-voice notes already in the sequence
-    for k in np.flatnonzero((triples[:, 2] >= NOTE_OFFSET) & (triples[:, 2] < REST)):
-        onset, length = int(triples[k, 0]) + base, int(triples[k, 1]) - DUR_OFFSET
-        voice, pitch = divmod(int(triples[k, 2]) - NOTE_OFFSET, MAX_PITCH)
-        rows = weight[NOTE_OFFSET + MAX_PITCH * voice:NOTE_OFFSET + MAX_PITCH * (voice + 1)]
+    onsets, durations = onset_ticks(triples), duration_ticks(triples)
+    for k in np.flatnonzero(EVENT_NOTES.holds(triples[:, 2])):
+        onset, length = int(onsets[k]) + base, int(durations[k])
+        voice, pitch = int(ops.instrument_of(triples[k, 2])), int(ops.pitch_of(triples[k, 2]))
+        rows = weight[EVENT_NOTES.token(MAX_PITCH * voice):EVENT_NOTES.token(MAX_PITCH * (voice + 1))]
         with torch.no_grad():
             log_p = torch.log_softmax((hidden[0, 3 * k + 2] @ rows.T).float(), -1).numpy()
         records["bits"].append((*nll[3 * k:3 * k + 3], -log_p[pitch] / np.log(2)))

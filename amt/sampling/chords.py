@@ -55,3 +55,21 @@ def chord_tones(pitch_classes: Iterable[int]) -> np.ndarray:
     when the set itself fits none (a clash already sounds: no added note can mend it)."""
     bits = _bits(pitch_classes)
     return _FITS[bits | (1 << np.arange(12))]
+
+
+_ROOTS = np.zeros((4096, 12), dtype=bool)
+for _steps in CHORD_TYPES.values():
+    for _root in range(12):
+        _chord = _bits((_root + step) % 12 for step in _steps)
+        _sub = _chord
+        while True:
+            _ROOTS[_sub, _root] = True
+            if _sub == 0:
+                break
+            _sub = (_sub - 1) & _chord
+
+
+def chord_roots(pitch_classes: Iterable[int]) -> np.ndarray:
+    """Boolean ``[12]``: the roots of the chords of ``CHORD_TYPES`` that contain every pitch class given (all
+    False when the set fits no chord; all True for the empty set)."""
+    return _ROOTS[_bits(pitch_classes)]

@@ -33,7 +33,16 @@ import torch
 from amt.sampling.options import SamplingOptions
 from amt.tokenization import ops
 from amt.tokenization.timemap import TimeMap
-from amt.tokenization.vocab import DRUMS, DUR_OFFSET, EVENT_SIZE, MAX_DUR, MAX_PITCH, MAX_TIME, TIME_OFFSET
+from amt.tokenization.vocab import (
+    DRUMS,
+    DUR_OFFSET,
+    EVENT_SIZE,
+    MAX_DUR,
+    MAX_PITCH,
+    MAX_TIME,
+    NOTE_OFFSET,
+    TIME_OFFSET,
+)
 
 if TYPE_CHECKING:
     from amt.sampling.sampler import Decoder
@@ -70,6 +79,20 @@ class Setup:
         kept = kept[ops.instrument_of(kept[:, 2]) != DRUMS]
         onsets = kept[:, 0] - TIME_OFFSET
         return onsets, onsets + kept[:, 1] - DUR_OFFSET, ops.pitch_of(kept[:, 2])
+
+
+RECENT = 32
+"""New notes of a row looked at for what sounds at a tick: more than any chord and its held notes."""
+
+
+def new_sounding(decoder: Decoder, row: int, tick: int) -> list[tuple[int, int]]:
+    """(onset, pitch) of row ``row``'s new pitched notes sounding at ``tick`` (drums left out)."""
+    sounding = []
+    for t in decoder.generated[row][-RECENT:]:
+        onset, note = int(t[0]) - TIME_OFFSET, int(t[2]) - NOTE_OFFSET
+        if onset <= tick < onset + int(t[1]) - DUR_OFFSET and note // MAX_PITCH != DRUMS:
+            sounding.append((onset, note % MAX_PITCH))
+    return sounding
 
 
 @dataclass

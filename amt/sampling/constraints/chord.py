@@ -8,11 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from amt.sampling.chordweight import chord_log_weights
-from amt.sampling.constraints.base import Constraint, NoteChoice, Setup
-from amt.tokenization.vocab import DRUMS, DUR_OFFSET, MAX_PITCH, NOTE_OFFSET, TIME_OFFSET
-
-RECENT = 32
-"""New notes of a row looked at for what sounds at a beat: more than any chord and its held notes."""
+from amt.sampling.constraints.base import Constraint, NoteChoice, Setup, new_sounding
 
 
 class Chord(Constraint):
@@ -37,12 +33,7 @@ class Chord(Constraint):
         """The pitches sounding at ``tick`` in row ``r``: kept notes and the row's new pitched ones."""
         onsets, ends, pitches = self.kept
         kept = pitches[(onsets <= tick) & (tick < ends)]
-        new = []
-        for t in decoder.generated[r][-RECENT:]:
-            onset, note = int(t[0]) - TIME_OFFSET, int(t[2]) - NOTE_OFFSET
-            if onset <= tick < onset + int(t[1]) - DUR_OFFSET and note // MAX_PITCH != DRUMS:
-                new.append(note % MAX_PITCH)
-        return [*kept.tolist(), *new]
+        return [*kept.tolist(), *(pitch for _, pitch in new_sounding(decoder, r, tick))]
 
     def note_choice(self, decoder, choice: NoteChoice) -> None:
         for r in np.flatnonzero(choice.note_ok):
