@@ -179,6 +179,8 @@ class DemoApp:
                                                "on a beat; 1: off)", elem_id="chord-weight")
                         register_weight = _slider("register_weight", label="Register weight (notes at or "
                                                   "above the melody; 1: off)", elem_id="register-weight")
+                        bass_weight = _slider("bass_weight", label="Bass weight (a bass held over the bar "
+                                              "line; 1: off)", elem_id="bass-weight")
                     file_density = gr.Checkbox(value=Request.file_density,
                                                label="Match the replaced parts' density (without a target)",
                                                elem_id="file-density")
@@ -215,7 +217,7 @@ class DemoApp:
                 self.generate,
                 [piece, task, keep, span_start, span_end, span_unit, continue_seconds, variations, top_p,
                  temperature, seed, instruments, density, grid, monophonic, legato, no_parallels, key_weight,
-                 chord_weight, register_weight, file_density],
+                 chord_weight, register_weight, bass_weight, file_density],
                 [status, *slot_outputs],
                 concurrency_limit=1,
                 concurrency_id="model",
@@ -307,7 +309,7 @@ class DemoApp:
                  variations, top_p, temperature, seed, instruments, density, grid="file", monophonic=False,
                  legato=False, no_parallels=False, key_weight=Request.key_weight,
                  chord_weight=Request.chord_weight, register_weight=Request.register_weight,
-                 file_density=Request.file_density,
+                 bass_weight=Request.bass_weight, file_density=Request.file_density,
                  progress=gr.Progress()):  # noqa: B008 (Gradio finds the progress bar by this default)
         """Run the request and fill one slot per variation (the others are hidden)."""
         hidden = [gr.Group(visible=False), gr.Markdown(), gr.Plot(), gr.Audio(), gr.File()]
@@ -321,7 +323,7 @@ class DemoApp:
                 density=density or 0.0, grid=grid or "file", monophonic=bool(monophonic),
                 legato=bool(legato), no_parallels=bool(no_parallels), key_weight=float(key_weight),
                 chord_weight=float(chord_weight), register_weight=float(register_weight),
-                file_density=bool(file_density),
+                bass_weight=float(bass_weight), file_density=bool(file_density),
             )
             progress(0.0, desc="Starting")
             results, status = callbacks.generate(

@@ -151,6 +151,10 @@ class Sampling(_Strict):
     register_weight: float = Field(
         **bounds("register_weight"), description="Share kept by a new note at or above the melody (the "
         "highest locked note sounding at its onset); 1 is off")
+    bass_weight: float = Field(
+        **bounds("bass_weight"), description="On a bar's first beat (from time_signatures), a new note that "
+        "would not go below a bass held across the bar line keeps this share of its probability (the bass "
+        "moves on the bar); 1 is off")
     file_density: bool = Field(
         **bounds("file_density"), description="Without density: new notes match the replaced notes' notes "
         "per second (the unlocked notes in the region, of instruments when given), else the locked music's "

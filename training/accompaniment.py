@@ -16,7 +16,10 @@ Per piece and system (``ROWS``):
   uses them: ``meter.file_grid``), within a tick;
 - ``density``: accompaniment notes per second over the replaced parts' notes per second in the span;
 - ``below``: share of accompaniment notes below the melody note sounding at their onset (notes with no
-  melody sounding are not counted).
+  melody sounding are not counted);
+- ``bass_on_bar``: share of bar starts (the meter's first beats, with accompaniment sounding) on which the
+  lowest accompaniment note sounding was struck on that bar start (within a tick): a bass that moves on the
+  bar rather than one held across the bar line.
 
 Systems: ``original`` (the composer's parts), ``model``, ``rule`` (``rule_accompaniment``: on each beat the
 diatonic triad holding the melody note, nearest voice leading, root in the bass) and ``random`` (random notes
@@ -34,7 +37,7 @@ import numpy as np
 
 from amt.errors import AmtError
 from amt.sampling.chords import fits_chord
-from amt.sampling.meter import beats, file_grid, on_grid
+from amt.sampling.meter import GRID_TOLERANCE, beats, file_grid, on_grid
 from amt.sampling.tonality import estimate_key, key_pitch_classes
 from amt.tokenization import ops
 from amt.tokenization.midi import MidiTokens, midi_tokens_from_notes
@@ -49,6 +52,7 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("on_grid", "accompaniment onsets on the file's 16th/triplet grid"),
     ("density", "density: new notes/s over the replaced parts' notes/s"),
     ("below", "accompaniment notes below the melody note sounding"),
+    ("bass_on_bar", "bar starts where the lowest accompaniment note is struck on the bar"),
 )
 SYSTEMS = ("original", "model", "rule", "random")
 DENSITY_BAND = (0.6, 1.6)
@@ -111,15 +115,19 @@ def score(piece: MidiTokens, original: MidiTokens, melody: int, key: frozenset[i
     start, stop = int(o_on.min()), int(_notes(original)[1].max())
     span = max(stop - start, 1) / TIME_RESOLUTION
     replaced = int((o_instr != melody).sum())
-    beat_ticks, _ = beats(original.meta, stop)
-    beat_ticks = beat_ticks[beat_ticks >= start]
-    fit = counted = 0
-    for tick in beat_ticks:
+    beat_ticks, strong = beats(original.meta, stop)
+    strong, beat_ticks = strong[beat_ticks >= start], beat_ticks[beat_ticks >= start]
+    fit = counted = struck = bars = 0
+    for tick, is_bar in zip(beat_ticks.tolist(), strong.tolist(), strict=True):
         accompaniment = a_pitch[_sounding(a_on, a_end, tick)]
         if not len(accompaniment):
             continue
         counted += 1
         fit += fits_chord([*accompaniment.tolist(), *m_pitch[_sounding(m_on, m_end, tick)].tolist()])
+        if is_bar:
+            lowest = np.flatnonzero(_sounding(a_on, a_end, tick))[np.argmin(accompaniment)]
+            bars += 1
+            struck += abs(int(a_on[lowest]) - int(tick)) <= GRID_TOLERANCE
     below = heard = 0
     for onset, pitch in zip(a_on.tolist(), a_pitch.tolist(), strict=True):
         tune = m_pitch[_sounding(m_on, m_end, onset)]
@@ -133,6 +141,7 @@ def score(piece: MidiTokens, original: MidiTokens, melody: int, key: frozenset[i
         "on_grid": float(on_grid(a_on, grid).mean()) if len(a_on) else nan,
         "density": (len(a_on) / span) / (replaced / span) if replaced else nan,
         "below": below / heard if heard else nan,
+        "bass_on_bar": struck / bars if bars else nan,
     }
 
 

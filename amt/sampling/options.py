@@ -21,6 +21,8 @@ from amt.sampling.keyweight import KEY_WEIGHT
 from amt.sampling.register import REGISTER_WEIGHT
 from amt.tokenization.vocab import DRUMS, MAX_INSTR, MAX_PITCH
 
+BASS_WEIGHT = 0.05
+"""Default ``SamplingOptions.bass_weight``: chosen on validation pieces (MODEL_CARD.md)."""
 BEAT_PARALLELS = 0.6
 """Default ``SamplingOptions.beat_parallels``: chosen on the validation chorales (MODEL_CARD.md)."""
 MAX_GRID = 24
@@ -126,6 +128,9 @@ class SamplingOptions:
       ``chordweight``); 1 is off.
     - ``register_weight``: share kept by a new pitched note at or above the melody, the highest kept note
       sounding at its onset (``register``); 1 is off.
+    - ``bass_weight``: on a bar's first beat, share kept by a new pitched note that would not go below the
+      lowest new note when that one was struck before the bar line (the bass moves on the bar); a new lowest
+      note that is no chord root there keeps a fixed share (``constraints.bass``); 1 is off.
     - ``candidates``: samples per variation, generated in the same batch; the one closest to the density and
       polyphony targets is kept (needs a target).
     - ``max_seconds``: the longest span of music to write; a longer one is refused before decoding starts
@@ -177,6 +182,9 @@ class SamplingOptions:
                                   "root on other beats)", **_WEIGHT)
     register_weight: float = _option(REGISTER_WEIGHT, "share of its probability a new note at or above the "
                                      "melody keeps", **_WEIGHT)
+    bass_weight: float = _option(BASS_WEIGHT, "share of its probability a new note on a bar's first beat "
+                                 "keeps when it would not go below a bass held across the bar line (the bass "
+                                 "moves on the bar)", **_WEIGHT)
     candidates: int = _option(1, "samples per variation, the one closest to the density/polyphony target is "
                               "kept", low=1, high=8, metavar="C")
     max_seconds: float = _option(DEFAULT_MAX_SECONDS, "most seconds of music to write; a longer span is "
@@ -185,8 +193,9 @@ class SamplingOptions:
     @property
     def weighs_beats(self) -> bool:
         """Whether decoding needs the beats: ``beat_parallels`` below 1 under ``no_parallels``, or a
-        ``chord_weight`` below 1."""
-        return (self.no_parallels and self.beat_parallels < 1.0) or self.chord_weight < 1.0
+        ``chord_weight`` or ``bass_weight`` below 1."""
+        return ((self.no_parallels and self.beat_parallels < 1.0) or self.chord_weight < 1.0
+                or self.bass_weight < 1.0)
 
     def validate(self) -> None:
         """Raise GenerationError naming the first option out of range (ranges: each field's ``Option``)."""

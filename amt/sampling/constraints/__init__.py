@@ -4,13 +4,14 @@ Each entry of ``REGISTRY`` is a constraint class with ``build(setup) -> Constrai
 request leaves it off; it may add a line to ``setup.notes`` saying why). The order is the order in which the
 engine calls the hooks: the instrument budget and monophonic parts settle which instruments may play
 before the parallels rule looks at them; a monophonic part cuts its previous note before polyphony counts
-what still sounds; the key, chord and register weights add up in that order. Adding a constraint is a new
-module here, its line below and its tests.
+what still sounds; the key, chord, register and bass weights add up in that order. Adding a constraint is
+a new module here, its line below and its tests.
 """
 
 from __future__ import annotations
 
 from amt.sampling.constraints.base import Constraint, NoteChoice, Setup
+from amt.sampling.constraints.bass import Bass
 from amt.sampling.constraints.chord import Chord
 from amt.sampling.constraints.density import Density
 from amt.sampling.constraints.grid import Grid
@@ -31,6 +32,7 @@ REGISTRY: list = [
     Key,  # key_weight
     Chord,  # chord_weight (on the time map's beats)
     Register,  # register_weight
+    Bass,  # bass_weight (on the time map's bar lines)
 ]
 """Constraint classes in hook order; ``build`` makes the active ones."""
 
