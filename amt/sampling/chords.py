@@ -34,15 +34,20 @@ def _bits(pitch_classes: Iterable[int]) -> int:
 CHORDS: tuple[int, ...] = tuple(sorted({_bits((root + step) % 12 for step in steps)
                                         for steps in CHORD_TYPES.values() for root in range(12)}))
 """Every chord of ``CHORD_TYPES`` on every root, as 12-bit pitch-class masks."""
-_FITS = np.zeros(4096, dtype=bool)
-for _chord in CHORDS:
-    # Every subset of a chord fits: enumerate the submasks of each chord once, at import.
-    _sub = _chord
-    while True:
-        _FITS[_sub] = True
-        if _sub == 0:
-            break
-        _sub = (_sub - 1) & _chord
+_ROOTS = np.zeros((4096, 12), dtype=bool)
+"""``_ROOTS[mask, root]``: the pitch-class set ``mask`` lies inside a chord of ``CHORD_TYPES`` on ``root``."""
+for _steps in CHORD_TYPES.values():
+    for _root in range(12):
+        # Every subset of a chord lies inside it: enumerate the submasks of each chord once, at import.
+        _chord = _bits((_root + step) % 12 for step in _steps)
+        _sub = _chord
+        while True:
+            _ROOTS[_sub, _root] = True
+            if _sub == 0:
+                break
+            _sub = (_sub - 1) & _chord
+_FITS = _ROOTS.any(axis=1)
+"""``_FITS[mask]``: the set lies inside some chord."""
 
 
 def fits_chord(pitch_classes: Iterable[int]) -> bool:
@@ -55,18 +60,6 @@ def chord_tones(pitch_classes: Iterable[int]) -> np.ndarray:
     when the set itself fits none (a clash already sounds: no added note can mend it)."""
     bits = _bits(pitch_classes)
     return _FITS[bits | (1 << np.arange(12))]
-
-
-_ROOTS = np.zeros((4096, 12), dtype=bool)
-for _steps in CHORD_TYPES.values():
-    for _root in range(12):
-        _chord = _bits((_root + step) % 12 for step in _steps)
-        _sub = _chord
-        while True:
-            _ROOTS[_sub, _root] = True
-            if _sub == 0:
-                break
-            _sub = (_sub - 1) & _chord
 
 
 def chord_roots(pitch_classes: Iterable[int]) -> np.ndarray:

@@ -59,5 +59,5 @@ class Bass(Constraint):
                     weights[lowest <= _PITCHES] += self.held
             sounding = [*pitches[(onsets <= tick) & (tick < ends)].tolist(), *(p for _, p in new)]
             roots = chord_roots(sounding)
-            if roots.any() and len(sounding):
+            if roots.any():  # a set that fits no chord has no root to prefer
                 weights[(lowest > _PITCHES) & ~roots[_PITCHES % 12]] += np.log(ROOT_WEIGHT)
