@@ -36,3 +36,14 @@ def test_uniform_model_scores_as_uniform_and_the_prior_beats_it():
     mass = summary["strong beats"]["model mass on chord tones"]
     assert 0 < mass < 1 and summary["strong beats"]["Bach's notes that are chord tones"] == 1.0
     assert "model x prior" in format_summary(summary)
+
+
+def test_command_line_refuses_a_folder_that_is_no_conversion(tmp_path, capsys):
+    from pathlib import Path
+
+    from amt.training.diagnose import main
+
+    model = Path(__file__).resolve().parents[1] / "amt" / "checkpoints" / "default"
+    assert main([str(model), str(tmp_path / "missing")]) == 2
+    error = capsys.readouterr().err
+    assert "not a music21 conversion manifest" in error and error.count("\n") == 1

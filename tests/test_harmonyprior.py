@@ -80,3 +80,11 @@ def test_evaluation_scores_prior_rule_and_uniform():
     assert abs(scores["uniform"]["bits"] - np.log2(12)) < 1e-9 and scores["prior"]["top1"] == 1.0
     rule = rule_probabilities([0, 4])
     assert abs(rule.sum() - 1) < 1e-9 and rule[7] > rule[1]  # C E + G fits; + C# fits no chord
+
+
+def test_command_line_refuses_a_folder_that_is_no_conversion(tmp_path, capsys):
+    from amt.training.harmonyprior import main
+
+    assert main([str(tmp_path / "missing")]) == 2
+    error = capsys.readouterr().err
+    assert "not a music21 conversion manifest" in error and error.count("\n") == 1

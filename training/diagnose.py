@@ -13,10 +13,12 @@ triad rule, and the model weighted by each (as a sampling weight would).
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 import numpy as np
 
+from amt.errors import AmtError
 from amt.sampling.chords import chord_tones
 from amt.sampling.meter import beats
 from amt.tokenization import ops
@@ -157,18 +159,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--split", default="valid", choices=("train", "valid"), help="default valid")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="only these chorales (file stems)")
     args = parser.parse_args(argv)
-    files = sorted(split_files(args.chorales, args.split))
-    if args.only:
-        files = [path for path in files if path.stem in set(args.only)]
-    if not files:
-        raise SystemExit(f"{args.chorales}: no chorales to score in its {args.split} split")
-    model = load_model(args.model)
-    model.eval()
-    prior = shipped_prior()
-    records = [score_chorale(model, read_midi(path), prior) for path in files]
-    print(f"{args.model}, {len(files)} {args.split} chorales, teacher-forced (first 1,024-token window each)")
-    print(format_summary(summarise(records)))
-    return 0
+    try:
+        files = sorted(split_files(args.chorales, args.split))
+        if args.only:
+            files = [path for path in files if path.stem in set(args.only)]
+        if not files:
+            raise SystemExit(f"{args.chorales}: no chorales to score in its {args.split} split")
+        model = load_model(args.model)
+        model.eval()
+        prior = shipped_prior()
+        records = [score_chorale(model, read_midi(path), prior) for path in files]
+        print(f"{args.model}, {len(files)} {args.split} chorales, teacher-forced (first 1,024-token window "
+              "each)")
+        print(format_summary(summarise(records)))
+        return 0
+    except AmtError as error:  # a bad folder or counts file: one line, not a traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

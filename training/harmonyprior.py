@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -234,27 +235,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--evaluate", choices=("valid",),
                         help="instead of counting: score the counts file against the rule on this split")
     args = parser.parse_args(argv)
-    if args.evaluate:
-        files = sorted(split_files(args.chorales, args.evaluate))
-        prior = HarmonyPrior.from_text(Path(args.out).read_text(), args.out)
-        print(f"alto/tenor/bass pitch class from the other three voices, {len(files)} {args.evaluate} "
-              "chorales")
-        print("| predictor | bits | top-1 | top-3 | voice-beats |\n|---|---:|---:|---:|---:|")
-        for name, row in evaluate_prior(prior, [read_midi(path) for path in files]).items():
-            print(f"| {name} | {row['bits']:.3f} | {row['top1']:.3f} | {row['top3']:.3f} | {row['beats']} |")
+    try:
+        if args.evaluate:
+            files = sorted(split_files(args.chorales, args.evaluate))
+            prior = HarmonyPrior.from_text(Path(args.out).read_text(), args.out)
+            print(f"alto/tenor/bass pitch class from the other three voices, {len(files)} {args.evaluate} "
+                  "chorales")
+            print("| predictor | bits | top-1 | top-3 | voice-beats |\n|---|---:|---:|---:|---:|")
+            for name, row in evaluate_prior(prior, [read_midi(path) for path in files]).items():
+                print(f"| {name} | {row['bits']:.3f} | {row['top1']:.3f} | {row['top3']:.3f} | "
+                      f"{row['beats']} |")
+            return 0
+        files = sorted(split_files(args.chorales, args.split))
+        if not files:
+            raise SystemExit(f"{args.chorales}: no chorales in its {args.split} split")
+        prior = count_chorales([read_midi(path) for path in files])
+        header = (f"Harmony prior counted by `python -m amt.training.harmonyprior` from the {len(files)} "
+                  f"{args.split}-split chorales of the music21 conversion\n(observations: strong beats "
+                  f"{prior.observations(True):.0f}, other beats {prior.observations(False):.0f})")
+        atomic_write_text(Path(args.out), prior.to_text(header))
+        print(f"{args.out}: {len(prior.counts[True])} + {len(prior.counts[False])} sets from {len(files)} "
+              f"chorales ({prior.observations(True):.0f} strong-beat and {prior.observations(False):.0f} "
+              "other-beat observations)")
         return 0
-    files = sorted(split_files(args.chorales, args.split))
-    if not files:
-        raise SystemExit(f"{args.chorales}: no chorales in its {args.split} split")
-    prior = count_chorales([read_midi(path) for path in files])
-    header = (f"Harmony prior counted by `python -m amt.training.harmonyprior` from the {len(files)} "
-              f"{args.split}-split chorales of the music21 conversion\n(observations: strong beats "
-              f"{prior.observations(True):.0f}, other beats {prior.observations(False):.0f})")
-    atomic_write_text(Path(args.out), prior.to_text(header))
-    print(f"{args.out}: {len(prior.counts[True])} + {len(prior.counts[False])} sets from {len(files)} "
-          f"chorales ({prior.observations(True):.0f} strong-beat and {prior.observations(False):.0f} "
-          "other-beat observations)")
-    return 0
+    except AmtError as error:  # a bad folder or counts file: one line, not a traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
