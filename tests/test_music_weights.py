@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from amt.models import create_model, tiny_config
-from amt.sampling import SamplingOptions, accompany, generate
+from amt.sampling import SamplingOptions, accompany, generate, keyweight
 from amt.sampling.chords import chord_roots, chord_tones, fits_chord
+from amt.sampling.keyweight import KeyWeight, key_log_weights, sounding_time
 from amt.sampling.meter import beats, file_grid, on_grid
 from amt.sampling.tonality import key_pitch_classes
 from amt.tokenization import ops
@@ -219,3 +220,72 @@ def test_file_density_counts_only_the_parts_being_written(model):
                     options=SamplingOptions(seed=0, instruments=[33], key_weight=1.0, chord_weight=1.0))
     for g in out:
         assert 0.5 * bass_notes <= int(g.generated.sum()) <= 1.6 * bass_notes
+
+
+F_SHARP_TUNE = tuple(p + 6 for p in C_MAJOR_TUNE)
+F_SHARP_ONLY = sorted(key_pitch_classes(6, "major") - key_pitch_classes(0, "major"))  # F# G# A# C# D#
+
+
+def modulating(f_sharp_bars: int = 6, step: int = 25) -> np.ndarray:
+    """Melody events: the C major tune 9 times (31.5 s), then the same tune in F# major ``f_sharp_bars``
+    times (21 s by default: C major still rules the whole piece), one note a step."""
+    c_part, f_sharp_part = tune(C_MAJOR_TUNE, step, bars=9), tune(F_SHARP_TUNE, step, bars=f_sharp_bars)
+    f_sharp_part[:, 0] += len(c_part) * step
+    return np.concatenate([c_part, f_sharp_part])
+
+
+def test_key_weight_follows_a_modulation_and_falls_back_to_the_whole_piece():
+    events = modulating()
+    onsets = events[:, 0] - TIME_OFFSET
+    ends, pitches = onsets + events[:, 1] - DUR_OFFSET, ops.pitch_of(events[:, 2])
+    weight = KeyWeight(onsets, ends, pitches, 0.3, start=0, end=7000)
+    assert weight.key == (0, "major") and weight.on and not weight.why_off
+    c_major, f_sharp = key_log_weights((0, "major"), 0.3), key_log_weights((6, "major"), 0.3)
+    assert c_major[60] == 0 and c_major[61] == np.log(0.3) and f_sharp[61] == 0 and f_sharp[60] == np.log(0.3)
+    early, late, after = weight.at(np.array([1000, 2500])), weight.at(np.array([4200, 4900])), \
+        weight.at(np.array([6000, 6999, 9000]))
+    assert (early == c_major).all() and (late == f_sharp).all()
+    assert (after == c_major).all()  # no kept notes within half a window: the whole piece's key
+    assert (weight.keys[10], weight.keys[45], weight.keys[65]) == ((0, "major"), (6, "major"), (0, "major"))
+    # Fewer than MIN_NOTES in every window (notes 2.5 s apart): the whole piece's key throughout.
+    ticks = np.arange(28) * 250
+    sparse = KeyWeight(ticks, ticks + 250, np.array(C_MAJOR_TUNE * 2), 0.3, start=0, end=7000)
+    assert sparse.key == (0, "major") and set(sparse.keys) == {sparse.key}
+
+
+def test_key_weight_without_a_whole_piece_key_weighs_only_the_clear_windows():
+    events = modulating(f_sharp_bars=9)  # as long in F# major as in C major: no whole-piece key
+    onsets = events[:, 0] - TIME_OFFSET
+    weight = KeyWeight(onsets, onsets + 25, ops.pitch_of(events[:, 2]), 0.3, start=0, end=int(onsets.max()))
+    assert weight.key is None and weight.on and "whole piece's key is unclear" in weight.notes[0]
+    assert weight.keys[5] == (0, "major") and weight.keys[-5] == (6, "major") and None in weight.keys
+    assert (weight.at(np.array([weight.keys.index(None) * 100])) == 0).all()
+    chromatic = np.arange(120) % 12 + 60
+    ticks = np.arange(120) * 25
+    assert "key is unclear" in KeyWeight(ticks, ticks + 25, chromatic, 0.3, 0, 3000).why_off
+
+
+def test_window_histograms_are_the_time_each_pitch_class_sounds():
+    rng = np.random.default_rng(0)
+    onsets = rng.integers(0, 1000, 40)
+    ends, pitches = onsets + rng.integers(1, 300, 40), rng.integers(40, 80, 40)
+    ticks = np.array([-5, 0, 17, 333, 640, 999, 1400])
+    expected = np.zeros((len(ticks), 12))
+    for o, e, p in zip(onsets, ends, pitches, strict=True):
+        expected[:, p % 12] += np.clip(ticks - o, 0, e - o)
+    assert np.allclose(sounding_time(onsets, ends, pitches, ticks), expected)
+
+
+def test_windowed_key_weight_writes_the_second_key_after_a_modulation(model, monkeypatch):
+    controls = modulating()
+    second_half = 3000 + 600  # past the modulation by half a window
+
+    def f_sharp_share() -> float:
+        new = np.concatenate(new_notes(model, controls, seeds=range(2), **{**OFF, "key_weight": 0.1}))
+        late = ops.pitch_of(new[:, 2])[new[:, 0] - TIME_OFFSET >= second_half]
+        assert len(late) > 40
+        return float(np.isin(late % 12, F_SHARP_ONLY).mean())
+
+    windowed = f_sharp_share()
+    monkeypatch.setattr(keyweight, "WINDOW", 10**7)  # every window is the whole piece: the global key
+    assert windowed > f_sharp_share() + 0.3

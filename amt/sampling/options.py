@@ -121,8 +121,9 @@ class SamplingOptions:
       off where the kept notes fit neither (a played-in performance). False: free timing.
     - ``file_density``: when ``density`` is None, accompany targets the replaced parts' notes per second
       over the span, infill and continue the kept music's; False: no target.
-    - ``key_weight``: share of its probability a new pitched note outside the key of the kept notes keeps
-      (``keyweight``; off where the key is unclear); 1 is off.
+    - ``key_weight``: share of its probability a new pitched note outside the key of the kept notes around
+      its onset keeps (``keyweight``: a sliding window, the whole piece's key where the window says too
+      little; off where no key is clear); 1 is off.
     - ``chord_weight``: share kept, on a strong beat, by a new pitched note that would not fit one triad or
       seventh chord with what sounds then (the square root on other beats, nothing off the beat;
       ``chordweight``); 1 is off.

@@ -1,5 +1,6 @@
-"""Key weight as a constraint: new pitched notes outside the key of the kept music keep ``key_weight`` of
-their probability (the estimate and the weights are ``keyweight``'s; off where the key is unclear)."""
+"""Key weight as a constraint: new pitched notes outside the key of the kept music around their onset keep
+``key_weight`` of their probability (the sliding-window estimate and the weights are ``keyweight``'s, made
+once per request; off where no key is clear)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,15 @@ from amt.sampling.keyweight import KeyWeight
 
 class Key(Constraint):
     def __init__(self, weight: KeyWeight):
-        self.log_weights = weight.log_weights  # [MAX_PITCH]
+        self.weight = weight
 
     @classmethod
     def build(cls, setup: Setup) -> Key | None:
         onsets, ends, pitches = setup.kept_pitched
-        weight = KeyWeight(pitches, ends - onsets, setup.options.key_weight)
-        if weight.why_off:
-            setup.notes.append(weight.why_off)
-        return None if weight.log_weights is None else cls(weight)
+        weight = KeyWeight(onsets, ends, pitches, setup.options.key_weight, setup.start, setup.end)
+        setup.notes.extend([weight.why_off] if weight.why_off else weight.notes)
+        return cls(weight) if weight.on else None
 
     def note_choice(self, decoder, choice: NoteChoice) -> None:
-        choice.weigh_pitches()[choice.note_ok] += self.log_weights
+        rows = choice.note_ok
+        choice.weigh_pitches()[rows] += self.weight.at(choice.onset[rows])
