@@ -278,7 +278,7 @@ def test_window_histograms_are_the_time_each_pitch_class_sounds():
 
 def test_windowed_key_weight_writes_the_second_key_after_a_modulation(model, monkeypatch):
     controls = modulating()
-    second_half = 3000 + 600  # past the modulation by half a window
+    second_half = 3150 + keyweight.WINDOW // 2  # past the modulation by half a window
 
     def f_sharp_share() -> float:
         new = np.concatenate(new_notes(model, controls, seeds=range(2), **{**OFF, "key_weight": 0.1}))

@@ -24,7 +24,7 @@ CLARITY = 0.6
 """Lowest profile correlation at which the key counts as clear (diatonic music scores about 0.8-0.95)."""
 MIN_NOTES = 8
 """Fewer kept pitched notes than this (in the piece, or in a window) say too little about the key."""
-WINDOW = 12 * TIME_RESOLUTION
+WINDOW = 8 * TIME_RESOLUTION
 """Ticks of kept music a local key is estimated from: a few bars, long enough to hear a key, short enough to
 follow a modulation (chosen on validation pieces, MODEL_CARD.md)."""
 PRIOR = 1.0
