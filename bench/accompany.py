@@ -68,13 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     def free_unweighted(seed: int) -> MidiTokens:
         # The cost of issue 18's defaults, measured in the same run: free sampling without them.
         options = SamplingOptions(seed=seed, instruments=LOWER_VOICES, key_weight=1.0, chord_weight=1.0,
-                                  register_weight=1.0, bass_weight=1.0, file_grid=False, file_density=False)
+                                  harmony_prior=0.0, register_weight=1.0, bass_weight=1.0, file_grid=False,
+                                  file_density=False)
         return accompany(model, piece, keep_instruments=[SOPRANO], options=options)[0].midi
 
     def free_grid_density_only(seed: int) -> MidiTokens:
-        # Without the key, chord, register and bass weights: the file's grid and density stay on.
+        # Without the key, chord, prior, register and bass weights: the file's grid and density stay on.
         options = SamplingOptions(seed=seed, instruments=LOWER_VOICES, key_weight=1.0, chord_weight=1.0,
-                                  register_weight=1.0, bass_weight=1.0)
+                                  harmony_prior=0.0, register_weight=1.0, bass_weight=1.0)
         return accompany(model, piece, keep_instruments=[SOPRANO], options=options)[0].midi
 
     def chorale_voices(seed: int) -> MidiTokens:

@@ -95,6 +95,15 @@ def new_sounding(decoder: Decoder, row: int, tick: int) -> list[tuple[int, int]]
     return sounding
 
 
+def sounding_pitches(decoder: Decoder, row: int, tick: int,
+                     kept: tuple[np.ndarray, np.ndarray, np.ndarray]) -> list[int]:
+    """The pitches sounding at ``tick`` in row ``row``: the kept pitched notes ``(onsets, ends, pitches)``
+    (``Setup.kept_pitched``) and the row's new pitched ones."""
+    onsets, ends, pitches = kept
+    held = pitches[(onsets <= tick) & (tick < ends)]
+    return [*held.tolist(), *(pitch for _, pitch in new_sounding(decoder, row, tick))]
+
+
 @dataclass
 class NoteChoice:
     """What each row may draw in the note block, filled in by the constraints' ``note_choice`` hooks."""

@@ -26,7 +26,7 @@ class Parallels(Constraint):
         self.legato, self.beat_parallels = options.legato, options.beat_parallels
         self.lines = PartLines(setup.kept, setup.rows)
         self.beats = None  # [beats] ascending ticks, where beat_parallels weighs moves from the previous beat
-        if options.weighs_beats:
+        if options.beat_parallels < 1.0:
             self.beats = setup.beats[0]
 
     @classmethod
