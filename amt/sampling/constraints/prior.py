@@ -31,6 +31,8 @@ class Prior(Constraint):
         if not len(ticks):
             setup.notes.append("harmony prior off: no beats")
             return None
+        if not strong.any():
+            setup.notes.append("harmony prior: no bar starts (no meter), other beats' counts on every beat")
         return cls(setup, dict(zip(ticks.tolist(), strong.tolist(), strict=True)))
 
     def note_choice(self, decoder, choice: NoteChoice) -> None:
