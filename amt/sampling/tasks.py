@@ -434,12 +434,18 @@ def write_span(model: CausalLM, midi: MidiTokens, *, kept: np.ndarray, prompt: n
     it or make the piece run on in silence) and are assembled with the kept ones into one ``Generation`` per
     variation (``_assemble``: velocities from the input around each onset, tracks by ``targets`` or
     ``join_tracks``). ``time_map`` (default: the input's, ``TimeMap.from_meta``), ``grid_step`` and ``notes``
-    go to the sampler, as do ``options``, ``variations``, ``callback``, ``window`` and ``check``."""
+    go to the sampler, as do ``options``, ``variations``, ``window`` and ``check``; ``callback`` hears each
+    new note as it is drawn, cut at ``end`` as in the result."""
     notes = [] if notes is None else notes
+    heard = None
+    if callback is not None:  # each new note as it will be in the result: cut at the span's end
+        def heard(variation: int, event: np.ndarray, progress: float) -> None:
+            callback(variation, _end_by(event.reshape(1, 3), end)[0], progress)
     new = sampler.generate(model, history=midi.events[kept & prompt],
                            controls=ops.to_controls(midi.events[kept & ~prompt]), start_time=start,
-                           end_time=end, options=options, variations=variations, callback=callback,
-                           window=window, check=check, time_map=time_map or TimeMap.from_meta(midi.meta),
+                           end_time=end, options=options, variations=variations, callback=heard,
+                           window=window, check=check,
+                           time_map=TimeMap.from_meta(midi.meta) if time_map is None else time_map,
                            grid_step=grid_step, notes=notes)
     return _assemble(midi, kept, [_end_by(events, end) for events in new], join_tracks=join_tracks,
                      options=options, targets=targets, notes=notes)
