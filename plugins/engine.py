@@ -20,7 +20,13 @@ import numpy as np
 
 from amt.plugins.instruments import DRUM_CHANNEL, instrument_name, resolve_instrument
 from amt.plugins.protocol import GenerateRequest, OutNote, RequestError, Variation
-from amt.sampling.tasks import Generation, context_velocities, instrument_tracks, write_span
+from amt.sampling.tasks import (
+    Generation,
+    context_velocities,
+    instrument_tracks,
+    notes_per_second,
+    write_span,
+)
 from amt.tokenization.midi import MidiMeta, MidiTokens
 from amt.tokenization.notes import EVENT_DURATIONS, EVENT_NOTES, EVENT_TIMES
 from amt.tokenization.timemap import TimeMap, TimeMapError
@@ -83,20 +89,15 @@ def _piece(ticks: np.ndarray, durations: np.ndarray, notes: np.ndarray, velociti
     return piece, order
 
 
-def _file_density(request: GenerateRequest, replaced: np.ndarray, instruments: np.ndarray,
-                  region_seconds: float, before: np.ndarray, before_seconds: float) -> float | None:
-    """Notes per second for new notes to match when no density is asked: those of the notes they replace
-    (``replaced``: unlocked notes in the region; of ``sampling.instruments`` only, when given: a part dropped
-    is not to be matched) over the region, as ``accompany`` does; without any (continue, an empty region),
-    the locked music's before the region (``before``, over the ``before_seconds`` it spans). None when
-    neither has notes."""
-    if request.sampling.instruments is not None:
-        replaced = replaced & np.isin(instruments, request.sampling.instruments)
-    if replaced.any():
-        return int(replaced.sum()) / region_seconds
-    if before.any() and before_seconds > 0:
-        return int(before.sum()) / before_seconds
-    return None
+def _file_density(request: GenerateRequest, piece: MidiTokens, replaced: np.ndarray, region_seconds: float,
+                  before: np.ndarray, before_seconds: float) -> float | None:
+    """Notes per second for new notes to match when no density is asked (``tasks.notes_per_second``): those
+    of the notes they replace (``replaced``: unlocked notes of ``piece`` in the region; of
+    ``sampling.instruments`` only, when given) over the region, as ``accompany`` does; without any
+    (continue, an empty region), the locked music's before the region (``before``, over the
+    ``before_seconds`` it spans). None when neither has notes."""
+    density = notes_per_second(piece, replaced, region_seconds, request.sampling.instruments)
+    return notes_per_second(piece, before, before_seconds) if density is None else density
 
 
 def plan_request(request: GenerateRequest, limits: Limits) -> Plan:
@@ -213,8 +214,8 @@ def plan_request(request: GenerateRequest, limits: Limits) -> Plan:
         track_ids=list(track_ids.values()),
         tracks=instrument_tracks(piece),
         channels=channel_of,
-        file_density=_file_density(request, in_region & ~locked, instruments, end_s - start_s, before,
-                                   (start_tick - offset) / TIME_RESOLUTION),
+        file_density=_file_density(request, piece, (in_region & ~locked)[from_offset][order], end_s - start_s,
+                                   before[from_offset][order], (start_tick - offset) / TIME_RESOLUTION),
     )
 
 

@@ -307,6 +307,19 @@ def _onsets(midi: MidiTokens) -> np.ndarray:
     return onset_ticks(midi.events)
 
 
+def notes_per_second(midi: MidiTokens, notes: np.ndarray, seconds: float,
+                     instruments: Sequence[int] | None = None) -> float | None:
+    """How many of the ``notes`` of ``midi`` (a boolean mask; of ``instruments`` only, when given) there are
+    per second of ``seconds``: the density new notes match when none is asked (``file_density``); None when
+    there are none. Only the parts the request writes count: an obbligato part it drops is not to be
+    matched."""
+    if instruments is not None:
+        present = ops.instrument_of(midi.events[:, 2]) if len(midi.events) else np.zeros(0, np.int64)
+        notes = notes & np.isin(present, [int(i) for i in instruments])
+    count = int(notes.sum())
+    return count / seconds if count and seconds > 0 else None
+
+
 def _musical(midi: MidiTokens, options: SamplingOptions | None, end: int, replaced: np.ndarray,
              seconds: float) -> tuple[SamplingOptions, dict]:
     """The request's options with the file's defaults filled in, and ``write_span``'s timing arguments (the
@@ -324,15 +337,11 @@ def _musical(midi: MidiTokens, options: SamplingOptions | None, end: int, replac
             notes.append("grid off: the file's notes fit neither a sixteenth nor a triplet grid")
         changes["grid"] = steps
     if options.density is None and options.file_density:
-        if options.instruments is not None:
-            # Only the replaced parts the request writes: an obbligato part dropped is not to be matched.
-            present = ops.instrument_of(midi.events[:, 2]) if len(midi.events) else np.zeros(0, np.int64)
-            replaced = replaced & np.isin(present, [int(i) for i in options.instruments])
-        count = int(replaced.sum())
-        if count and seconds > 0:
-            changes["density"] = count / seconds
-        else:
+        density = notes_per_second(midi, replaced, seconds, options.instruments)
+        if density is None:
             notes.append("density target off: no notes to take it from")
+        else:
+            changes["density"] = density
     options = replace(options, **changes)
     return options, {"time_map": TimeMap.from_meta(midi.meta), "notes": notes}
 
