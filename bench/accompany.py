@@ -68,13 +68,19 @@ def main(argv: list[str] | None = None) -> int:
     def free_unweighted(seed: int) -> MidiTokens:
         # The cost of issue 18's defaults, measured in the same run: free sampling without them.
         options = SamplingOptions(seed=seed, instruments=LOWER_VOICES, key_weight=1.0, chord_weight=1.0,
-                                  register_weight=1.0, bass_weight=1.0, file_grid=False, file_density=False)
+                                  harmony_prior=0.0, register_weight=1.0, bass_weight=1.0, file_grid=False,
+                                  file_density=False)
+        return accompany(model, piece, keep_instruments=[SOPRANO], options=options)[0].midi
+
+    def free_without_prior(seed: int) -> MidiTokens:
+        # The harmony prior's own cost: the defaults with only the prior off.
+        options = SamplingOptions(seed=seed, instruments=LOWER_VOICES, harmony_prior=0.0)
         return accompany(model, piece, keep_instruments=[SOPRANO], options=options)[0].midi
 
     def free_grid_density_only(seed: int) -> MidiTokens:
-        # Without the key, chord, register and bass weights: the file's grid and density stay on.
+        # Without the key, chord, prior, register and bass weights: the file's grid and density stay on.
         options = SamplingOptions(seed=seed, instruments=LOWER_VOICES, key_weight=1.0, chord_weight=1.0,
-                                  register_weight=1.0, bass_weight=1.0)
+                                  harmony_prior=0.0, register_weight=1.0, bass_weight=1.0)
         return accompany(model, piece, keep_instruments=[SOPRANO], options=options)[0].midi
 
     def chorale_voices(seed: int) -> MidiTokens:
@@ -82,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = ["| what | value |", "|---|---:|",
             f"| load the model ({Path(args.model).name}) | {load_seconds:.2f} s |"]
-    tasks = {"free sampling": free, "free sampling, musical weights off": free_unweighted,
+    tasks = {"free sampling": free, "free sampling, harmony prior off": free_without_prior,
+             "free sampling, musical weights off": free_unweighted,
              "free sampling, file grid and density only": free_grid_density_only,
              "chorale voices": chorale_voices}
     times: dict[str, list[float]] = {name: [] for name in tasks}

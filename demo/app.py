@@ -177,6 +177,8 @@ class DemoApp:
                                              elem_id="key-weight")
                         chord_weight = _slider("chord_weight", label="Chord weight (notes fitting no chord "
                                                "on a beat; 1: off)", elem_id="chord-weight")
+                        harmony_prior = _slider("harmony_prior", label="Harmony prior (follow Bach's chords "
+                                                "on beats; 0: off)", elem_id="harmony-prior")
                         register_weight = _slider("register_weight", label="Register weight (notes at or "
                                                   "above the melody; 1: off)", elem_id="register-weight")
                         bass_weight = _slider("bass_weight", label="Bass weight (a bass held over the bar "
@@ -217,7 +219,7 @@ class DemoApp:
                 self.generate,
                 [piece, task, keep, span_start, span_end, span_unit, continue_seconds, variations, top_p,
                  temperature, seed, instruments, density, grid, monophonic, legato, no_parallels, key_weight,
-                 chord_weight, register_weight, bass_weight, file_density],
+                 chord_weight, harmony_prior, register_weight, bass_weight, file_density],
                 [status, *slot_outputs],
                 concurrency_limit=1,
                 concurrency_id="model",
@@ -308,7 +310,8 @@ class DemoApp:
     def generate(self, piece: Piece | None, task, keep, span_start, span_end, span_unit, continue_seconds,
                  variations, top_p, temperature, seed, instruments, density, grid="file", monophonic=False,
                  legato=False, no_parallels=False, key_weight=Request.key_weight,
-                 chord_weight=Request.chord_weight, register_weight=Request.register_weight,
+                 chord_weight=Request.chord_weight, harmony_prior=Request.harmony_prior,
+                 register_weight=Request.register_weight,
                  bass_weight=Request.bass_weight, file_density=Request.file_density,
                  progress=gr.Progress()):  # noqa: B008 (Gradio finds the progress bar by this default)
         """Run the request and fill one slot per variation (the others are hidden)."""
@@ -322,7 +325,8 @@ class DemoApp:
                 top_p=top_p, temperature=temperature, seed=seed, instruments=list(instruments or []),
                 density=density or 0.0, grid=grid or "file", monophonic=bool(monophonic),
                 legato=bool(legato), no_parallels=bool(no_parallels), key_weight=float(key_weight),
-                chord_weight=float(chord_weight), register_weight=float(register_weight),
+                chord_weight=float(chord_weight), harmony_prior=float(harmony_prior),
+                register_weight=float(register_weight),
                 bass_weight=float(bass_weight), file_density=bool(file_density),
             )
             progress(0.0, desc="Starting")

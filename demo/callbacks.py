@@ -197,6 +197,7 @@ class Request:
     no_parallels: bool = default("no_parallels")  # no parallel fifths or octaves (implies monophonic)
     key_weight: float = default("key_weight")  # share kept by an out-of-key new note; 1: off
     chord_weight: float = default("chord_weight")  # share kept by a new note fitting no chord on a beat
+    harmony_prior: float = default("harmony_prior")  # power of the chorale harmony prior on beats; 0: off
     register_weight: float = default("register_weight")  # share kept by a new note at or above the melody
     bass_weight: float = default("bass_weight")  # share kept on a bar start by a note above a held bass
     file_density: bool = default("file_density")  # without a density target, match the replaced parts'
@@ -283,6 +284,7 @@ def sampling_options(request: Request, *, seed: int):
         file_density=bool(request.file_density),
         key_weight=float(request.key_weight),
         chord_weight=float(request.chord_weight),
+        harmony_prior=float(request.harmony_prior),
         register_weight=float(request.register_weight),
         bass_weight=float(request.bass_weight),
     )

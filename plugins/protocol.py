@@ -148,6 +148,10 @@ class Sampling(_Strict):
         **bounds("chord_weight"), description="On a bar's first beat (from time_signatures), a new note "
         "that would fit no triad or seventh chord with what sounds then keeps this share of its probability; "
         "on the other beats its square root; nothing off the beat; 1 is off")
+    harmony_prior: float = Field(
+        **bounds("harmony_prior"), description="On beats (from time_signatures), how strongly new notes "
+        "follow the harmony prior counted from Bach chorales: the model's probability of a pitch class is "
+        "multiplied by the prior's, given what sounds then, to this power; 0 is off")
     register_weight: float = Field(
         **bounds("register_weight"), description="Share kept by a new note at or above the melody (the "
         "highest locked note sounding at its onset); 1 is off")

@@ -407,26 +407,28 @@ def test_page_threads_the_musical_knobs_to_the_request(model, duet, tmp_path, mo
         slider = sliders[f"{name}-weight"]
         default = getattr(Request, f"{name}_weight")
         assert (slider.minimum, slider.maximum, slider.value) == (0.01, 1.0, default)
+    prior = sliders["harmony-prior"]
+    assert (prior.minimum, prior.maximum, prior.value) == (0.0, 2.0, Request.harmony_prior)
     assert sliders["file-density"].value is True and sliders["grid"].value == "file"
     generate = next(fn for fn in app.blocks.fns.values() if fn.name == "generate")
-    assert [c.elem_id for c in generate.inputs][-5:] == ["key-weight", "chord-weight", "register-weight",
-                                                       "bass-weight", "file-density"]
+    assert [c.elem_id for c in generate.inputs][-6:] == ["key-weight", "chord-weight", "harmony-prior",
+                                                       "register-weight", "bass-weight", "file-density"]
 
     seen = []
     monkeypatch.setattr(callbacks, "generate", lambda model, piece, request, *a, **k: (seen.append(request)
                                                                                          or ([], "done")))
     outputs = app.generate(duet, "accompany", ["2"], None, None, "seconds", 5, 1, 0.95, 1.0, "3", [],
-                           0, "file", False, False, False, 0.2, 0.4, 1.0, 0.5, False,
+                           0, "file", False, False, False, 0.2, 0.4, 1.5, 1.0, 0.5, False,
                            progress=lambda *a, **k: None)
     assert outputs[0] == "done"
     options = callbacks.sampling_options(seen[0], seed=3)
-    assert (options.key_weight, options.chord_weight, options.register_weight, options.bass_weight) == (
-        0.2, 0.4, 1.0, 0.5)
+    assert (options.key_weight, options.chord_weight, options.harmony_prior, options.register_weight,
+            options.bass_weight) == (0.2, 0.4, 1.5, 1.0, 0.5)
     assert options.file_density is False
     monkeypatch.undo()
     # Out of range from the API (the sliders stop at 0.01): a one-line message, nothing generated.
     outputs = app.generate(duet, "accompany", ["2"], None, None, "seconds", 5, 1, 0.95, 1.0, "3", [],
-                           0, "file", False, False, False, 0.0, 0.4, 1.0, 1.0, True,
+                           0, "file", False, False, False, 0.0, 0.4, 0.5, 1.0, 1.0, True,
                            progress=lambda *a, **k: None)
     assert "key_weight must be in (0, 1] (1 is off), got 0.0." in outputs[0] and "\n" not in outputs[0]
 

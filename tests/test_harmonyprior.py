@@ -6,17 +6,10 @@ import numpy as np
 import pytest
 
 from amt.errors import AmtError
+from amt.sampling.harmonyprior import HarmonyPrior, canonical, prior_log_weights, rotate
 from amt.tokenization.midi import MidiMeta, midi_tokens_from_notes
 from amt.training.harmony import VOICE_PROGRAMS
-from amt.training.harmonyprior import (
-    HarmonyPrior,
-    canonical,
-    count_chorales,
-    evaluate_prior,
-    prior_log_weights,
-    rotate,
-    rule_probabilities,
-)
+from amt.training.harmonyprior import count_chorales, evaluate_prior, rule_probabilities
 
 
 def test_canonical_rotation_and_symmetric_sets():

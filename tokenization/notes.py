@@ -125,6 +125,13 @@ def end_ticks(tokens: np.ndarray) -> np.ndarray:
     return onset_ticks(tokens) + duration_ticks(tokens)
 
 
+def event_span(triple: np.ndarray) -> tuple[int, int]:
+    """(onset, end) ticks of one event triple as ints: the sampler hears one note at a time, where the
+    array functions above would cost more than the arithmetic."""
+    onset = EVENT_TIMES.value(int(triple[0]))
+    return onset, onset + EVENT_DURATIONS.value(int(triple[1]))
+
+
 def _note_values(note_tokens: np.ndarray) -> np.ndarray:
     notes = np.asarray(note_tokens, dtype=np.int64)
     return np.where(notes >= CONTROL_OFFSET, CONTROL_NOTES.value(notes), EVENT_NOTES.value(notes))

@@ -20,16 +20,15 @@ import numpy as np
 
 from amt.errors import AmtError
 from amt.sampling.chords import chord_tones
+from amt.sampling.chordweight import CHORD_WEIGHT, chord_log_weights
+from amt.sampling.harmonyprior import HarmonyPrior, shipped_prior
 from amt.sampling.meter import beats
 from amt.tokenization import ops
 from amt.tokenization.notes import EVENT_NOTES, duration_ticks, end_ticks, onset_ticks
 from amt.tokenization.sequences import pad_and_interleave
 from amt.tokenization.vocab import ANTICIPATE, EVENTS_PER_SEQUENCE, MAX_PITCH
 from amt.training.harmony import VOICE_PROGRAMS, WRITTEN
-from amt.training.harmonyprior import HarmonyPrior, rule_probabilities, shipped_prior
-
-CHORD_WEIGHT = 0.03
-"""The sampler's default chord weight (``amt.sampling.chordweight``), applied here offline."""
+from amt.training.harmonyprior import rule_probabilities
 
 
 def weighted(name: str, model_pc: np.ndarray, sounding: list[int], strong: bool, prior: HarmonyPrior
@@ -39,9 +38,8 @@ def weighted(name: str, model_pc: np.ndarray, sounding: list[int], strong: bool,
     if name == "model x prior":
         q = model_pc * prior.probabilities(sounding, strong)
     elif name == "model x chord weight":
-        tones = chord_tones(sounding)
-        share = CHORD_WEIGHT if strong else CHORD_WEIGHT ** 0.5
-        q = model_pc * (np.where(tones, 1.0, share) if 0 < tones.sum() < 12 else 1.0)
+        log_weights = chord_log_weights(sounding, strong, CHORD_WEIGHT)  # the sampler's default, offline
+        q = model_pc * (1.0 if log_weights is None else np.exp(log_weights[:12]))
     else:
         q = model_pc
     return q / q.sum()

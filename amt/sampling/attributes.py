@@ -7,7 +7,8 @@ import math
 
 import numpy as np
 
-from amt.tokenization.vocab import DUR_OFFSET, REST, TIME_OFFSET, TIME_RESOLUTION
+from amt.tokenization.notes import end_ticks, onset_ticks
+from amt.tokenization.vocab import REST, TIME_RESOLUTION
 
 
 def measure(events: np.ndarray, start: int, end: int) -> tuple[float, float]:
@@ -17,8 +18,8 @@ def measure(events: np.ndarray, start: int, end: int) -> tuple[float, float]:
     notes = events[events[:, 2] != REST] if len(events) else events
     if len(notes) == 0:
         return 0.0, 0.0
-    onsets = notes[:, 0] - TIME_OFFSET
-    ends = np.minimum(onsets + notes[:, 1] - DUR_OFFSET, end)
+    onsets = onset_ticks(notes)
+    ends = np.minimum(end_ticks(notes), end)
     sounding = np.clip(ends - np.maximum(onsets, start), 0, None).sum()
     return len(notes) * TIME_RESOLUTION / span, float(sounding) / span
 

@@ -24,14 +24,15 @@ CHORD_TYPES: dict[str, tuple[int, ...]] = {
 }
 
 
-def _bits(pitch_classes: Iterable[int]) -> int:
+def pitch_class_mask(pitch_classes: Iterable[int]) -> int:
+    """The 12-bit mask of a set of pitch classes (any integers; taken mod 12)."""
     bits = 0
     for pc in pitch_classes:
         bits |= 1 << (int(pc) % 12)
     return bits
 
 
-CHORDS: tuple[int, ...] = tuple(sorted({_bits((root + step) % 12 for step in steps)
+CHORDS: tuple[int, ...] = tuple(sorted({pitch_class_mask((root + step) % 12 for step in steps)
                                         for steps in CHORD_TYPES.values() for root in range(12)}))
 """Every chord of ``CHORD_TYPES`` on every root, as 12-bit pitch-class masks."""
 _ROOTS = np.zeros((4096, 12), dtype=bool)
@@ -39,7 +40,7 @@ _ROOTS = np.zeros((4096, 12), dtype=bool)
 for _steps in CHORD_TYPES.values():
     for _root in range(12):
         # Every subset of a chord lies inside it: enumerate the submasks of each chord once, at import.
-        _chord = _bits((_root + step) % 12 for step in _steps)
+        _chord = pitch_class_mask((_root + step) % 12 for step in _steps)
         _sub = _chord
         while True:
             _ROOTS[_sub, _root] = True
@@ -52,17 +53,17 @@ _FITS = _ROOTS.any(axis=1)
 
 def fits_chord(pitch_classes: Iterable[int]) -> bool:
     """Whether the pitch classes lie inside one triad or seventh chord (the empty set fits)."""
-    return bool(_FITS[_bits(pitch_classes)])
+    return bool(_FITS[pitch_class_mask(pitch_classes)])
 
 
 def chord_tones(pitch_classes: Iterable[int]) -> np.ndarray:
     """Boolean ``[12]``: the pitch classes that, added to ``pitch_classes``, still fit one chord. All False
     when the set itself fits none (a clash already sounds: no added note can mend it)."""
-    bits = _bits(pitch_classes)
+    bits = pitch_class_mask(pitch_classes)
     return _FITS[bits | (1 << np.arange(12))]
 
 
 def chord_roots(pitch_classes: Iterable[int]) -> np.ndarray:
     """Boolean ``[12]``: the roots of the chords of ``CHORD_TYPES`` that contain every pitch class given (all
     False when the set fits no chord; all True for the empty set)."""
-    return _ROOTS[_bits(pitch_classes)]
+    return _ROOTS[pitch_class_mask(pitch_classes)]

@@ -23,6 +23,8 @@ from amt.tokenization.vocab import DRUMS, MAX_INSTR, MAX_PITCH
 
 BASS_WEIGHT = 0.05
 """Default ``SamplingOptions.bass_weight``: chosen on validation pieces (MODEL_CARD.md)."""
+HARMONY_PRIOR = 0.5
+"""Default ``SamplingOptions.harmony_prior``: chosen on validation pieces and chorales (MODEL_CARD.md)."""
 BEAT_PARALLELS = 0.6
 """Default ``SamplingOptions.beat_parallels``: chosen on the validation chorales (MODEL_CARD.md)."""
 MAX_GRID = 24
@@ -126,6 +128,8 @@ class SamplingOptions:
     - ``chord_weight``: share kept, on a strong beat, by a new pitched note that would not fit one triad or
       seventh chord with what sounds then (the square root on other beats, nothing off the beat;
       ``chordweight``); 1 is off.
+    - ``harmony_prior``: on beats, the power to which the harmony prior's probability of a new pitched note's
+      pitch class, given what sounds then, multiplies the model's (``constraints.prior``); 0 is off.
     - ``register_weight``: share kept by a new pitched note at or above the melody, the highest kept note
       sounding at its onset (``register``); 1 is off.
     - ``bass_weight``: on a bar's first beat, share kept by a new pitched note that would not go below the
@@ -180,6 +184,10 @@ class SamplingOptions:
     chord_weight: float = _option(CHORD_WEIGHT, "share of its probability a new note on a bar's first beat "
                                   "that fits no triad or seventh chord with what sounds keeps (its square "
                                   "root on other beats)", **_WEIGHT)
+    harmony_prior: float = _option(HARMONY_PRIOR, "on beats, how strongly new notes follow the harmony prior "
+                                   "counted from Bach chorales (the model's probability times the prior's to "
+                                   "this power); 0 is off", low=0.0, high=2.0, metavar="S",
+                                   slider=(0.0, 2.0, 0.05))
     register_weight: float = _option(REGISTER_WEIGHT, "share of its probability a new note at or above the "
                                      "melody keeps", **_WEIGHT)
     bass_weight: float = _option(BASS_WEIGHT, "share of its probability a new note on a bar's first beat "
@@ -189,13 +197,6 @@ class SamplingOptions:
                               "kept", low=1, high=8, metavar="C")
     max_seconds: float = _option(DEFAULT_MAX_SECONDS, "most seconds of music to write; a longer span is "
                                  "refused", low=0.0, high=math.inf, low_open=True, metavar="S")
-
-    @property
-    def weighs_beats(self) -> bool:
-        """Whether decoding needs the beats: ``beat_parallels`` below 1 under ``no_parallels``, or a
-        ``chord_weight`` or ``bass_weight`` below 1."""
-        return ((self.no_parallels and self.beat_parallels < 1.0) or self.chord_weight < 1.0
-                or self.bass_weight < 1.0)
 
     def validate(self) -> None:
         """Raise GenerationError naming the first option out of range (ranges: each field's ``Option``)."""

@@ -41,23 +41,29 @@ from amt.sampling.masks import (
 )
 from amt.sampling.options import SamplingOptions
 from amt.tokenization import ops
+from amt.tokenization.notes import (
+    CONTROL_DURATIONS,
+    CONTROL_NOTES,
+    CONTROL_TIMES,
+    EVENT_DURATIONS,
+    EVENT_NOTES,
+    EVENT_TIMES,
+    event_span,
+    is_control,
+    onset_ticks,
+)
 from amt.tokenization.timemap import TimeMap
 from amt.tokenization.vocab import (
     ANTICIPATE,
-    ATIME_OFFSET,
     AUTOREGRESS,
-    CONTROL_OFFSET,
     DELTA,
     DRUMS,
-    DUR_OFFSET,
     EVENT_SIZE,
     MAX_DUR,
     MAX_INSTR,
     MAX_TIME,
-    NOTE_OFFSET,
     REST,
     REST_INTERVAL,
-    TIME_OFFSET,
     TIME_RESOLUTION,
     VOCAB_SIZE,
 )
@@ -98,28 +104,15 @@ def control_limit(window: int | None) -> int | None:
 
 def _check_events(events: np.ndarray, name: str, *, control: bool) -> np.ndarray:
     events = np.asarray(events, dtype=np.int64).reshape(-1, EVENT_SIZE)
-    offset = CONTROL_OFFSET if control else 0
-    note = events[:, 2] - offset
-    dur = events[:, 1] - offset - DUR_OFFSET
-    time = events[:, 0] - offset - TIME_OFFSET
-    if len(events) and ((time < 0).any() or (dur < 0).any() or (dur >= MAX_DUR).any()
-                        or (note < NOTE_OFFSET).any() or (note > REST - (1 if control else 0)).any()):
-        kind = "control (CONTROL_OFFSET + event)" if control else "event"
+    times, durations, notes = ((CONTROL_TIMES, CONTROL_DURATIONS, CONTROL_NOTES) if control
+                               else (EVENT_TIMES, EVENT_DURATIONS, EVENT_NOTES))
+    time = times.value(events[:, 0])
+    bad_note = ~notes.holds(events[:, 2]) & (control | (events[:, 2] != REST))  # events may be RESTs
+    if len(events) and ((time < 0).any() or (~durations.holds(events[:, 1])).any() or bad_note.any()):
+        kind = "control (the control offset + event)" if control else "event"
         raise GenerationError(f"{name} must hold {kind} token triples with absolute times")
     order = np.argsort(time, kind="stable")
     return events[order]
-
-
-def _span(event: np.ndarray) -> tuple[int, int]:
-    """(onset, end) ticks of one event triple."""
-    onset = int(event[0]) - TIME_OFFSET
-    return onset, onset + int(event[1]) - DUR_OFFSET
-
-
-def _triple_times(triples: np.ndarray) -> np.ndarray:
-    """Absolute onset ticks of event and control triples."""
-    is_control = triples[:, 2] >= CONTROL_OFFSET
-    return triples[:, 0] - np.where(is_control, ATIME_OFFSET, TIME_OFFSET)
 
 
 def check_control_density(control_times: np.ndarray, window: int | None) -> None:
@@ -155,7 +148,7 @@ class Decoder:
         self.window, self.callback, self.check = window, callback, check
         self.device = next(model.parameters()).device
         self.controls = controls
-        self.control_times = _triple_times(controls) if len(controls) else np.zeros(0, dtype=np.int64)
+        self.control_times = onset_ticks(controls) if len(controls) else np.zeros(0, dtype=np.int64)
         self.flag = ANTICIPATE if len(controls) else AUTOREGRESS
         self.generator = torch.Generator(device=self.device)
         if options.seed is None:
@@ -165,9 +158,9 @@ class Decoder:
         self.allowed_notes = note_filter(options.instruments, options.pitch_range, self.device)
         self.max_events = int(MAX_EVENTS_PER_SECOND * (end - start) / TIME_RESOLUTION) + 64
 
-        prompt_events = prompt[prompt[:, 2] < CONTROL_OFFSET]
+        prompt_events = prompt[~is_control(prompt)]
         setup = Setup(options=options, start=start, end=end, rows=rows,
-                      kept=np.concatenate([prompt_events, controls - CONTROL_OFFSET]),
+                      kept=np.concatenate([prompt_events, ops.from_controls(controls)]),
                       allowed_notes=self.allowed_notes, time_map=time_map, grid_step=grid_step,
                       device=self.device)
         self.constraints = constraints(setup)
@@ -175,7 +168,7 @@ class Decoder:
         # Each hook's constraints, in registry order: a hook no constraint implements costs nothing per step.
         self.hooks = {hook: [c for c in self.constraints if overrides(c, hook)] for hook in HOOKS}
 
-        now = int(_triple_times(prompt_events).max()) if len(prompt_events) else 0
+        now = int(onset_ticks(prompt_events).max()) if len(prompt_events) else 0
         self.row_id = np.arange(rows)
         self.windows = [prompt.copy() for _ in range(rows)]
         self.now = np.full(rows, now, dtype=np.int64)
@@ -197,9 +190,9 @@ class Decoder:
         plans = []
         for r in range(rows):
             triples, now = self.windows[r], int(self.now[r])
-            times = _triple_times(triples)
+            times = onset_ticks(triples)
             # Controls fed but not yet sounded stay: the model must not forget what is coming.
-            must = (triples[:, 2] >= CONTROL_OFFSET) & (times > now)
+            must = is_control(triples) & (times > now)
             old = np.flatnonzero(times < now - KEEP_SPAN)
             in_span = len(triples) - (int(old[-1]) + 1 if len(old) else 0)
             plans.append((must, in_span))
@@ -217,7 +210,7 @@ class Decoder:
             if j:
                 kept[len(kept) - j:] = True
             triples = triples[kept]
-            times = _triple_times(triples)
+            times = onset_ticks(triples)
             frontier = max(int(self.now[r]), self.start)
             base = int(min(times.min(), frontier)) if len(times) else frontier
             if frontier - base > TIME_LIMIT - HEADROOM or (len(times) and times.max() - base >= MAX_TIME):
@@ -353,8 +346,8 @@ class Decoder:
                 # A row that must wait writes its REST as late as it may: time passes (as with the REST
                 # padding of the training data), rather than at an onset the model happened to draw.
                 latest = mask.shape[1] - 1 - mask.flip(1).int().argmax(dim=1).cpu().numpy()
-                time_token = np.where(wait, latest + TIME_OFFSET, time_token)
-            onset = time_token - TIME_OFFSET + self.base
+                time_token = np.where(wait, EVENT_TIMES.token(latest), time_token)
+            onset = EVENT_TIMES.value(time_token) + self.base
             done = ~forcing & ((onset >= self.end) | (self.counts >= self.max_events))
             if done.any():
                 keep = ~done
@@ -376,7 +369,7 @@ class Decoder:
                 dur_token = np.where(forcing, control[:, 1], dur_token)
             self._step(dur_token)
 
-            notes, log_weights = self._note_mask(onset, dur_token - DUR_OFFSET, wait)
+            notes, log_weights = self._note_mask(onset, EVENT_DURATIONS.value(dur_token), wait)
             note_token = self._sample(NOTE_POSITION, notes, log_weights)
             if forcing.any():
                 note_token = np.where(forcing, control[:, 2], note_token)
@@ -415,7 +408,7 @@ class Decoder:
                 triple = control[r]
                 self.next_control[r] += 1
             else:
-                triple = np.array([TIME_OFFSET + onset[r], dur_token[r], note_token[r]], dtype=np.int64)
+                triple = np.array([EVENT_TIMES.token(onset[r]), dur_token[r], note_token[r]], dtype=np.int64)
                 self.now[r] = onset[r]
                 self.counts[r] += 1
                 if note_token[r] != REST:
@@ -436,7 +429,7 @@ class Decoder:
     def report(self, r: int, triple: np.ndarray) -> None:
         """Give row ``r``'s new note ``triple`` to the callback (with the variation's number and progress)."""
         if self.callback is not None:
-            onset, _ = _span(triple)
+            onset, _ = event_span(triple)
             progress = min(max((onset - self.start) / (self.end - self.start), 0.0), 1.0)
             self.callback(int(self.row_id[r]), triple.copy(), float(progress))
 
@@ -479,12 +472,12 @@ def generate(model: CausalLM, *, history: np.ndarray, controls: np.ndarray, star
                               "(amt commands: --max-seconds)")
     history = _check_events(history, "history", control=False)
     controls = _check_events(controls, "controls", control=True)
-    if len(history) and int(history[-1, 0]) - TIME_OFFSET > start_time:
+    if len(history) and EVENT_TIMES.value(int(history[-1, 0])) > start_time:
         raise GenerationError("history events must start before start_time")
     # A control is fed DELTA before it sounds, after an onset below end_time: later ones are never read.
-    controls = controls[_triple_times(controls) < end_time + DELTA]
+    controls = controls[onset_ticks(controls) < end_time + DELTA]
     window = window_size(model, window)
-    check_control_density(_triple_times(controls), window)
+    check_control_density(onset_ticks(controls), window)
 
     prompt = ops.pad(history, start_time)
     sequence, pending = ops.interleave(prompt, controls, DELTA)
@@ -519,7 +512,7 @@ def generate(model: CausalLM, *, history: np.ndarray, controls: np.ndarray, star
         chosen.append(best)
         if callback is not None:
             for event in best:
-                progress = (int(event[0]) - TIME_OFFSET - start_time) / (end_time - start_time)
+                progress = (EVENT_TIMES.value(int(event[0])) - start_time) / (end_time - start_time)
                 callback(v, event.copy(), float(min(max(progress, 0.0), 1.0)))
     return chosen
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from amt.tokenization import ops
-from amt.tokenization.vocab import DRUMS, DUR_OFFSET, MAX_PITCH, TIME_OFFSET
+from amt.tokenization.notes import end_ticks, onset_ticks
+from amt.tokenization.vocab import DRUMS, MAX_PITCH
 
 PERFECT = (0, 7)
 """Interval classes (semitones mod 12) that may not be approached in parallel: unison/octave and fifth."""
@@ -64,8 +65,7 @@ class PartLines:
             if instrument == DRUMS:
                 continue
             part = kept_events[instruments == instrument]
-            onsets = part[:, 0] - TIME_OFFSET
-            self.kept[int(instrument)] = (onsets, onsets + part[:, 1] - DUR_OFFSET, ops.pitch_of(part[:, 2]))
+            self.kept[int(instrument)] = (onset_ticks(part), end_ticks(part), ops.pitch_of(part[:, 2]))
         self.new: list[dict[int, list[tuple[int, int, int]]]] = [{} for _ in range(rows)]
 
     def add(self, row: int, instrument: int, onset: int, end: int, pitch: int) -> None:

@@ -4,8 +4,8 @@ Each entry of ``REGISTRY`` is a constraint class with ``build(setup) -> Constrai
 request leaves it off; it may add a line to ``setup.notes`` saying why). The order is the order in which the
 engine calls the hooks: the instrument budget and monophonic parts settle which instruments may play
 before the parallels rule looks at them; a monophonic part cuts its previous note before polyphony counts
-what still sounds; the key, chord, register and bass weights add up in that order. Adding a constraint is
-a new module here, its line below and its tests.
+what still sounds; the key, chord, harmony-prior, register and bass weights add up in that order. Adding a
+constraint is a new module here, its line below and its tests.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from amt.sampling.constraints.key import Key
 from amt.sampling.constraints.monophonic import Monophonic
 from amt.sampling.constraints.parallels import Parallels
 from amt.sampling.constraints.polyphony import Polyphony
+from amt.sampling.constraints.prior import Prior
 from amt.sampling.constraints.register import Register
 
 REGISTRY: list = [
@@ -31,6 +32,7 @@ REGISTRY: list = [
     Parallels,  # no_parallels, beat_parallels
     Key,  # key_weight
     Chord,  # chord_weight (on the time map's beats)
+    Prior,  # harmony_prior (on the time map's beats)
     Register,  # register_weight
     Bass,  # bass_weight (on the time map's bar lines)
 ]

@@ -32,17 +32,9 @@ import torch
 
 from amt.sampling.options import SamplingOptions
 from amt.tokenization import ops
+from amt.tokenization.notes import EVENT_NOTES, end_ticks, event_span, onset_ticks
 from amt.tokenization.timemap import TimeMap
-from amt.tokenization.vocab import (
-    DRUMS,
-    DUR_OFFSET,
-    EVENT_SIZE,
-    MAX_DUR,
-    MAX_PITCH,
-    MAX_TIME,
-    NOTE_OFFSET,
-    TIME_OFFSET,
-)
+from amt.tokenization.vocab import DRUMS, EVENT_SIZE, MAX_DUR, MAX_PITCH, MAX_TIME
 
 if TYPE_CHECKING:
     from amt.sampling.sampler import Decoder
@@ -77,8 +69,7 @@ class Setup:
         """(onsets, ends, pitches) of the kept pitched notes (no drums, no RESTs)."""
         kept = self.kept[~ops.is_rest(self.kept)] if len(self.kept) else self.kept.reshape(0, EVENT_SIZE)
         kept = kept[ops.instrument_of(kept[:, 2]) != DRUMS]
-        onsets = kept[:, 0] - TIME_OFFSET
-        return onsets, onsets + kept[:, 1] - DUR_OFFSET, ops.pitch_of(kept[:, 2])
+        return onset_ticks(kept), end_ticks(kept), ops.pitch_of(kept[:, 2])
 
 
 RECENT = 32
@@ -89,10 +80,20 @@ def new_sounding(decoder: Decoder, row: int, tick: int) -> list[tuple[int, int]]
     """(onset, pitch) of row ``row``'s new pitched notes sounding at ``tick`` (drums left out)."""
     sounding = []
     for t in decoder.generated[row][-RECENT:]:
-        onset, note = int(t[0]) - TIME_OFFSET, int(t[2]) - NOTE_OFFSET
-        if onset <= tick < onset + int(t[1]) - DUR_OFFSET and note // MAX_PITCH != DRUMS:
+        onset, end = event_span(t)
+        note = EVENT_NOTES.value(int(t[2]))
+        if onset <= tick < end and note // MAX_PITCH != DRUMS:
             sounding.append((onset, note % MAX_PITCH))
     return sounding
+
+
+def sounding_pitches(decoder: Decoder, row: int, tick: int,
+                     kept: tuple[np.ndarray, np.ndarray, np.ndarray]) -> list[int]:
+    """The pitches sounding at ``tick`` in row ``row``: the kept pitched notes ``(onsets, ends, pitches)``
+    (``Setup.kept_pitched``) and the row's new pitched ones."""
+    onsets, ends, pitches = kept
+    held = pitches[(onsets <= tick) & (tick < ends)]
+    return [*held.tolist(), *(pitch for _, pitch in new_sounding(decoder, row, tick))]
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from amt.sampling.chordweight import chord_log_weights
-from amt.sampling.constraints.base import Constraint, NoteChoice, Setup, new_sounding
+from amt.sampling.constraints.base import Constraint, NoteChoice, Setup, sounding_pitches
 
 
 class Chord(Constraint):
@@ -29,18 +29,12 @@ class Chord(Constraint):
             setup.notes.append("chord weight: no strong beats (no meter), the lighter weight on every beat")
         return cls(setup, dict(zip(ticks.tolist(), strong.tolist(), strict=True)))
 
-    def _sounding(self, decoder, r: int, tick: int) -> list[int]:
-        """The pitches sounding at ``tick`` in row ``r``: kept notes and the row's new pitched ones."""
-        onsets, ends, pitches = self.kept
-        kept = pitches[(onsets <= tick) & (tick < ends)]
-        return [*kept.tolist(), *(pitch for _, pitch in new_sounding(decoder, r, tick))]
-
     def note_choice(self, decoder, choice: NoteChoice) -> None:
         for r in np.flatnonzero(choice.note_ok):
             tick = int(choice.onset[r])
             strong = self.beats.get(tick)
             if strong is None:
                 continue
-            weights = chord_log_weights(self._sounding(decoder, r, tick), strong, self.weight)
+            weights = chord_log_weights(sounding_pitches(decoder, r, tick, self.kept), strong, self.weight)
             if weights is not None:
                 choice.weigh_pitches()[r] += weights

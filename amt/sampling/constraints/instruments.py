@@ -11,7 +11,9 @@ import numpy as np
 
 from amt.errors import GenerationError
 from amt.sampling.constraints.base import Constraint, NoteChoice, Setup
-from amt.tokenization.vocab import MAX_INSTR, MAX_PITCH, NOTE_OFFSET, REST
+from amt.tokenization import ops
+from amt.tokenization.notes import EVENT_NOTES
+from amt.tokenization.vocab import MAX_INSTR, MAX_PITCH
 
 
 class InstrumentBudget(Constraint):
@@ -22,10 +24,9 @@ class InstrumentBudget(Constraint):
     @classmethod
     def build(cls, setup: Setup) -> InstrumentBudget:
         options = setup.options
-        kept = setup.kept[:, 2] - NOTE_OFFSET
-        kept = kept[kept < REST - NOTE_OFFSET]
+        kept = setup.kept[~ops.is_rest(setup.kept), 2]
         present = np.zeros(MAX_INSTR, dtype=bool)
-        present[np.unique(kept // MAX_PITCH)] = True
+        present[np.unique(ops.instrument_of(kept))] = True
         if options.instruments is not None and present.sum() >= options.max_instruments \
                 and not present[list(options.instruments)].any():
             raise GenerationError(
@@ -39,7 +40,7 @@ class InstrumentBudget(Constraint):
         choice.instrument_ok &= self.used | room[:, None]
 
     def hear(self, decoder, row: int, triple: np.ndarray) -> None:
-        self.used[row, (int(triple[2]) - NOTE_OFFSET) // MAX_PITCH] = True
+        self.used[row, EVENT_NOTES.value(int(triple[2])) // MAX_PITCH] = True
 
     def select(self, index: np.ndarray) -> None:
         self.used = self.used[index]

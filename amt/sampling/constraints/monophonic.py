@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from amt.sampling.constraints.base import Constraint, NoteChoice, Setup
-from amt.tokenization.vocab import DRUMS, DUR_OFFSET, MAX_DUR, MAX_INSTR, MAX_PITCH, NOTE_OFFSET, TIME_OFFSET
+from amt.tokenization.notes import EVENT_DURATIONS, EVENT_NOTES, event_span
+from amt.tokenization.vocab import DRUMS, MAX_DUR, MAX_INSTR, MAX_PITCH
 
 
 def monophonic_parts(allowed_notes: torch.Tensor) -> np.ndarray:
@@ -24,11 +25,6 @@ def monophonic_parts(allowed_notes: torch.Tensor) -> np.ndarray:
     pitched = allowed_notes[:-1].view(MAX_INSTR, MAX_PITCH).any(dim=1).cpu().numpy()
     pitched[DRUMS] = False
     return np.flatnonzero(pitched)
-
-
-def _span(triple: np.ndarray) -> tuple[int, int]:
-    onset = int(triple[0]) - TIME_OFFSET
-    return onset, onset + int(triple[1]) - DUR_OFFSET
 
 
 class Monophonic(Constraint):
@@ -58,25 +54,25 @@ class Monophonic(Constraint):
         choice.instrument_ok &= ~busy
 
     def hear(self, decoder, row: int, triple: np.ndarray) -> None:
-        onset, _ = _span(triple)
-        instrument = (int(triple[2]) - NOTE_OFFSET) // MAX_PITCH
+        onset, _ = event_span(triple)
+        instrument = EVENT_NOTES.value(int(triple[2])) // MAX_PITCH
         self.last_onset[row, instrument] = onset
         if instrument not in self.part_set:
             return
         previous = self.open[row].pop(instrument, None)
         if previous is not None:
-            previous_onset, previous_end = _span(previous)
+            previous_onset, previous_end = event_span(previous)
             if previous_end > onset or self.legato:
-                previous[1] = DUR_OFFSET + min(onset - previous_onset, MAX_DUR - 1)
+                previous[1] = EVENT_DURATIONS.token(min(onset - previous_onset, MAX_DUR - 1))
             decoder.report(row, previous)
         self.open[row][instrument] = triple
 
     def holds(self, triple: np.ndarray) -> bool:
-        return (int(triple[2]) - NOTE_OFFSET) // MAX_PITCH in self.part_set
+        return EVENT_NOTES.value(int(triple[2])) // MAX_PITCH in self.part_set
 
     def settle(self, decoder, row: int, until: int | None) -> None:
         for instrument, triple in list(self.open[row].items()):
-            if until is not None and (self.legato or _span(triple)[1] > until):
+            if until is not None and (self.legato or event_span(triple)[1] > until):
                 continue
             del self.open[row][instrument]
             decoder.report(row, triple)

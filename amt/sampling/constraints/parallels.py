@@ -15,7 +15,8 @@ import torch
 from amt.sampling.constraints.base import Constraint, NoteChoice, Setup
 from amt.sampling.constraints.monophonic import monophonic_parts
 from amt.sampling.voicing import PartLines
-from amt.tokenization.vocab import DUR_OFFSET, MAX_INSTR, MAX_PITCH, NOTE_OFFSET, TIME_OFFSET
+from amt.tokenization.notes import EVENT_NOTES, event_span
+from amt.tokenization.vocab import MAX_INSTR, MAX_PITCH
 
 
 class Parallels(Constraint):
@@ -26,7 +27,7 @@ class Parallels(Constraint):
         self.legato, self.beat_parallels = options.legato, options.beat_parallels
         self.lines = PartLines(setup.kept, setup.rows)
         self.beats = None  # [beats] ascending ticks, where beat_parallels weighs moves from the previous beat
-        if options.weighs_beats:
+        if options.beat_parallels < 1.0:
             self.beats = setup.beats[0]
 
     @classmethod
@@ -65,9 +66,8 @@ class Parallels(Constraint):
         choice.notes_ok = pitches_ok if choice.notes_ok is None else choice.notes_ok & pitches_ok
 
     def hear(self, decoder, row: int, triple: np.ndarray) -> None:
-        onset = int(triple[0]) - TIME_OFFSET
-        end = onset + int(triple[1]) - DUR_OFFSET
-        note = int(triple[2]) - NOTE_OFFSET
+        onset, end = event_span(triple)
+        note = EVENT_NOTES.value(int(triple[2]))
         instrument = note // MAX_PITCH
         # A legato note lasts until the part's next one: the voice-leading rule must see it held.
         line_end = np.iinfo(np.int64).max if self.legato and instrument in self.part_set else end

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from amt.sampling.constraints.base import Constraint, Setup
-from amt.tokenization.vocab import DUR_OFFSET, TIME_OFFSET
+from amt.tokenization.notes import event_span
 
 
 def polyphony_cap(polyphony: float) -> int:
@@ -28,10 +28,6 @@ def polyphony_earliest(note_ends: list[int], cap: int) -> int | None:
     return sorted(note_ends, reverse=True)[cap - 1]
 
 
-def _end(triple: np.ndarray) -> int:
-    return int(triple[0]) - TIME_OFFSET + int(triple[1]) - DUR_OFFSET
-
-
 class Polyphony(Constraint):
     def __init__(self, cap: int, rows: int):
         self.cap = cap
@@ -45,14 +41,14 @@ class Polyphony(Constraint):
 
     def earliest_note(self, decoder, low: np.ndarray) -> np.ndarray:
         for r in range(len(low)):
-            earliest = polyphony_earliest([_end(t) for t in self.sounding[r]], self.cap)
+            earliest = polyphony_earliest([event_span(t)[1] for t in self.sounding[r]], self.cap)
             if earliest is not None:
                 low[r] = max(low[r], earliest)
         return low
 
     def hear(self, decoder, row: int, triple: np.ndarray) -> None:
-        onset = int(triple[0]) - TIME_OFFSET
-        self.sounding[row] = [*(t for t in self.sounding[row] if _end(t) > onset), triple]
+        onset, _ = event_span(triple)
+        self.sounding[row] = [*(t for t in self.sounding[row] if event_span(t)[1] > onset), triple]
 
     def select(self, index: np.ndarray) -> None:
         self.sounding = [self.sounding[i] for i in index]
