@@ -1,32 +1,30 @@
 """The co-pilot's tasks on a MIDI piece: accompany kept parts, infill a span, continue the piece.
 
-Every front end (the CLI, the demo, the DAW bridge, the harmonisation evaluation) states what it wants as one
-``Request`` (the task, the parts kept, the span, the ``SamplingOptions``, the number of variations) and calls
-``run``, which returns one ``Generation`` per variation. ``run`` picks the task function below; each of them
-(and the DAW bridge, which states its locked notes itself) calls ``write_span``, the one operation under every
-task: new notes in a span around kept notes, assembled into whole pieces.
+The command line, the demo and the harmonisation evaluation state what they want as one ``Request`` (the
+task, the parts kept, the span, the ``SamplingOptions``, the number of variations) and call ``run``, which
+returns one ``Generation`` per variation. ``run`` picks the task function below; each of them calls
+``write_span``, the one operation under every task: new notes in a span around kept notes, assembled into
+whole pieces. The DAW bridge, whose locks are note by note and whose tasks are bound to a region, converts
+its request to a piece and the locked notes and calls ``write_span`` itself.
 
 Each task decides which notes of the input are kept (as the prompt before the generation span, or as
-anticipated controls), calls ``generate`` and assembles whole pieces: the kept notes unchanged (MIDI
-ticks, velocity, channel, track: written back tick-exact) plus the new notes, with the input's ``MidiMeta``
-(tempo map, meter, track names). Parts are picked as ``amt.tokenization.parts`` numbers them; by default
-accompany and infill write for the parts they replace (their instruments, register and share of notes).
+anticipated controls) and ``write_span`` assembles whole pieces: the kept notes unchanged (MIDI ticks,
+velocity, channel, track: written back tick-exact) plus the new notes, with the input's ``MidiMeta`` (tempo
+map, meter, track names). Parts are picked as ``amt.tokenization.parts`` numbers them; by default accompany
+and infill write for the parts they replace (their instruments, register and share of notes).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from amt.errors import GenerationError
-from amt.models.base import CausalLM
-from amt.sampling import sampler
 from amt.sampling.meter import file_grid
 from amt.sampling.options import SamplingOptions
-from amt.sampling.sampler import Callback, Check
 from amt.tokenization import ops
 from amt.tokenization.midi import GM_INSTRUMENT_NAMES, MidiTokens
 from amt.tokenization.notes import (
@@ -40,6 +38,10 @@ from amt.tokenization.notes import (
 from amt.tokenization.parts import find_parts, keep_mask, part_index
 from amt.tokenization.timemap import TimeMap
 from amt.tokenization.vocab import DRUMS, MAX_PITCH, TIME_RESOLUTION
+
+if TYPE_CHECKING:  # the sampler (and torch) load when a task runs: a server or page starts without them
+    from amt.models.base import CausalLM
+    from amt.sampling.sampler import Callback, Check
 
 DEFAULT_VELOCITY = 80
 """Velocity of new notes when the input has no notes to take one from."""
@@ -445,6 +447,8 @@ def write_span(model: CausalLM, midi: MidiTokens, *, kept: np.ndarray, prompt: n
     ``join_tracks``). ``time_map`` (default: the input's, ``TimeMap.from_meta``), ``grid_step`` and ``notes``
     go to the sampler, as do ``options``, ``variations``, ``window`` and ``check``; ``callback`` hears each
     new note as it is drawn, cut at ``end`` as in the result."""
+    from amt.sampling import sampler
+
     notes = [] if notes is None else notes
     heard = None
     if callback is not None:  # each new note as it will be in the result: cut at the span's end
