@@ -90,13 +90,18 @@ def context_velocities(onsets: np.ndarray, midi: MidiTokens) -> np.ndarray:
     ``VELOCITY_CONTEXT`` of each onset, else of all its notes, else ``DEFAULT_VELOCITY``."""
     if len(midi.events) == 0:
         return np.full(len(onsets), DEFAULT_VELOCITY, dtype=np.uint8)
-    times = onset_ticks(midi.events)
-    order = np.argsort(times, kind="stable")
-    times, velocities = times[order], midi.velocities[order].astype(np.int64)
-    overall = int(np.median(velocities))
+    times, velocities = onset_ticks(midi.events), midi.velocities.astype(np.int64)
+    # A piece is ordered by onset: sorting it again for every call would cost the bridge, which asks for
+    # each note it streams.
+    if (times[1:] < times[:-1]).any():
+        order = np.argsort(times, kind="stable")
+        times, velocities = times[order], velocities[order]
     first = np.searchsorted(times, onsets - VELOCITY_CONTEXT, side="left")
     last = np.searchsorted(times, onsets + VELOCITY_CONTEXT, side="right")
-    out = [int(np.median(velocities[a:b])) if b > a else overall for a, b in zip(first, last, strict=True)]
+    out = [int(np.median(velocities[a:b])) if b > a else -1 for a, b in zip(first, last, strict=True)]
+    if -1 in out:  # no input note near: the median of all of them
+        overall = int(np.median(velocities))
+        out = [overall if v < 0 else v for v in out]
     return np.asarray(out, dtype=np.uint8)
 
 
