@@ -24,6 +24,7 @@ from amt.demo.notes import NoteArrays
 from amt.demo.pianoroll import plot_pianoroll
 from amt.errors import AmtError, GenerationError, MidiError
 from amt.sampling.options import default
+from amt.sampling.tasks import Generation
 from amt.tokenization.midi import GM_INSTRUMENT_NAMES, MidiTokens, read_midi
 from amt.tokenization.notes import EVENT_DURATIONS, duration_ticks, onset_ticks
 from amt.tokenization.parts import Part, find_parts, part_index
@@ -312,14 +313,20 @@ def resolve_seed(seed: str | float | None) -> int:
 
 
 @dataclass(frozen=True)
-class Variation:
-    """One generated variation, saved: what the page shows for it."""
+class SavedGeneration:
+    """One ``Generation`` (the task layer's result) as the page shows it: saved as MIDI (and audio), with
+    its title and piano roll."""
 
+    generation: Generation
     title: str
     figure: Figure
     midi_path: Path
     audio_path: Path | None
-    new_notes: int
+
+    @property
+    def new_notes(self) -> int:
+        """How many notes of the piece are new."""
+        return int(np.count_nonzero(self.generation.generated))
 
 
 ProgressFn = Callable[[float, str], None]
@@ -358,7 +365,7 @@ def generate(
     *,
     renderer: Renderer | None,
     progress: ProgressFn | None = None,
-) -> tuple[list[Variation], str]:
+) -> tuple[list[SavedGeneration], str]:
     """Run ``request`` on ``piece`` and save each variation in ``out_dir``.
 
     Returns the variations and a Markdown status line (seed used, time taken, audio notes).
@@ -415,7 +422,7 @@ def generate(
 
 
 def save_variation(
-    result,
+    result: Generation,
     piece: Piece,
     task: str,
     number: int,
@@ -423,7 +430,7 @@ def save_variation(
     *,
     renderer: Renderer | None,
     region: tuple[float, float] | None,
-) -> tuple[Variation, str]:
+) -> tuple[SavedGeneration, str]:
     """Write one sampler result as MIDI (and audio when a renderer is given); draw its piano roll.
 
     Returns the variation and a message when audio rendering failed ("" otherwise).
@@ -448,8 +455,8 @@ def save_variation(
         title=f"Variation {number}", region=region,
         duration=max(piece.duration, region[1] if region else 0.0),
     )
-    return Variation(title=f"Variation {number}: {new_notes} new notes", figure=figure, midi_path=midi_path,
-                     audio_path=audio_path, new_notes=new_notes), problem
+    return SavedGeneration(result, f"Variation {number}: {new_notes} new notes", figure, midi_path,
+                           audio_path), problem
 
 
 def _colour_key(part: Part) -> tuple[int, int, int]:

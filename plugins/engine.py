@@ -1,9 +1,11 @@
-"""From a DAW request to the sampler and back: locked notes, the region in model ticks, new notes in beats.
+"""From a DAW request to the task layer and back: the project's notes as a piece in model ticks, new notes in
+beats.
 
-All three tasks are one operation here: the model keeps the locked notes (those before the region as its
-history, those from the region start on as anticipated controls) and writes new notes inside the region.
-The tasks differ in their defaults: infill locks everything outside the region, continue everything before
-it; accompany locks what the request names (tracks or note ids) and needs at least one locked note.
+All three tasks are one operation here, the task layer's ``write_span``: the model keeps the locked notes
+(those before the region as its prompt, those from the region start on as anticipated controls) and writes
+new notes inside the region; their velocities and tracks follow the task layer's rules. The tasks differ in
+their defaults: infill locks everything outside the region, continue everything before it; accompany locks
+what the request names (tracks or note ids) and needs at least one locked note.
 """
 
 from __future__ import annotations
@@ -18,7 +20,14 @@ import numpy as np
 
 from amt.plugins.instruments import DRUM_CHANNEL, instrument_name, resolve_instrument
 from amt.plugins.protocol import GenerateRequest, OutNote, RequestError, Variation
-from amt.tokenization import ops
+from amt.sampling.tasks import (
+    Generation,
+    context_velocities,
+    instrument_tracks,
+    notes_per_second,
+    write_span,
+)
+from amt.tokenization.midi import MidiMeta, MidiTokens
 from amt.tokenization.notes import EVENT_DURATIONS, EVENT_NOTES, EVENT_TIMES
 from amt.tokenization.timemap import TimeMap, TimeMapError
 from amt.tokenization.vocab import (
@@ -47,45 +56,48 @@ class Limits:
 
 @dataclass
 class Plan:
-    """A validated request in model terms: event arrays in ticks relative to ``offset`` ticks."""
+    """A validated request in the task layer's terms: the project's notes as a piece in model ticks (10 ms
+    from ``offset``) and which of them the model keeps."""
 
     request: GenerateRequest
     tempo: TimeMap  # the project's tempo and meter, in beats from its start
     region: tuple[float, float]  # beats
-    history: np.ndarray  # (N, 3) locked events before the region
-    controls: np.ndarray  # (M, 3) locked events from the region start on (event tokens, not yet controls)
+    piece: MidiTokens  # the request's notes from ``offset`` on, ordered by onset (see ``_piece``)
+    kept: np.ndarray  # (len(piece),) the locked notes the model reads
+    prompt: np.ndarray  # (len(piece),) the notes before the region: kept ones are the prompt
     start_tick: int
     end_tick: int
     offset: int  # model tick 0 is this many 10 ms ticks after the project start
     locked_ids: list[str | int]
     replaced_ids: list[str | int]
-    tracks: dict[int, str | int]  # model instrument -> id of the request track that plays it
+    track_ids: list[str | int]  # piece track -> id of the request track
+    tracks: dict[int, int]  # model instrument -> the piece track its new notes go on (``instrument_tracks``)
     channels: dict[int, int]  # model instrument -> MIDI channel 1-16 (grows as new instruments appear)
-    velocities: dict[int, int]  # model instrument -> velocity for its new notes
-    default_velocity: int
     file_density: float | None  # new notes per second for ``sampling.file_density`` (``_file_density``)
 
 
-def _events(ticks: np.ndarray, durations: np.ndarray, notes: np.ndarray) -> np.ndarray:
+def _piece(ticks: np.ndarray, durations: np.ndarray, notes: np.ndarray, velocities: np.ndarray,
+           tracks: np.ndarray, track_names: list[str]) -> tuple[MidiTokens, np.ndarray]:
+    """The notes as the task layer's piece (ordered by onset) and, for each of its notes, its index in the
+    arguments. Its meta holds the track names only: the project's tempo and meter are the plan's ``tempo``,
+    which the sampler reads (a DAW's map in beats need not fall on a MIDI file's ticks)."""
     order = np.argsort(ticks, kind="stable")
-    return np.stack([EVENT_TIMES.token(ticks[order]), EVENT_DURATIONS.token(durations[order]),
-                     EVENT_NOTES.token(notes[order])], axis=1).astype(np.int64).reshape(-1, 3)
+    events = np.stack([EVENT_TIMES.token(ticks[order]), EVENT_DURATIONS.token(durations[order]),
+                       EVENT_NOTES.token(notes[order])], axis=1).astype(np.int64).reshape(-1, 3)
+    piece = MidiTokens(events, velocities[order].astype(np.uint8), tracks[order].astype(np.int32),
+                       MidiMeta(track_names=tuple(track_names)))
+    return piece, order
 
 
-def _file_density(request: GenerateRequest, replaced: np.ndarray, instruments: np.ndarray,
-                  region_seconds: float, before: np.ndarray, before_seconds: float) -> float | None:
-    """Notes per second for new notes to match when no density is asked: those of the notes they replace
-    (``replaced``: unlocked notes in the region; of ``sampling.instruments`` only, when given: a part dropped
-    is not to be matched) over the region, as ``accompany`` does; without any (continue, an empty region),
-    the locked music's before the region (``before``, over the ``before_seconds`` it spans). None when
-    neither has notes."""
-    if request.sampling.instruments is not None:
-        replaced = replaced & np.isin(instruments, request.sampling.instruments)
-    if replaced.any():
-        return int(replaced.sum()) / region_seconds
-    if before.any() and before_seconds > 0:
-        return int(before.sum()) / before_seconds
-    return None
+def _file_density(request: GenerateRequest, piece: MidiTokens, replaced: np.ndarray, region_seconds: float,
+                  before: np.ndarray, before_seconds: float) -> float | None:
+    """Notes per second for new notes to match when no density is asked (``tasks.notes_per_second``): those
+    of the notes they replace (``replaced``: unlocked notes of ``piece`` in the region; of
+    ``sampling.instruments`` only, when given) over the region, as ``accompany`` does; without any
+    (continue, an empty region), the locked music's before the region (``before``, over the
+    ``before_seconds`` it spans). None when neither has notes."""
+    density = notes_per_second(piece, replaced, region_seconds, request.sampling.instruments)
+    return notes_per_second(piece, before, before_seconds) if density is None else density
 
 
 def plan_request(request: GenerateRequest, limits: Limits) -> Plan:
@@ -168,14 +180,20 @@ def plan_request(request: GenerateRequest, limits: Limits) -> Plan:
     after = locked & (ticks >= start_tick) & (ticks < end_tick + DELTA_SECONDS * TIME_RESOLUTION)
     offset = int(ticks[before].min()) if before.any() else start_tick
 
-    velocities = np.array([n.velocity for n in request.notes], dtype=np.int64)
-    by_instrument: dict[int, list[int]] = {}
-    for instrument, velocity in zip(instruments.tolist(), velocities.tolist(), strict=True):
-        by_instrument.setdefault(instrument, []).append(velocity)
-    track_of: dict[int, str | int] = {}
+    # The piece holds every note from the offset on, locked or not: new notes take their velocities and
+    # tracks from the music around them. The model reads the locked ones within reach of the region.
+    track_ids = {key: track.id for key, track in tracks.items()}  # the piece's tracks, by id as text
+    for note in request.notes:
+        track_ids.setdefault(str(note.track), note.track)
+    track_index = {key: k for k, key in enumerate(track_ids)}
+    note_tracks = np.array([track_index[str(n.track)] for n in request.notes], dtype=np.int64)
+    names = [tracks[key].name if key in tracks and tracks[key].name else key for key in track_ids]
+    from_offset = ticks >= offset
+    piece, order = _piece(ticks[from_offset] - offset, durations[from_offset], notes[from_offset],
+                          np.array([n.velocity for n in request.notes], dtype=np.int64)[from_offset],
+                          note_tracks[from_offset], names)
     channel_of: dict[int, int] = {}
     for note, instrument in zip(request.notes, instruments.tolist(), strict=True):
-        track_of.setdefault(instrument, note.track)
         track = tracks.get(str(note.track))
         channel = note.channel or (track.channel if track else None)
         if channel:
@@ -184,20 +202,20 @@ def plan_request(request: GenerateRequest, limits: Limits) -> Plan:
         request=request,
         tempo=tempo,
         region=region,
-        history=_events(ticks[before] - offset, durations[before], notes[before]),
-        controls=_events(ticks[after] - offset, durations[after], notes[after]),
+        piece=piece,
+        kept=(before | after)[from_offset][order],
+        prompt=(ticks < start_tick)[from_offset][order],
         start_tick=start_tick - offset,
         end_tick=end_tick - offset,
         offset=offset,
         locked_ids=[i for i, keep in zip(ids, locked.tolist(), strict=True) if keep],
         replaced_ids=[i for i, keep, inside in zip(ids, locked.tolist(), in_region.tolist(), strict=True)
                       if inside and not keep],
-        tracks=track_of,
+        track_ids=list(track_ids.values()),
+        tracks=instrument_tracks(piece),
         channels=channel_of,
-        velocities={k: round(sum(v) / len(v)) for k, v in by_instrument.items()},
-        default_velocity=round(float(velocities.mean())) if len(velocities) else 80,
-        file_density=_file_density(request, in_region & ~locked, instruments, end_s - start_s, before,
-                                   (start_tick - offset) / TIME_RESOLUTION),
+        file_density=_file_density(request, piece, (in_region & ~locked)[from_offset][order], end_s - start_s,
+                                   before[from_offset][order], (start_tick - offset) / TIME_RESOLUTION),
     )
 
 
@@ -214,17 +232,20 @@ def _channel(plan: Plan, instrument: int) -> int:
     return plan.channels[instrument]
 
 
-def event_to_note(plan: Plan, event: np.ndarray) -> OutNote | None:
+def event_to_note(plan: Plan, event: np.ndarray, velocity: int | None = None, track: int | None = None
+                  ) -> OutNote | None:
     """Convert one generated event (model ticks relative to the plan) to a note in beats, quantised to the
-    request's grid and clipped to the region; None when it falls outside the region."""
-    time_tick = int(EVENT_TIMES.value(event[0])) + plan.offset
+    request's grid and clipped to the region; None when it falls outside the region. ``velocity`` and
+    ``track`` (a piece track, -1: none) are the note's in a ``Generation``; for a note heard while it is
+    sampled, the task layer's rules give them (``context_velocities``, ``instrument_tracks``)."""
+    time_tick = int(EVENT_TIMES.value(event[0]))
     duration = int(EVENT_DURATIONS.value(event[1]))
     note = int(EVENT_NOTES.value(event[2]))
     if not 0 <= note < MAX_PITCH * (DRUMS + 1):
         return None  # a rest or a malformed token: nothing to play
     instrument, pitch = divmod(note, MAX_PITCH)
-    start = float(plan.tempo.to_beats(time_tick / TIME_RESOLUTION))
-    end = float(plan.tempo.to_beats((time_tick + max(duration, 1)) / TIME_RESOLUTION))
+    start = float(plan.tempo.to_beats((time_tick + plan.offset) / TIME_RESOLUTION))
+    end = float(plan.tempo.to_beats((time_tick + plan.offset + max(duration, 1)) / TIME_RESOLUTION))
     grid = plan.request.grid
     if grid:
         start = round(start / grid) * grid
@@ -232,16 +253,27 @@ def event_to_note(plan: Plan, event: np.ndarray) -> OutNote | None:
     low, high = plan.region
     if not low <= start < high:
         return None
+    if velocity is None:
+        velocity = int(context_velocities(np.array([time_tick]), plan.piece)[0])
+    if track is None:
+        track = plan.tracks.get(instrument, -1)
     return OutNote(
         start=start,
         duration=min(end, high) - start,
         pitch=pitch,
-        velocity=plan.velocities.get(instrument, plan.default_velocity),
+        velocity=velocity,
         program=instrument,
         channel=_channel(plan, instrument),
-        track=plan.tracks.get(instrument),
+        track=plan.track_ids[track] if track >= 0 else None,
         track_name=instrument_name(instrument),
     )
+
+
+def variation(plan: Plan, index: int, generation: Generation) -> Variation:
+    """The wire form of variation ``index``: the new notes of ``generation`` in beats (``event_to_note``)."""
+    midi, new = generation.midi, np.flatnonzero(generation.generated).tolist()
+    notes = (event_to_note(plan, midi.events[i], int(midi.velocities[i]), int(midi.tracks[i])) for i in new)
+    return Variation(index=index, notes=[n for n in notes if n is not None])
 
 
 class Cancelled(RequestError):
@@ -252,14 +284,6 @@ class Cancelled(RequestError):
 
 
 NoteCallback = Callable[[int, OutNote, float], None]
-
-
-@dataclass
-class Outcome:
-    """What a run produced."""
-
-    variations: list[Variation]
-    seconds: float
 
 
 class Engine:
@@ -275,12 +299,11 @@ class Engine:
         on_note: NoteCallback | None = None,
         deadline: float = math.inf,
         cancel: threading.Event | None = None,
-    ) -> Outcome:
-        """Generate the plan's variations; ``on_note(variation, note, progress)`` hears each new note as it
-        is sampled. Stops with ``Cancelled`` once ``time.monotonic()`` passes ``deadline`` or ``cancel`` is
-        set (checked before every decoding step, whatever the sampling options)."""
-        from amt.sampling.sampler import generate
-
+    ) -> list[Generation]:
+        """Generate the plan's variations (``variation`` gives each one's wire form); ``on_note(variation,
+        note, progress)`` hears each new note as it is sampled. Stops with ``Cancelled`` once
+        ``time.monotonic()`` passes ``deadline`` or ``cancel`` is set (checked before every decoding step,
+        whatever the sampling options)."""
         request = plan.request
         sampling = request.sampling
         density = plan.file_density if sampling.file_density else None
@@ -299,23 +322,7 @@ class Engine:
             if note is not None:
                 on_note(variation, note, float(progress))
 
-        began = time.perf_counter()
-        results = generate(
-            self.model,
-            history=plan.history,
-            controls=ops.to_controls(plan.controls),
-            start_time=plan.start_tick,
-            end_time=plan.end_tick,
-            options=options,
-            variations=sampling.variations,
-            callback=callback if on_note is not None else None,
-            check=check,
-            time_map=plan.tempo.shifted(plan.offset),
-            grid_step=request.grid,
-        )
-        seconds = time.perf_counter() - began
-        variations = []
-        for index, events in enumerate(results):
-            notes = [n for n in (event_to_note(plan, e) for e in np.asarray(events).reshape(-1, 3)) if n]
-            variations.append(Variation(index=index, notes=notes))
-        return Outcome(variations=variations, seconds=seconds)
+        return write_span(self.model, plan.piece, kept=plan.kept, prompt=plan.prompt, start=plan.start_tick,
+                          end=plan.end_tick, options=options, variations=sampling.variations,
+                          callback=callback if on_note is not None else None, check=check,
+                          time_map=plan.tempo.shifted(plan.offset), grid_step=request.grid)

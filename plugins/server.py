@@ -32,8 +32,9 @@ from starlette.exceptions import HTTPException
 from amt import __version__
 from amt.errors import AmtError, GenerationError
 from amt.plugins.docs import render_docs
-from amt.plugins.engine import Cancelled, Engine, Limits, NoteCallback, Outcome, Plan, plan_request
+from amt.plugins.engine import Cancelled, Engine, Limits, NoteCallback, Plan, plan_request, variation
 from amt.plugins.protocol import ErrorBody, GenerateRequest, GenerateResponse, Health, RequestError
+from amt.sampling.tasks import Generation
 
 log = logging.getLogger("amt.serve")
 T = TypeVar("T")
@@ -98,7 +99,8 @@ class Runner:
             self.waiting += 1
             self._cancels.add(cancel)
 
-    def _work(self, plan: Plan, on_note, cancel, queued_at) -> tuple[Outcome, float]:
+    def _work(self, plan: Plan, on_note, cancel, queued_at) -> tuple[list[Generation], float, float]:
+        """Run ``plan`` on the engine: its generations, the seconds they took and the seconds it waited."""
         with self._lock:
             self.waiting -= 1
             self.running += 1
@@ -112,7 +114,9 @@ class Runner:
                 raise RequestError("the request waited longer than the server's timeout; retry later", 503)
             deadline = time.monotonic() + self.limits.timeout_seconds
             try:
-                return self.engine.run(plan, on_note, deadline=deadline, cancel=cancel), waited
+                began = time.perf_counter()
+                generations = self.engine.run(plan, on_note, deadline=deadline, cancel=cancel)
+                return generations, time.perf_counter() - began, waited
             except Cancelled:
                 if self.stopping.is_set():
                     raise RequestError("the server is shutting down", 503) from None
@@ -136,7 +140,7 @@ class Runner:
         queued_at = time.perf_counter()
         future = self._executor.submit(self._work, plan, on_note, cancel, queued_at)
         try:
-            outcome, waited = await asyncio.wrap_future(future)
+            generations, seconds, waited = await asyncio.wrap_future(future)
         except asyncio.CancelledError:
             cancel.set()  # the client went away: stop sampling at the next step
             raise
@@ -145,10 +149,10 @@ class Runner:
         return GenerateResponse(
             task=request.task,
             region=plan.region,
-            variations=outcome.variations,
+            variations=[variation(plan, index, g) for index, g in enumerate(generations)],
             locked=plan.locked_ids,
             replaced=plan.replaced_ids,
-            generation_seconds=round(outcome.seconds, 4),
+            generation_seconds=round(seconds, 4),
             queue_seconds=round(waited, 4),
             model=self.engine.name,
         )

@@ -31,6 +31,16 @@ def test_tokenization_never_imports_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_the_task_layer_and_its_front_ends_load_without_torch():
+    # The sampler (and torch) load when a task runs: the bridge's schema and the demo's helpers need neither.
+    code = (
+        "import sys\n"
+        "import amt.sampling.tasks, amt.plugins.server, amt.demo.callbacks\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_front_ends_live_under_the_amt_namespace():
     import amt.demo
     import amt.plugins

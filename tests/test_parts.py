@@ -243,7 +243,8 @@ def test_bridge_infill_keeps_a_locked_track_inside_the_region_and_names_new_trac
     assert melody_inside and melody_inside <= set(plan.locked_ids)  # the melody goes on through the region
     assert not melody_inside & set(plan.replaced_ids)
     assert {n.track for n in request.notes if n.id in plan.replaced_ids} == {1, 2}
-    assert (plan.controls[:, 0] < plan.end_tick).sum() == len(melody_inside)  # it conditions the new notes
+    controls = plan.piece.events[plan.kept & ~plan.prompt, 0] - TIME_OFFSET
+    assert (controls < plan.end_tick).sum() == len(melody_inside)  # it conditions the new notes
     event = np.array([plan.start_tick + 1 + TIME_OFFSET, DUR_OFFSET + 20, NOTE_OFFSET + 47 * MAX_PITCH + 48])
     note = event_to_note(plan, event)
     assert note is not None and note.track_name == "Timpani"  # GM 47's own name, not its family

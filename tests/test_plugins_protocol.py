@@ -14,7 +14,7 @@ from amt.plugins.midifile import request_from_midi
 from amt.plugins.protocol import GenerateRequest, GenerateResponse, RequestError, Sampling
 from amt.plugins.server import parse_request
 from amt.sampling.options import SamplingOptions
-from amt.tokenization.vocab import CONTROL_OFFSET, DRUMS, DUR_OFFSET, NOTE_OFFSET, TIME_RESOLUTION
+from amt.tokenization.vocab import DRUMS, DUR_OFFSET, NOTE_OFFSET, TIME_OFFSET, TIME_RESOLUTION
 
 from conftest import REFERENCE_DIR as REFERENCE
 
@@ -97,10 +97,10 @@ def test_plan_from_a_file_with_a_tempo_change():
     inside = [n for n in request.notes if 4 <= n.start < 12]
     assert sorted(plan.replaced_ids) == sorted(n.id for n in inside)
     assert len(plan.locked_ids) + len(plan.replaced_ids) == len(request.notes)
-    assert len(plan.history) + len(plan.controls) <= len(plan.locked_ids)
-    assert np.all(plan.history[:, 0] < plan.start_tick)
-    assert np.all(plan.controls[:, 0] >= plan.end_tick)  # infill: nothing locked inside the region
-    assert plan.controls[:, 2].max() < CONTROL_OFFSET  # event tokens; the engine shifts them
+    assert plan.kept.sum() <= len(plan.locked_ids)
+    onsets = plan.piece.events[:, 0] - TIME_OFFSET
+    assert np.all(onsets[plan.kept & plan.prompt] < plan.start_tick)
+    assert np.all(onsets[plan.kept & ~plan.prompt] >= plan.end_tick)  # infill: nothing locked inside it
     # A generated event converts back onto the DAW's beats through the tempo change.
     event = np.array([560 - plan.offset, DUR_OFFSET + 20, NOTE_OFFSET + 56 * 128 + 64])  # 5.6 s, trumpet
     note = event_to_note(plan, event)

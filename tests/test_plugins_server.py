@@ -15,10 +15,11 @@ import torch
 from websockets.sync.client import connect
 
 from amt.models import create_model, load_model, tiny_config
-from amt.plugins.engine import Engine, Limits, plan_request
+from amt.plugins.engine import Engine, Limits, plan_request, variation
 from amt.plugins.midifile import request_from_midi
 from amt.plugins.openapi import DEFAULT_PATH, render
 from amt.plugins.ports import CLOCKS_PER_BEAT, PortsBridge
+from amt.plugins.protocol import GenerateRequest
 from amt.plugins.server import BackgroundServer, create_app
 from amt.tokenization.vocab import DRUMS, DUR_OFFSET, MAX_PITCH, NOTE_OFFSET, TIME_OFFSET, TIME_RESOLUTION
 
@@ -49,7 +50,7 @@ def post(server, body, **kwargs) -> httpx.Response:
 
 
 def key(note: dict) -> tuple:
-    return (note["start"], note["duration"], note["pitch"], note["program"])
+    return (note["start"], note["duration"], note["pitch"], note["program"], note["velocity"], note["track"])
 
 
 def test_infill_keeps_locked_notes_and_writes_on_the_grid(server):
@@ -67,13 +68,36 @@ def test_infill_keeps_locked_notes_and_writes_on_the_grid(server):
     assert body["generation_seconds"] > 0 and body["model"] == "tiny"
     notes = [n for v in body["variations"] for n in v["notes"]]
     assert notes, "a region of a bar got no notes at all"
+    busiest = Counter(n.track for n in request.notes).most_common(1)[0][0]
     for note in notes:
         assert start <= note["start"] < end and note["start"] + note["duration"] <= end + 1e-9
         for value in (note["start"], note["start"] + note["duration"]):
             assert abs(value / 0.25 - round(value / 0.25)) < 1e-9
         assert 1 <= note["channel"] <= 16 and 0 <= note["program"] <= 128
-        # The chorale is one instrument (program 0): new piano notes belong on its track.
-        assert note["track"] == (0 if note["program"] == 0 else None)
+        # The chorale is one instrument (program 0) on four tracks: new piano notes go on the one where it
+        # plays most (the tenor's, 44 notes), as the command line puts them.
+        assert note["track"] == (busiest if note["program"] == 0 else None)
+
+
+def test_new_notes_take_velocity_and_track_from_the_music_around_them(model):
+    # The task layer's rules, as for the command line: the median velocity of the notes within 5 s of a new
+    # note, and the track its instrument plays on most. Soft piano on track "a" comes first but far from the
+    # region; loud piano on track "b", more of it, leads into the region (120 bpm: a beat is 0.5 s).
+    soft = [{"start": b, "duration": 1, "pitch": 60, "velocity": 30, "track": "a"} for b in range(4)]
+    loud = [{"start": 20 + b, "duration": 1, "pitch": 64, "velocity": 120, "track": "b"} for b in range(20)]
+    request = GenerateRequest.model_validate({
+        "task": "continue", "notes": soft + loud, "region": {"start": 40, "end": 47.97},  # ends between ticks
+        "tracks": [{"id": "a", "program": 0}, {"id": "b", "program": 0}],
+        "sampling": {"seed": 2, "instruments": [0], "variations": 2}})
+    plan = plan_request(request, Limits())
+    heard = []
+    generations = Engine(model, "tiny").run(plan, on_note=lambda index, note, progress: heard.append(
+        (index, note)))
+    for index, generation in enumerate(generations):
+        notes = variation(plan, index, generation).notes
+        assert notes and {(n.velocity, n.track) for n in notes} == {(120, "b")}
+        streamed = [note for k, note in heard if k == index]  # heard while sampled, the same notes
+        assert Counter(n.model_dump_json() for n in streamed) == Counter(n.model_dump_json() for n in notes)
 
 
 def test_the_grid_and_monophonic_parts_shape_sampling_itself(model, monkeypatch):

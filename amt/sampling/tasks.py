@@ -1,29 +1,30 @@
 """The co-pilot's tasks on a MIDI piece: accompany kept parts, infill a span, continue the piece.
 
-Every front end (the CLI, the demo, the DAW bridge, the harmonisation evaluation) states what it wants as one
-``Request`` (the task, the parts kept, the span, the ``SamplingOptions``, the number of variations) and calls
-``run``, which returns one ``Generation`` per variation. ``run`` picks the task function below.
+The command line, the demo and the harmonisation evaluation state what they want as one ``Request`` (the
+task, the parts kept, the span, the ``SamplingOptions``, the number of variations) and call ``run``, which
+returns one ``Generation`` per variation. ``run`` picks the task function below; each of them calls
+``write_span``, the one operation under every task: new notes in a span around kept notes, assembled into
+whole pieces. The DAW bridge, whose locks are note by note and whose tasks are bound to a region, converts
+its request to a piece and the locked notes and calls ``write_span`` itself.
 
 Each task decides which notes of the input are kept (as the prompt before the generation span, or as
-anticipated controls), calls ``generate`` and assembles whole pieces: the kept notes unchanged (MIDI
-ticks, velocity, channel, track: written back tick-exact) plus the new notes, with the input's ``MidiMeta``
-(tempo map, meter, track names). Parts are picked as ``amt.tokenization.parts`` numbers them; by default
-accompany and infill write for the parts they replace (their instruments, register and share of notes).
+anticipated controls) and ``write_span`` assembles whole pieces: the kept notes unchanged (MIDI ticks,
+velocity, channel, track: written back tick-exact) plus the new notes, with the input's ``MidiMeta`` (tempo
+map, meter, track names). Parts are picked as ``amt.tokenization.parts`` numbers them; by default accompany
+and infill write for the parts they replace (their instruments, register and share of notes).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from amt.errors import GenerationError
-from amt.models.base import CausalLM
 from amt.sampling.meter import file_grid
 from amt.sampling.options import SamplingOptions
-from amt.sampling.sampler import Callback, Check, generate
 from amt.tokenization import ops
 from amt.tokenization.midi import GM_INSTRUMENT_NAMES, MidiTokens
 from amt.tokenization.notes import (
@@ -37,6 +38,10 @@ from amt.tokenization.notes import (
 from amt.tokenization.parts import find_parts, keep_mask, part_index
 from amt.tokenization.timemap import TimeMap
 from amt.tokenization.vocab import DRUMS, MAX_PITCH, TIME_RESOLUTION
+
+if TYPE_CHECKING:  # the sampler (and torch) load when a task runs: a server or page starts without them
+    from amt.models.base import CausalLM
+    from amt.sampling.sampler import Callback, Check
 
 DEFAULT_VELOCITY = 80
 """Velocity of new notes when the input has no notes to take one from."""
@@ -85,18 +90,23 @@ def context_velocities(onsets: np.ndarray, midi: MidiTokens) -> np.ndarray:
     ``VELOCITY_CONTEXT`` of each onset, else of all its notes, else ``DEFAULT_VELOCITY``."""
     if len(midi.events) == 0:
         return np.full(len(onsets), DEFAULT_VELOCITY, dtype=np.uint8)
-    times = onset_ticks(midi.events)
-    order = np.argsort(times, kind="stable")
-    times, velocities = times[order], midi.velocities[order].astype(np.int64)
-    overall = int(np.median(velocities))
+    times, velocities = onset_ticks(midi.events), midi.velocities.astype(np.int64)
+    # A piece is ordered by onset: sorting it again for every call would cost the bridge, which asks for
+    # each note it streams.
+    if (times[1:] < times[:-1]).any():
+        order = np.argsort(times, kind="stable")
+        times, velocities = times[order], velocities[order]
     first = np.searchsorted(times, onsets - VELOCITY_CONTEXT, side="left")
     last = np.searchsorted(times, onsets + VELOCITY_CONTEXT, side="right")
-    out = [int(np.median(velocities[a:b])) if b > a else overall for a, b in zip(first, last, strict=True)]
+    out = [int(np.median(velocities[a:b])) if b > a else -1 for a, b in zip(first, last, strict=True)]
+    if -1 in out:  # no input note near: the median of all of them
+        overall = int(np.median(velocities))
+        out = [overall if v < 0 else v for v in out]
     return np.asarray(out, dtype=np.uint8)
 
 
-def _instrument_tracks(midi: MidiTokens) -> dict[int, int]:
-    """The track each instrument plays on most often in the input (where new notes of it belong)."""
+def instrument_tracks(midi: MidiTokens) -> dict[int, int]:
+    """The track each instrument plays on most often in ``midi`` (where new notes of it belong)."""
     instruments = ops.instrument_of(midi.events[:, 2]) if len(midi.events) else np.zeros(0, np.int64)
     tracks = {}
     for instrument in np.unique(instruments):
@@ -223,7 +233,7 @@ def _assemble(midi: MidiTokens, kept: np.ndarray, new: list[np.ndarray], *, join
             names.append(targets[k].name if repeated else GM_INSTRUMENT_NAMES[targets[k].program])
         meta = replace(meta, track_names=tuple(names))
         summary = ", ".join(t.label for t in targets)
-    tracks_of = _instrument_tracks(midi) if join_tracks else {}
+    tracks_of = instrument_tracks(midi) if join_tracks else {}
     kept_notes = midi.take(kept)
     out = []
     for events in new:
@@ -304,14 +314,27 @@ def _onsets(midi: MidiTokens) -> np.ndarray:
     return onset_ticks(midi.events)
 
 
+def notes_per_second(midi: MidiTokens, notes: np.ndarray, seconds: float,
+                     instruments: Sequence[int] | None = None) -> float | None:
+    """How many of the ``notes`` of ``midi`` (a boolean mask; of ``instruments`` only, when given) there are
+    per second of ``seconds``: the density new notes match when none is asked (``file_density``); None when
+    there are none. Only the parts the request writes count: an obbligato part it drops is not to be
+    matched."""
+    if instruments is not None:
+        present = ops.instrument_of(midi.events[:, 2]) if len(midi.events) else np.zeros(0, np.int64)
+        notes = notes & np.isin(present, [int(i) for i in instruments])
+    count = int(notes.sum())
+    return count / seconds if count and seconds > 0 else None
+
+
 def _musical(midi: MidiTokens, options: SamplingOptions | None, end: int, replaced: np.ndarray,
-             seconds: float) -> tuple[SamplingOptions, dict, list[str]]:
-    """The request's options with the file's defaults filled in, ``generate``'s timing arguments and notes
-    on what was switched off. ``file_grid``: the grid of the input's notes (``meter.file_grid``) when no
-    ``grid`` is given; ``file_density``: ``replaced`` notes (a boolean mask of the input; of the parts
-    of ``options.instruments`` only, when given) per second of ``seconds`` when no ``density`` is given.
-    The grid and the beats (with the bar starts) come through the input's tempo map and meter (its
-    ``TimeMap``)."""
+             seconds: float) -> tuple[SamplingOptions, dict]:
+    """The request's options with the file's defaults filled in, and ``write_span``'s timing arguments (the
+    time map, and ``notes`` on what was switched off, which the sampler adds to). ``file_grid``: the grid of
+    the input's notes (``meter.file_grid``) when no ``grid`` is given; ``file_density``: ``replaced`` notes (a
+    boolean mask of the input; of the parts of ``options.instruments`` only, when given) per second of
+    ``seconds`` when no ``density`` is given. The grid and the beats (with the bar starts) come through the
+    input's tempo map and meter (its ``TimeMap``)."""
     options = options or SamplingOptions()
     notes: list[str] = []
     changes: dict = {}
@@ -321,18 +344,13 @@ def _musical(midi: MidiTokens, options: SamplingOptions | None, end: int, replac
             notes.append("grid off: the file's notes fit neither a sixteenth nor a triplet grid")
         changes["grid"] = steps
     if options.density is None and options.file_density:
-        if options.instruments is not None:
-            # Only the replaced parts the request writes: an obbligato part dropped is not to be matched.
-            present = ops.instrument_of(midi.events[:, 2]) if len(midi.events) else np.zeros(0, np.int64)
-            replaced = replaced & np.isin(present, [int(i) for i in options.instruments])
-        count = int(replaced.sum())
-        if count and seconds > 0:
-            changes["density"] = count / seconds
-        else:
+        density = notes_per_second(midi, replaced, seconds, options.instruments)
+        if density is None:
             notes.append("density target off: no notes to take it from")
+        else:
+            changes["density"] = density
     options = replace(options, **changes)
-    timing: dict = {"time_map": TimeMap.from_meta(midi.meta), "notes": notes}
-    return options, timing, notes
+    return options, {"time_map": TimeMap.from_meta(midi.meta), "notes": notes}
 
 
 def accompany(model: CausalLM, midi: MidiTokens, *, keep_parts: Sequence[int] | None = None,
@@ -356,16 +374,14 @@ def accompany(model: CausalLM, midi: MidiTokens, *, keep_parts: Sequence[int] | 
         raise GenerationError(f"{midi.source or 'the input'} has no notes to accompany")
     kept = keep_mask(midi, parts=keep_parts, tracks=keep_tracks, instruments=keep_instruments)
     start, end = int(_onsets(midi).min()), max(_end_tick(midi), 1)
-    options, timing, notes = _musical(midi, options, end, ~kept, (end - start) / TIME_RESOLUTION)
+    options, timing = _musical(midi, options, end, ~kept, (end - start) / TIME_RESOLUTION)
     targets = None
     if options.instruments is None:
         options, targets = _restricted(options, _targets(midi, ~kept, own_tracks=True), midi, kept)
-    new = generate(model, history=np.zeros((0, 3), np.int64), controls=ops.to_controls(midi.events[kept]),
-                   start_time=start, end_time=end, options=options, variations=variations,
-                   callback=callback, window=window, check=check, **timing)
     # New parts are not the kept ones: a new violin line is not "Violin I" even if that track is kept.
-    return _assemble(midi, kept, [_end_by(events, end) for events in new], join_tracks=False,
-                     options=options, targets=targets, notes=notes)
+    return write_span(model, midi, kept=kept, prompt=np.zeros(len(midi.events), bool), start=start, end=end,
+                      options=options, variations=variations, callback=callback, window=window, check=check,
+                      targets=targets, join_tracks=False, **timing)
 
 
 def infill(model: CausalLM, midi: MidiTokens, *, start: float, end: float,
@@ -398,16 +414,13 @@ def infill(model: CausalLM, midi: MidiTokens, *, start: float, end: float,
     index = part_index(midi)
     around = (before | after) & np.isin(index, np.unique(index[replaced]))
     outside = max(duration - (last - first) / TIME_RESOLUTION, 1 / TIME_RESOLUTION)
-    options, timing, notes = _musical(midi, options, last, around, outside)
+    options, timing = _musical(midi, options, last, around, outside)
     targets = None
     if options.instruments is None:
         options, targets = _restricted(options, _targets(midi, replaced, own_tracks=False), midi, kept)
-    new = generate(model, history=midi.events[before], controls=ops.to_controls(midi.events[kept & ~before]),
-                   start_time=first, end_time=last, options=options, variations=variations,
-                   callback=callback, window=window, check=check, **timing)
-    # New notes end with the span: the music after it is kept as it was, and a held note would blur it.
-    return _assemble(midi, kept, [_end_by(events, last) for events in new], join_tracks=True,
-                     options=options, targets=targets, notes=notes)
+    return write_span(model, midi, kept=kept, prompt=before, start=first, end=last, options=options,
+                      variations=variations, callback=callback, window=window, check=check, targets=targets,
+                      **timing)
 
 
 def continue_piece(model: CausalLM, midi: MidiTokens, *, seconds: float,
@@ -420,12 +433,40 @@ def continue_piece(model: CausalLM, midi: MidiTokens, *, seconds: float,
     first = _end_tick(midi)
     last = first + round(seconds * TIME_RESOLUTION)
     everything = np.ones(len(midi.events), bool)
-    options, timing, notes = _musical(midi, options, last, everything, max(first, 1) / TIME_RESOLUTION)
-    new = generate(model, history=midi.events, controls=np.zeros((0, 3), np.int64), start_time=first,
-                   end_time=last, options=options, variations=variations,
-                   callback=callback, window=window, check=check, **timing)
-    return _assemble(midi, everything, [_end_by(events, last) for events in new], join_tracks=True,
-                     options=options, notes=notes)
+    options, timing = _musical(midi, options, last, everything, max(first, 1) / TIME_RESOLUTION)
+    return write_span(model, midi, kept=everything, prompt=everything, start=first, end=last, options=options,
+                      variations=variations, callback=callback, window=window, check=check, **timing)
+
+
+def write_span(model: CausalLM, midi: MidiTokens, *, kept: np.ndarray, prompt: np.ndarray, start: int,
+               end: int, options: SamplingOptions, variations: int = 1, callback: Callback | None = None,
+               window: int | None = None, check: Check | None = None, time_map: TimeMap | None = None,
+               grid_step: float | None = None, notes: list[str] | None = None,
+               targets: list[_Target] | None = None, join_tracks: bool = True) -> list[Generation]:
+    """New notes in ``[start, end)`` ticks around the ``kept`` notes of ``midi`` (a boolean mask): the
+    operation under every task, and what the DAW bridge runs with the notes a DAW locked. The kept notes in
+    ``prompt`` are the model's prompt (they must start before ``start``); the other kept notes are anticipated
+    controls. New notes end by ``end`` (the music after the span is kept as it was, and a held note would blur
+    it or make the piece run on in silence) and are assembled with the kept ones into one ``Generation`` per
+    variation (``_assemble``: velocities from the input around each onset, tracks by ``targets`` or
+    ``join_tracks``). ``time_map`` (default: the input's, ``TimeMap.from_meta``), ``grid_step`` and ``notes``
+    go to the sampler, as do ``options``, ``variations``, ``window`` and ``check``; ``callback`` hears each
+    new note as it is drawn, cut at ``end`` as in the result."""
+    from amt.sampling import sampler
+
+    notes = [] if notes is None else notes
+    heard = None
+    if callback is not None:  # each new note as it will be in the result: cut at the span's end
+        def heard(variation: int, event: np.ndarray, progress: float) -> None:
+            callback(variation, _end_by(event.reshape(1, 3), end)[0], progress)
+    new = sampler.generate(model, history=midi.events[kept & prompt],
+                           controls=ops.to_controls(midi.events[kept & ~prompt]), start_time=start,
+                           end_time=end, options=options, variations=variations, callback=heard,
+                           window=window, check=check,
+                           time_map=TimeMap.from_meta(midi.meta) if time_map is None else time_map,
+                           grid_step=grid_step, notes=notes)
+    return _assemble(midi, kept, [_end_by(events, end) for events in new], join_tracks=join_tracks,
+                     options=options, targets=targets, notes=notes)
 
 
 Task = Literal["accompany", "infill", "continue"]
