@@ -211,7 +211,7 @@ def test_meter_and_grid_of_a_file():
 @pytest.mark.parametrize(("kind", "expected"), [
     ("no meter", "no strong beats"),
     ("no meter", "bass weight off: no bar lines"),
-    ("no meter", "harmony prior: no bar starts"),
+    ("no meter", "harmony prior: no strong beats"),
     ("atonal", "key is unclear"),
     ("drums only", "no kept pitched notes"),
     ("bass kept", "lies low"),

@@ -159,6 +159,53 @@ class Constraint:
         """Keep the state of the rows in ``index`` (rows that finished leave the batch)."""
 
 
+class BeatWeight(Constraint):
+    """A weight on new pitched notes drawn on the time map's beats, from the pitches sounding then (kept and
+    the row's new ones): the chord weight and the harmony prior. A subclass says when it is on (``on``), what
+    it is called in the notes (``name``) and does without bar starts (``unmetered``), and gives its pitch
+    log-weights (``log_weights``); off the beat nothing is weighed."""
+
+    name: str
+    unmetered: str
+
+    def __init__(self, setup: Setup, beats: dict[int, bool]):
+        self.options = setup.options
+        self.kept = setup.kept_pitched
+        self.beats = beats  # beat tick -> strong (a bar start)
+
+    @classmethod
+    def on(cls, options: SamplingOptions) -> bool:
+        """Whether ``options`` ask for this weight."""
+        raise NotImplementedError
+
+    @classmethod
+    def build(cls, setup: Setup) -> BeatWeight | None:
+        if not cls.on(setup.options):
+            return None
+        ticks, strong = setup.beats
+        if not len(ticks):
+            setup.notes.append(f"{cls.name} off: no beats")
+            return None
+        if not strong.any():
+            setup.notes.append(f"{cls.name}: no strong beats (no meter), {cls.unmetered}")
+        return cls(setup, dict(zip(ticks.tolist(), strong.tolist(), strict=True)))
+
+    def log_weights(self, sounding: list[int], strong: bool) -> np.ndarray | None:
+        """Log-weights ``[MAX_PITCH]`` for a new note on a beat (a bar start if ``strong``) while the pitches
+        ``sounding`` sound; None: nothing to weigh."""
+        raise NotImplementedError
+
+    def note_choice(self, decoder: Decoder, choice: NoteChoice) -> None:
+        for r in np.flatnonzero(choice.note_ok):
+            tick = int(choice.onset[r])
+            strong = self.beats.get(tick)
+            if strong is None:
+                continue
+            weights = self.log_weights(sounding_pitches(decoder, r, tick, self.kept), strong)
+            if weights is not None:
+                choice.weigh_pitches()[r] += weights
+
+
 HOOKS = ("earliest_note", "onset_range", "onset_mask", "duration_mask", "note_choice", "hear", "holds",
          "settle", "select")
 """The hooks of ``Constraint``, each called by the engine on the constraints that implement it."""

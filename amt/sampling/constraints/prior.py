@@ -9,41 +9,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from amt.sampling.constraints.base import Constraint, NoteChoice, Setup, sounding_pitches
+from amt.sampling.constraints.base import BeatWeight
 from amt.sampling.harmonyprior import shipped_prior
+from amt.sampling.options import SamplingOptions
 from amt.tokenization.vocab import MAX_PITCH
 
 _PITCH_CLASS = np.arange(MAX_PITCH) % 12
 
 
-class Prior(Constraint):
-    def __init__(self, setup: Setup, beats: dict[int, bool]):
-        self.kept = setup.kept_pitched
-        self.strength = setup.options.harmony_prior
-        self.prior = shipped_prior()
-        self.beats = beats  # beat tick -> strong
+class Prior(BeatWeight):
+    name = "harmony prior"
+    unmetered = "the other beats' counts on every beat"
 
     @classmethod
-    def build(cls, setup: Setup) -> Prior | None:
-        if setup.options.harmony_prior <= 0.0:
-            return None
-        ticks, strong = setup.beats
-        if not len(ticks):
-            setup.notes.append("harmony prior off: no beats")
-            return None
-        if not strong.any():
-            setup.notes.append("harmony prior: no bar starts (no meter), other beats' counts on every beat")
-        return cls(setup, dict(zip(ticks.tolist(), strong.tolist(), strict=True)))
+    def on(cls, options: SamplingOptions) -> bool:
+        return options.harmony_prior > 0.0
 
-    def note_choice(self, decoder, choice: NoteChoice) -> None:
-        for r in np.flatnonzero(choice.note_ok):
-            tick = int(choice.onset[r])
-            strong = self.beats.get(tick)
-            if strong is None:
-                continue
-            sounding = sounding_pitches(decoder, r, tick, self.kept)
-            if not sounding:  # the prior of the empty set is uniform: nothing to weigh
-                continue
-            log_p = np.log(self.prior.probabilities(sounding, strong))
-            # Relative to the likeliest pitch class, so the weight moves mass among pitches, not onto REST.
-            choice.weigh_pitches()[r] += self.strength * (log_p - log_p.max())[_PITCH_CLASS]
+    def log_weights(self, sounding: list[int], strong: bool) -> np.ndarray | None:
+        if not sounding:  # the prior of the empty set is uniform: nothing to weigh
+            return None
+        log_p = np.log(shipped_prior().probabilities(sounding, strong))
+        # Relative to the likeliest pitch class, so the weight moves mass among pitches, not onto REST.
+        return self.options.harmony_prior * (log_p - log_p.max())[_PITCH_CLASS]
