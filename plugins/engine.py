@@ -1,11 +1,15 @@
 """From a DAW request to the task layer and back: the project's notes as a piece in model ticks, new notes in
 beats.
 
-All three tasks are one operation here, the task layer's ``write_span``: the model keeps the locked notes
-(those before the region as its prompt, those from the region start on as anticipated controls) and writes
-new notes inside the region; their velocities and tracks follow the task layer's rules. The tasks differ in
-their defaults: infill locks everything outside the region, continue everything before it; accompany locks
-what the request names (tracks or note ids) and needs at least one locked note.
+``plan_request`` converts a DAW request into a piece and a task-layer ``Request`` (``amt.sampling.tasks``)
+whose ``kept`` mask holds the locked notes and whose span is the region in beats through the project's
+``TimeMap``; ``Engine.run`` hands it to ``tasks.run``. All three tasks are then one operation: the model
+keeps the locked notes (those before the region as its prompt, those from the region start on as
+anticipated controls) and writes new notes inside the region, picking their instruments; their velocities,
+tracks and (without a density) density follow the task layer's rules. The tasks differ in which notes they
+lock by default: infill everything outside the region, continue everything before it; accompany what the
+request names (tracks or note ids), and it needs at least one locked note. What stays here is the
+protocol's: notes per beat, a grid in beats, MIDI channels, note ids.
 """
 
 from __future__ import annotations
@@ -20,23 +24,13 @@ import numpy as np
 
 from amt.plugins.instruments import DRUM_CHANNEL, instrument_name, resolve_instrument
 from amt.plugins.protocol import GenerateRequest, OutNote, RequestError, Variation
-from amt.sampling.tasks import (
-    Generation,
-    context_velocities,
-    instrument_tracks,
-    notes_per_second,
-    write_span,
-)
+from amt.sampling import tasks
+from amt.sampling.options import SamplingOptions
+from amt.sampling.tasks import Generation, context_velocities
 from amt.tokenization.midi import MidiMeta, MidiTokens
-from amt.tokenization.notes import EVENT_DURATIONS, EVENT_NOTES, EVENT_TIMES
+from amt.tokenization.notes import EVENT_DURATIONS, EVENT_NOTES, EVENT_TIMES, onset_ticks
 from amt.tokenization.timemap import TimeMap, TimeMapError
-from amt.tokenization.vocab import (
-    DELTA_SECONDS,
-    DRUMS,
-    MAX_DUR,
-    MAX_PITCH,
-    TIME_RESOLUTION,
-)
+from amt.tokenization.vocab import DRUMS, MAX_DUR, MAX_PITCH, TIME_RESOLUTION
 
 
 @dataclass(frozen=True)
@@ -57,30 +51,46 @@ class Limits:
 @dataclass
 class Plan:
     """A validated request in the task layer's terms: the project's notes as a piece in model ticks (10 ms
-    from ``offset``) and which of them the model keeps."""
+    from ``offset``) and the task layer's ``Request`` (``job``) that keeps the locked ones."""
 
     request: GenerateRequest
+    job: tasks.Request  # what ``Engine.run`` asks of ``tasks.run``
     tempo: TimeMap  # the project's tempo and meter, in beats from its start
     region: tuple[float, float]  # beats
     piece: MidiTokens  # the request's notes from ``offset`` on, ordered by onset (see ``_piece``)
-    kept: np.ndarray  # (len(piece),) the locked notes the model reads
-    prompt: np.ndarray  # (len(piece),) the notes before the region: kept ones are the prompt
-    start_tick: int
-    end_tick: int
     offset: int  # model tick 0 is this many 10 ms ticks after the project start
     locked_ids: list[str | int]
     replaced_ids: list[str | int]
     track_ids: list[str | int]  # piece track -> id of the request track
     tracks: dict[int, int]  # model instrument -> the piece track its new notes go on (``instrument_tracks``)
     channels: dict[int, int]  # model instrument -> MIDI channel 1-16 (grows as new instruments appear)
-    file_density: float | None  # new notes per second for ``sampling.file_density`` (``_file_density``)
+
+    @property
+    def kept(self) -> np.ndarray:
+        """(len(piece),) the locked notes the model reads."""
+        return self.job.kept
+
+    @property
+    def start_tick(self) -> int:
+        """The region's start in the piece's model ticks."""
+        return self.job.span.ticks(self.job.time_map)[0]
+
+    @property
+    def end_tick(self) -> int:
+        """The region's end in the piece's model ticks."""
+        return self.job.span.ticks(self.job.time_map)[1]
+
+    @property
+    def prompt(self) -> np.ndarray:
+        """(len(piece),) the notes before the region: kept ones are the prompt."""
+        return onset_ticks(self.piece.events) < self.start_tick
 
 
 def _piece(ticks: np.ndarray, durations: np.ndarray, notes: np.ndarray, velocities: np.ndarray,
            tracks: np.ndarray, track_names: list[str]) -> tuple[MidiTokens, np.ndarray]:
     """The notes as the task layer's piece (ordered by onset) and, for each of its notes, its index in the
-    arguments. Its meta holds the track names only: the project's tempo and meter are the plan's ``tempo``,
-    which the sampler reads (a DAW's map in beats need not fall on a MIDI file's ticks)."""
+    arguments. Its meta holds the track names only: the project's tempo and meter are the request's
+    ``time_map``, which the task layer reads (a DAW's map in beats need not fall on a MIDI file's ticks)."""
     order = np.argsort(ticks, kind="stable")
     events = np.stack([EVENT_TIMES.token(ticks[order]), EVENT_DURATIONS.token(durations[order]),
                        EVENT_NOTES.token(notes[order])], axis=1).astype(np.int64).reshape(-1, 3)
@@ -89,19 +99,21 @@ def _piece(ticks: np.ndarray, durations: np.ndarray, notes: np.ndarray, velociti
     return piece, order
 
 
-def _file_density(request: GenerateRequest, piece: MidiTokens, replaced: np.ndarray, region_seconds: float,
-                  before: np.ndarray, before_seconds: float) -> float | None:
-    """Notes per second for new notes to match when no density is asked (``tasks.notes_per_second``): those
-    of the notes they replace (``replaced``: unlocked notes of ``piece`` in the region; of
-    ``sampling.instruments`` only, when given) over the region, as ``accompany`` does; without any
-    (continue, an empty region), the locked music's before the region (``before``, over the
-    ``before_seconds`` it spans). None when neither has notes."""
-    density = notes_per_second(piece, replaced, region_seconds, request.sampling.instruments)
-    return notes_per_second(piece, before, before_seconds) if density is None else density
+def _options(request: GenerateRequest, tempo: TimeMap, region: tuple[float, float]) -> SamplingOptions:
+    """The wire's sampling knobs as the task layer's options. Bridge-only, because they are the protocol's
+    terms: the density is asked in notes per beat (a DAW counts beats; the task layer, notes per second over
+    the region's mean tempo), and the grid is the request's beat step (``Request.grid_step``), never the
+    notes' own grid (a DAW says which grid it wants, or none)."""
+    density = request.sampling.density
+    if density is not None:
+        density = density * tempo.mean_bpm(*region) / 60.0
+    return request.sampling.options(density=density, file_grid=False)
 
 
 def plan_request(request: GenerateRequest, limits: Limits) -> Plan:
-    """Check a request against the limits and the maps, and turn its notes into model events.
+    """Check a request against the limits and the maps, and turn it into a piece and the task layer's
+    ``Request``: the locked notes kept one by one, the region as a span in beats through the project's time
+    map, starting where the piece does (the locked music up to ``limits.context_seconds`` before the region).
 
     Raises ``RequestError`` (4xx) for anything a DAW could get wrong: too many notes, a region too long,
     an unknown track, nothing to accompany.
@@ -168,20 +180,19 @@ def plan_request(request: GenerateRequest, limits: Limits) -> Plan:
     if request.task == "continue" and not (locked & (starts < region[0])).any():
         raise RequestError("continue needs locked notes before the region to continue from", 422)
 
-    # Model ticks are 10 ms from the project start; the offset keeps relative times small while staying a
-    # whole number of ticks, so the absolute tick grid (and the beats of the result) do not move.
-    ticks = np.rint(tempo.to_seconds(starts) * TIME_RESOLUTION).astype(np.int64) if len(starts) else starts
-    end_ticks = np.rint(tempo.to_seconds(ends) * TIME_RESOLUTION).astype(np.int64) if len(ends) else ends
+    # Model ticks are 10 ms from the project start, through the project's time map; the offset keeps
+    # relative times small while staying a whole number of ticks, so the absolute tick grid (and the beats
+    # of the result) do not move.
+    ticks, end_ticks = tempo.beats_to_ticks(starts), tempo.beats_to_ticks(ends)
     durations = np.clip(end_ticks - ticks, 1, MAX_DUR - 1)
-    start_tick = round(start_s * TIME_RESOLUTION)
-    end_tick = round(end_s * TIME_RESOLUTION)
+    start_tick = int(tempo.beats_to_ticks(region[0])[0])
     notes = instruments * MAX_PITCH + np.array([n.pitch for n in request.notes], dtype=np.int64)
     before = locked & (ticks < start_tick) & (ticks >= start_tick - limits.context_seconds * TIME_RESOLUTION)
-    after = locked & (ticks >= start_tick) & (ticks < end_tick + DELTA_SECONDS * TIME_RESOLUTION)
     offset = int(ticks[before].min()) if before.any() else start_tick
 
     # The piece holds every note from the offset on, locked or not: new notes take their velocities and
-    # tracks from the music around them. The model reads the locked ones within reach of the region.
+    # tracks from the music around them. The model reads the locked ones (the sampler, those within reach
+    # of the region).
     track_ids = {key: track.id for key, track in tracks.items()}  # the piece's tracks, by id as text
     for note in request.notes:
         track_ids.setdefault(str(note.track), note.track)
@@ -198,28 +209,27 @@ def plan_request(request: GenerateRequest, limits: Limits) -> Plan:
         channel = note.channel or (track.channel if track else None)
         if channel:
             channel_of.setdefault(instrument, channel)
+    job = tasks.Request(request.task, kept=locked[from_offset][order], span=tasks.Span(*region, unit="beats"),
+                        time_map=tempo.shifted(offset), grid_step=request.grid,
+                        options=_options(request, tempo, region), variations=request.sampling.variations)
     return Plan(
         request=request,
+        job=job,
         tempo=tempo,
         region=region,
         piece=piece,
-        kept=(before | after)[from_offset][order],
-        prompt=(ticks < start_tick)[from_offset][order],
-        start_tick=start_tick - offset,
-        end_tick=end_tick - offset,
         offset=offset,
         locked_ids=[i for i, keep in zip(ids, locked.tolist(), strict=True) if keep],
         replaced_ids=[i for i, keep, inside in zip(ids, locked.tolist(), in_region.tolist(), strict=True)
                       if inside and not keep],
         track_ids=list(track_ids.values()),
-        tracks=instrument_tracks(piece),
+        tracks=tasks.instrument_tracks(piece),
         channels=channel_of,
-        file_density=_file_density(request, piece, (in_region & ~locked)[from_offset][order], end_s - start_s,
-                                   before[from_offset][order], (start_tick - offset) / TIME_RESOLUTION),
     )
 
 
 def _channel(plan: Plan, instrument: int) -> int:
+    # Bridge-only: a DAW routes notes by MIDI channel, which the task layer leaves to the file writer.
     # New instruments take the lowest free channel at first sight and keep it for the whole response, so
     # streamed and final notes agree; past 15 instruments channels are shared.
     if instrument not in plan.channels:
@@ -244,10 +254,10 @@ def event_to_note(plan: Plan, event: np.ndarray, velocity: int | None = None, tr
     if not 0 <= note < MAX_PITCH * (DRUMS + 1):
         return None  # a rest or a malformed token: nothing to play
     instrument, pitch = divmod(note, MAX_PITCH)
-    start = float(plan.tempo.to_beats((time_tick + plan.offset) / TIME_RESOLUTION))
-    end = float(plan.tempo.to_beats((time_tick + plan.offset + max(duration, 1)) / TIME_RESOLUTION))
+    onset_off = [time_tick, time_tick + max(duration, 1)]
+    start, end = (float(b) for b in plan.job.time_map.ticks_to_beats(onset_off))
     grid = plan.request.grid
-    if grid:
+    if grid:  # the sampler drew on the grid to the nearest 10 ms tick: the exact beat back to the DAW
         start = round(start / grid) * grid
         end = max(round(end / grid) * grid, start + grid)
     low, high = plan.region
@@ -304,13 +314,6 @@ class Engine:
         note, progress)`` hears each new note as it is sampled. Stops with ``Cancelled`` once
         ``time.monotonic()`` passes ``deadline`` or ``cancel`` is set (checked before every decoding step,
         whatever the sampling options)."""
-        request = plan.request
-        sampling = request.sampling
-        density = plan.file_density if sampling.file_density else None
-        if sampling.density is not None:
-            density = sampling.density * plan.tempo.mean_bpm(*plan.region) / 60.0
-        options = sampling.options(density=density)
-
         def check() -> None:
             if time.monotonic() > deadline:
                 raise Cancelled("generation took longer than the server's per-request timeout")
@@ -322,7 +325,5 @@ class Engine:
             if note is not None:
                 on_note(variation, note, float(progress))
 
-        return write_span(self.model, plan.piece, kept=plan.kept, prompt=plan.prompt, start=plan.start_tick,
-                          end=plan.end_tick, options=options, variations=sampling.variations,
-                          callback=callback if on_note is not None else None, check=check,
-                          time_map=plan.tempo.shifted(plan.offset), grid_step=request.grid)
+        return tasks.run(self.model, plan.piece, plan.job, callback=callback if on_note is not None else None,
+                         check=check)

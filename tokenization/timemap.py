@@ -108,6 +108,11 @@ class TimeMap:
                 raise TimeMapError(f"time signature change at beat {beat} is not on a bar line")
         return time_map
 
+    @classmethod
+    def of(cls, clock: MidiMeta | TimeMap) -> TimeMap:
+        """``clock`` itself when it is a map (a DAW's, in beats), else its MIDI file's (``from_meta``)."""
+        return clock if isinstance(clock, TimeMap) else cls.from_meta(clock)
+
     def shifted(self, offset: int) -> TimeMap:
         """This map with model tick 0 at ``offset`` 10 ms ticks after beat 0."""
         return replace(self, offset=int(offset))

@@ -36,15 +36,15 @@ def on_grid(onsets: np.ndarray, grid: np.ndarray) -> np.ndarray:
     return nearest <= GRID_TOLERANCE
 
 
-def file_grid(meta: MidiMeta, onsets: np.ndarray) -> int | None:
+def file_grid(clock: MidiMeta | TimeMap, onsets: np.ndarray) -> int | None:
     """Steps per quarter note of the grid the notes at ``onsets`` use: 4 (sixteenths), 12 (sixteenths and
     eighth-note triplets) where triplets are needed, or None when neither holds ``ON_GRID_SHARE`` of them
-    (free timing: a played-in performance)."""
+    (free timing: a played-in performance). ``clock``: the piece's meta or time map (``TimeMap.of``)."""
     onsets = np.asarray(onsets, dtype=np.int64)
     if not len(onsets):
         return None
     end = int(onsets.max()) + 1
-    time_map = TimeMap.from_meta(meta)
+    time_map = TimeMap.of(clock)
     for steps in (4, 12):
         grid = time_map.grid_ticks(Fraction(1, steps), end + TIME_RESOLUTION)
         if on_grid(onsets, grid).mean() >= ON_GRID_SHARE:

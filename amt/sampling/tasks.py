@@ -26,7 +26,7 @@ from amt.errors import GenerationError
 from amt.sampling.meter import file_grid
 from amt.sampling.options import SamplingOptions
 from amt.tokenization import ops
-from amt.tokenization.midi import GM_INSTRUMENT_NAMES, MidiTokens
+from amt.tokenization.midi import GM_INSTRUMENT_NAMES, MidiMeta, MidiTokens
 from amt.tokenization.notes import (
     EVENT_DURATIONS,
     EVENT_TIMES,
@@ -327,36 +327,42 @@ def notes_per_second(midi: MidiTokens, notes: np.ndarray, seconds: float,
     return count / seconds if count and seconds > 0 else None
 
 
-def _musical(midi: MidiTokens, options: SamplingOptions | None, end: int, replaced: np.ndarray,
-             seconds: float) -> tuple[SamplingOptions, dict]:
+def _musical(midi: MidiTokens, options: SamplingOptions | None, time_map: TimeMap | None,
+             replaced: np.ndarray, seconds: float, before: tuple[np.ndarray, float] | None = None
+             ) -> tuple[SamplingOptions, dict]:
     """The request's options with the file's defaults filled in, and ``write_span``'s timing arguments (the
     time map, and ``notes`` on what was switched off, which the sampler adds to). ``file_grid``: the grid of
     the input's notes (``meter.file_grid``) when no ``grid`` is given; ``file_density``: ``replaced`` notes (a
     boolean mask of the input; of the parts of ``options.instruments`` only, when given) per second of
-    ``seconds`` when no ``density`` is given. The grid and the beats (with the bar starts) come through the
-    input's tempo map and meter (its ``TimeMap``)."""
+    ``seconds`` when no ``density`` is given, else (nothing replaced) the notes of ``before`` (a mask and its
+    seconds: the kept music before the span). The grid and the beats (with the bar starts) come through
+    ``time_map``, by default the input's tempo map and meter (``TimeMap.from_meta``)."""
     options = options or SamplingOptions()
+    time_map = TimeMap.from_meta(midi.meta) if time_map is None else time_map
     notes: list[str] = []
     changes: dict = {}
     if options.grid is None and options.file_grid:
-        steps = file_grid(midi.meta, _onsets(midi))
+        steps = file_grid(time_map, _onsets(midi))
         if steps is None:
             notes.append("grid off: the file's notes fit neither a sixteenth nor a triplet grid")
         changes["grid"] = steps
     if options.density is None and options.file_density:
         density = notes_per_second(midi, replaced, seconds, options.instruments)
+        if density is None and before is not None:
+            density = notes_per_second(midi, *before)
         if density is None:
             notes.append("density target off: no notes to take it from")
         else:
             changes["density"] = density
     options = replace(options, **changes)
-    return options, {"time_map": TimeMap.from_meta(midi.meta), "notes": notes}
+    return options, {"time_map": time_map, "notes": notes}
 
 
 def accompany(model: CausalLM, midi: MidiTokens, *, keep_parts: Sequence[int] | None = None,
               keep_instruments: Sequence[int] | None = None, keep_tracks: Sequence[str] | None = None,
               options: SamplingOptions | None = None, variations: int = 1, callback: Callback | None = None,
-              window: int | None = None, check: Check | None = None) -> list[Generation]:
+              window: int | None = None, check: Check | None = None, time_map: TimeMap | None = None
+              ) -> list[Generation]:
     """Write new parts around the kept ones.
 
     The notes of ``keep_parts`` (numbers from ``find_parts``), ``keep_instruments`` (General MIDI programs,
@@ -366,7 +372,8 @@ def accompany(model: CausalLM, midi: MidiTokens, *, keep_parts: Sequence[int] | 
     Unless ``options.instruments`` says otherwise, the new notes are written for the replaced parts: with
     their programs, in their register (``options.pitch_range`` defaults to the replaced notes' range), each
     part getting its share by register, each in a new track named after its instrument. When every part is
-    kept (a melody alone) the default ensemble (``DEFAULT_ENSEMBLE``, a piano) accompanies it.
+    kept (a melody alone) the default ensemble (``DEFAULT_ENSEMBLE``, a piano) accompanies it. ``time_map``:
+    the piece's clock where its meta cannot hold it (default: ``TimeMap.from_meta``), as in every task.
     """
     if not (keep_parts or keep_instruments or keep_tracks):
         raise GenerationError("give the parts, tracks or instruments to keep")
@@ -374,7 +381,7 @@ def accompany(model: CausalLM, midi: MidiTokens, *, keep_parts: Sequence[int] | 
         raise GenerationError(f"{midi.source or 'the input'} has no notes to accompany")
     kept = keep_mask(midi, parts=keep_parts, tracks=keep_tracks, instruments=keep_instruments)
     start, end = int(_onsets(midi).min()), max(_end_tick(midi), 1)
-    options, timing = _musical(midi, options, end, ~kept, (end - start) / TIME_RESOLUTION)
+    options, timing = _musical(midi, options, time_map, ~kept, (end - start) / TIME_RESOLUTION)
     targets = None
     if options.instruments is None:
         options, targets = _restricted(options, _targets(midi, ~kept, own_tracks=True), midi, kept)
@@ -388,7 +395,7 @@ def infill(model: CausalLM, midi: MidiTokens, *, start: float, end: float,
            keep_parts: Sequence[int] | None = None, keep_instruments: Sequence[int] | None = None,
            keep_tracks: Sequence[str] | None = None, options: SamplingOptions | None = None,
            variations: int = 1, callback: Callback | None = None, window: int | None = None,
-           check: Check | None = None) -> list[Generation]:
+           check: Check | None = None, time_map: TimeMap | None = None) -> list[Generation]:
     """Replace the notes starting in ``[start, end)`` seconds with new ones: the notes before are the prompt,
     the notes after are anticipated controls; both come back unchanged and new notes start and end inside the
     span.
@@ -414,7 +421,7 @@ def infill(model: CausalLM, midi: MidiTokens, *, start: float, end: float,
     index = part_index(midi)
     around = (before | after) & np.isin(index, np.unique(index[replaced]))
     outside = max(duration - (last - first) / TIME_RESOLUTION, 1 / TIME_RESOLUTION)
-    options, timing = _musical(midi, options, last, around, outside)
+    options, timing = _musical(midi, options, time_map, around, outside)
     targets = None
     if options.instruments is None:
         options, targets = _restricted(options, _targets(midi, replaced, own_tracks=False), midi, kept)
@@ -425,15 +432,15 @@ def infill(model: CausalLM, midi: MidiTokens, *, start: float, end: float,
 
 def continue_piece(model: CausalLM, midi: MidiTokens, *, seconds: float,
                    options: SamplingOptions | None = None, variations: int = 1,
-                   callback: Callback | None = None, window: int | None = None, check: Check | None = None
-                   ) -> list[Generation]:
+                   callback: Callback | None = None, window: int | None = None, check: Check | None = None,
+                   time_map: TimeMap | None = None) -> list[Generation]:
     """Add ``seconds`` of new music after the end of the piece (where its last note stops)."""
     if not seconds > 0:
         raise GenerationError(f"seconds must be positive, got {seconds}")
     first = _end_tick(midi)
     last = first + round(seconds * TIME_RESOLUTION)
     everything = np.ones(len(midi.events), bool)
-    options, timing = _musical(midi, options, last, everything, max(first, 1) / TIME_RESOLUTION)
+    options, timing = _musical(midi, options, time_map, everything, max(first, 1) / TIME_RESOLUTION)
     return write_span(model, midi, kept=everything, prompt=everything, start=first, end=last, options=options,
                       variations=variations, callback=callback, window=window, check=check, **timing)
 
@@ -477,35 +484,34 @@ TASKS: tuple[Task, ...] = ("accompany", "infill", "continue")
 class Span:
     """A stretch of a piece from ``start`` to ``end`` in ``unit``: seconds; bars, numbered from 1 through the
     piece's meter, the end bar included (bars 3 to 4 are two bars); or beats, quarter notes from the start
-    through its tempo map."""
+    through its tempo map. Bars and beats go through the piece's ``TimeMap``, the one conversion."""
 
     start: float
     end: float
     unit: Literal["seconds", "bars", "beats"] = "seconds"
 
-    def seconds(self, meta) -> tuple[float, float]:
-        """(start, end) in seconds through ``meta`` (a ``MidiMeta``)."""
+    def seconds(self, clock: MidiMeta | TimeMap) -> tuple[float, float]:
+        """(start, end) in seconds from beat 0 through ``clock``: a piece's ``MidiMeta`` or a ``TimeMap``."""
         if self.unit == "seconds":
             return float(self.start), float(self.end)
+        time_map = TimeMap.of(clock)
         if self.unit == "bars":
             if self.start < 1 or self.end < self.start:
                 raise GenerationError(f"bars count from 1 and the end bar must not precede the start bar, "
                                       f"got {self.start:g}-{self.end:g}")
-            return meta.bar_to_seconds(self.start), meta.bar_to_seconds(self.end + 1)
-        if self.unit == "beats":
+            beats = time_map.bar_to_beat(self.start), time_map.bar_to_beat(self.end + 1)
+        elif self.unit == "beats":
             if self.start < 0:
                 raise GenerationError(f"beats count from 0, got {self.start:g}")
-            return _beat_seconds(meta, self.start), _beat_seconds(meta, self.end)
-        raise GenerationError(f"unknown span unit {self.unit!r}: use seconds, bars or beats")
+            beats = self.start, self.end
+        else:
+            raise GenerationError(f"unknown span unit {self.unit!r}: use seconds, bars or beats")
+        return float(time_map.to_seconds(beats[0])), float(time_map.to_seconds(beats[1]))
 
-
-def _beat_seconds(meta, beat: float) -> float:
-    """Seconds at ``beat`` quarter notes from the start, through ``meta``'s tempo map (between MIDI ticks, in
-    a straight line)."""
-    tick = beat * meta.ticks_per_beat
-    whole = int(tick)
-    here, after = (float(t) for t in meta.ticks_to_seconds(np.array([whole, whole + 1])))
-    return here + (tick - whole) * (after - here)
+    def ticks(self, time_map: TimeMap) -> tuple[int, int]:
+        """(start, end) in model ticks (10 ms, rounded) through ``time_map``, from its model tick 0."""
+        start, end = np.rint(np.array(self.seconds(time_map)) * TIME_RESOLUTION).astype(np.int64)
+        return int(start) - time_map.offset, int(end) - time_map.offset
 
 
 @dataclass(frozen=True)
@@ -517,6 +523,13 @@ class Request:
     needs one of them, infill keeps them inside the span too. The parts written are those the new notes
     replace unless ``options.instruments`` names others. ``span``: what infill rewrites; ``seconds``: how much
     continue adds. ``variations``: how many different outputs, sampled in one batch.
+
+    ``kept`` keeps notes one by one instead (a boolean mask over the piece's notes: a DAW's locks). Then
+    every task is the same operation, each front end having said through the mask what its task keeps: new
+    notes in ``span`` around exactly the kept notes (``_around_kept``). ``time_map``: the piece's clock where
+    its meta cannot hold it (a DAW's tempo map in beats, shifted to the piece's tick 0); default its meta's.
+    ``grid_step``: new notes on a grid of this many quarter notes, in place of ``options.grid``'s steps per
+    quarter note, for a grid coarser than a quarter note (a DAW's).
     """
 
     task: Task
@@ -527,6 +540,9 @@ class Request:
     seconds: float | None = None
     options: SamplingOptions = field(default_factory=SamplingOptions)
     variations: int = 1
+    kept: np.ndarray | None = None
+    time_map: TimeMap | None = None
+    grid_step: float | None = None
 
     def keep(self) -> dict:
         """The kept parts as the task functions' keyword arguments."""
@@ -534,25 +550,62 @@ class Request:
                 "keep_instruments": self.keep_instruments}
 
 
+def _around_kept(model: CausalLM, midi: MidiTokens, *, kept: np.ndarray, start: int, end: int,
+                 options: SamplingOptions, time_map: TimeMap | None, grid_step: float | None, **common
+                 ) -> list[Generation]:
+    """New notes in ``[start, end)`` ticks around exactly the ``kept`` notes of ``midi`` (a boolean mask): the
+    kept notes before ``start`` are the prompt, the others anticipated controls. Notes are kept one by one,
+    so there are no parts to write for: the model picks the instruments (unless ``options.instruments``
+    names them) and a new note goes on the track its instrument plays on most. Without a density, new notes
+    match the notes they replace (those not kept that start in the span) per second of the span, else the
+    kept music's before it."""
+    kept = np.asarray(kept, dtype=bool).reshape(-1)
+    if len(kept) != len(midi.events):
+        raise GenerationError(f"kept marks {len(kept)} notes, the piece has {len(midi.events)}")
+    if not 0 <= start < end:
+        raise GenerationError(f"empty span: ticks {start} to {end}")
+    onsets = _onsets(midi)
+    prompt = onsets < start
+    replaced = ~kept & ~prompt & (onsets < end)
+    options, timing = _musical(midi, options, time_map, replaced, (end - start) / TIME_RESOLUTION,
+                               before=(kept & prompt, start / TIME_RESOLUTION))
+    return write_span(model, midi, kept=kept, prompt=prompt, start=start, end=end, options=options,
+                      grid_step=grid_step, **common, **timing)
+
+
 def run(model: CausalLM, midi: MidiTokens, request: Request, *, callback: Callback | None = None,
         check: Check | None = None, window: int | None = None) -> list[Generation]:
     """Run ``request`` on ``midi``: one ``Generation`` per variation. ``callback(variation, event, progress)``
-    hears each new note as it is drawn; ``check()`` runs before every decoding step and may raise to stop.
-    Raises GenerationError for a request that cannot run (bad options, no span, nothing to keep)."""
+    hears each new note as it is drawn, cut at the span's end as in the result; ``check()`` runs before every
+    decoding step and may raise to stop. Raises GenerationError for a request that cannot run (bad options,
+    no span, nothing to keep)."""
     if request.task not in TASKS:
         raise GenerationError(f"unknown task {request.task!r}: use accompany, infill or continue")
     if request.variations < 1:
         raise GenerationError(f"variations must be at least 1, got {request.variations}")
     request.options.validate()
+    time_map = TimeMap.from_meta(midi.meta) if request.time_map is None else request.time_map
     common = {"options": request.options, "variations": request.variations, "callback": callback,
-              "window": window, "check": check}
+              "window": window, "check": check, "time_map": time_map}
+    if request.kept is not None:
+        if any(request.keep().values()):
+            raise GenerationError("keep notes (kept) or parts (keep_parts, keep_tracks, keep_instruments), "
+                                  "not both")
+        if request.span is None:
+            raise GenerationError("kept notes need the span to write in")
+        start, end = request.span.ticks(time_map)
+        return _around_kept(model, midi, kept=request.kept, start=start, end=end, grid_step=request.grid_step,
+                            **common)
+    if request.grid_step is not None:
+        raise GenerationError("grid_step goes with kept notes; give options.grid in steps per quarter note")
     if request.task == "accompany":
         return accompany(model, midi, **request.keep(), **common)
     if request.task == "infill":
         if request.span is None:
             raise GenerationError("infill needs the span to rewrite")
-        start, end = request.span.seconds(midi.meta)
-        return infill(model, midi, start=start, end=end, **request.keep(), **common)
+        start, end = request.span.ticks(time_map)
+        return infill(model, midi, start=start / TIME_RESOLUTION, end=end / TIME_RESOLUTION, **request.keep(),
+                      **common)
     if request.seconds is None:
         raise GenerationError("continue needs the seconds to add")
     return continue_piece(model, midi, seconds=request.seconds, **common)
