@@ -310,3 +310,31 @@ def test_span_units_and_bad_requests(chorale):
         run(None, chorale, Request("infill"))
     with pytest.raises(GenerationError, match="top_p"):
         run(None, chorale, Request("continue", seconds=1, options=SamplingOptions(top_p=2)))
+
+
+def test_a_request_keeps_notes_one_by_one_in_a_span_given_in_beats(model, chorale):
+    """A Request with a ``kept`` mask (a DAW's locks) writes inside its span in beats, through its own time
+    map (a DAW's, shifted to the piece's tick 0), around exactly the kept notes, which come back unchanged."""
+    from amt.sampling import Request, Span, run
+    from amt.tokenization.timemap import TimeMap
+
+    time_map = TimeMap.from_beats([(0, 90.0)]).shifted(100)  # piece tick 0 is 1 s into the project
+    kept = np.zeros(len(chorale.events), bool)
+    kept[::2] = True  # every other note, whatever its part
+    request = Request("infill", kept=kept, span=Span(6, 12, "beats"), time_map=time_map, grid_step=0.5,
+                      options=SamplingOptions(seed=3), variations=2)
+    start, end = request.span.ticks(time_map)
+    assert (start, end) == (300, 700)  # 4 s and 8 s into the project at 90 bpm, less the 1 s offset
+    generations = run(model, chorale, request)
+    assert len(generations) == 2
+    for generation in generations:
+        new = generation.midi.events[generation.generated]
+        assert len(new) and np.all((onsets(new) >= start) & (onsets(new) < end))
+        assert np.array_equal(np.sort(generation.midi.events[~generation.generated], axis=0),
+                              np.sort(chorale.events[kept], axis=0))
+        beats = time_map.ticks_to_beats(onsets(new))
+        assert np.allclose(beats * 2, np.rint(beats * 2), atol=0.02)  # on the half-beat grid, to 10 ms
+    with pytest.raises(GenerationError, match="not both"):
+        run(model, chorale, Request("infill", kept=kept, keep_parts=[1], span=Span(6, 12, "beats")))
+    with pytest.raises(GenerationError, match="kept marks"):
+        run(model, chorale, Request("infill", kept=kept[1:], span=Span(6, 12, "beats")))
