@@ -1,11 +1,11 @@
 """The co-pilot's tasks on a MIDI piece: accompany kept parts, infill a span, continue the piece.
 
-The command line, the demo and the harmonisation evaluation state what they want as one ``Request`` (the
-task, the parts kept, the span, the ``SamplingOptions``, the number of variations) and call ``run``, which
-returns one ``Generation`` per variation. ``run`` picks the task function below; each of them calls
-``write_span``, the one operation under every task: new notes in a span around kept notes, assembled into
-whole pieces. The DAW bridge, whose locks are note by note and whose tasks are bound to a region, converts
-its request to a piece and the locked notes and calls ``write_span`` itself.
+The command line, the demo, the harmonisation evaluation and the DAW bridge state what they want as one
+``Request`` (the task, the parts kept, the span, the ``SamplingOptions``, the number of variations) and call
+``run``, which returns one ``Generation`` per variation. ``run`` picks the task function below; each of them
+calls ``write_span``, the one operation under every task: new notes in a span around kept notes, assembled
+into whole pieces. The DAW bridge, whose locks are note by note and whose tasks are bound to a region,
+gives a ``kept`` mask, its region as a span in beats and its project's ``TimeMap``.
 
 Each task decides which notes of the input are kept (as the prompt before the generation span, or as
 anticipated controls) and ``write_span`` assembles whole pieces: the kept notes unchanged (MIDI ticks,
@@ -451,7 +451,7 @@ def write_span(model: CausalLM, midi: MidiTokens, *, kept: np.ndarray, prompt: n
                grid_step: float | None = None, notes: list[str] | None = None,
                targets: list[_Target] | None = None, join_tracks: bool = True) -> list[Generation]:
     """New notes in ``[start, end)`` ticks around the ``kept`` notes of ``midi`` (a boolean mask): the
-    operation under every task, and what the DAW bridge runs with the notes a DAW locked. The kept notes in
+    operation under every task (a DAW's locked notes included, ``_around_kept``). The kept notes in
     ``prompt`` are the model's prompt (they must start before ``start``); the other kept notes are anticipated
     controls. New notes end by ``end`` (the music after the span is kept as it was, and a held note would blur
     it or make the piece run on in silence) and are assembled with the kept ones into one ``Generation`` per
