@@ -19,12 +19,17 @@ from amt.errors import AmtError
 THREADS_ENV = "AMT_THREADS"
 
 
-def default_threads() -> int:
+def default_threads(batch: bool = False) -> int:
     """Torch CPU threads unless --threads or $AMT_THREADS says otherwise: half the cores, at most 4 (one on a
     2-core machine). Decoding runs one small matrix product after another: on a shared 2-core machine a
     second thread made accompaniment 2-6x slower (bench/RESULTS.md, "Threads"), and half the cores leaves
-    room for the DAW or browser beside it."""
-    return max(1, min(4, (os.cpu_count() or 1) // 2))
+    room for the DAW or browser beside it. ``batch`` work (training: large matrix products, nobody waiting
+    on it interactively) gets every core, shared among the processes torchrun starts on this machine."""
+    cores = os.cpu_count() or 1
+    if batch:
+        return max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, min(4, cores // 2))
+
 
 COMMAND_MODULES: tuple[str, ...] = (
     "amt.tokenization.cli",
@@ -44,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"amt {__version__}")
     threads_help = (f"CPU threads for torch (default ${THREADS_ENV}, else half the cores, at most 4: "
-                    f"{default_threads()} here); more help big models on an idle machine")
+                    f"{default_threads()} here; amt train: every core); more help big models on an idle "
+                    "machine")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help=threads_help)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
@@ -55,14 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def set_threads(threads: int | None) -> int:
-    """Use ``threads`` CPU threads in torch (None: ``$AMT_THREADS``, else ``default_threads()``); returns the
-    number. Set before torch is imported (through ``OMP_NUM_THREADS``) and after (``torch.set_num_threads``),
-    so that it holds whenever a command imports torch. Raises AmtError for a number below 1."""
+def set_threads(threads: int | None, *, batch: bool = False) -> int:
+    """Use ``threads`` CPU threads in torch (None: ``$AMT_THREADS``, else ``default_threads(batch)``);
+    returns the number. Set before torch is imported (through ``OMP_NUM_THREADS``) and after
+    (``torch.set_num_threads``), so that it holds whenever a command imports torch. Raises AmtError for a
+    number below 1."""
     if threads is None:
         value = os.environ.get(THREADS_ENV, "").strip()
         try:
-            threads = int(value) if value else default_threads()
+            threads = int(value) if value else default_threads(batch)
         except ValueError:
             raise AmtError(f"${THREADS_ENV} must be a whole number of threads, not {value!r}") from None
     if threads < 1:
@@ -81,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        set_threads(args.threads)
+        set_threads(args.threads, batch=getattr(args, "batch", False))
         status = int(args.func(args) or 0)
         sys.stdout.flush()  # inside the try: a closed pipe shows here, not at interpreter exit
         return status

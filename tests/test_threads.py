@@ -20,7 +20,7 @@ def threads_after(*argv: str, env: str | None = None) -> tuple[int, int]:
     environ = {k: v for k, v in os.environ.items() if k not in (THREADS_ENV, "OMP_NUM_THREADS")}
     if env is not None:
         environ[THREADS_ENV] = env
-    argv = argv if "tokenize" in argv else (*argv, "tokenize", "absent.mid")
+    argv = argv if {"tokenize", "train"} & set(argv) else (*argv, "tokenize", "absent.mid")
     out = subprocess.run([sys.executable, "-c", PROBE, *argv], env=environ,
                          capture_output=True, text=True, check=True).stdout.split()
     return int(out[0]), int(out[1])
@@ -37,6 +37,16 @@ def test_default_is_half_the_cores_at_most_four(monkeypatch):
     for cores, expected in ((1, 1), (2, 1), (4, 2), (8, 4), (64, 4)):
         monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
         assert default_threads() == expected
+
+
+def test_training_takes_every_core_shared_among_torchrun_processes(monkeypatch):
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert threads_after("train", "--config", "absent.yaml") == (2, os.cpu_count())
+    assert threads_after("train", "--config", "absent.yaml", env="1") == (2, 1)
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert default_threads(batch=True) == 16
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert default_threads(batch=True) == 4
 
 
 @pytest.mark.parametrize(("argv", "env", "message"), [

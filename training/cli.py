@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "after this config)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (overrides train.device; default auto)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run_train)
+    p.set_defaults(func=run_train, batch=True)  # every core by default (amt.cli.default_threads)
 
     p = subparsers.add_parser(
         "eval", help="evaluate a model on a corpus split and on chorale harmonisation",
