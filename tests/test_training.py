@@ -23,10 +23,10 @@ from amt.models import load_model
 from amt.tokenization.corpus import Corpus, prepare_corpus
 from amt.tokenization.vocab import ATIME_OFFSET, MAX_TIME, REST_INTERVAL, SEPARATOR, VOCAB_SIZE
 from amt.training import checkpoint as ckpt
-from amt.training.blocks import BLOCK_TOKENS, TIME, block_cross_entropy, target_blocks
+from amt.training.blocks import BLOCK_TOKENS, EVENT_NOTE, TIME, block_cross_entropy, target_blocks
 from amt.training.config import config_from_dict, load_config
 from amt.training.data import SequenceBuilder
-from amt.training.train import lr_at, parameter_groups, train
+from amt.training.train import LanguageModelLoss, lr_at, parameter_groups, train
 
 from conftest import REFERENCE_DIR as REFERENCE
 
@@ -163,6 +163,26 @@ def test_block_loss_is_the_cross_entropy_renormalised_over_the_block(corpus_dir)
         block_cross_entropy(hidden, weight, inputs, far_ahead)
 
 
+def test_note_loss_weight_counts_each_event_note_target_that_many_times(corpus_dir):
+    from amt.models import create_model, tiny_config
+
+    builder = SequenceBuilder(Corpus(corpus_dir), np.arange(4), seed=0)
+    tokens = torch.from_numpy(np.stack([builder.build(i) for i in range(2)]))
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    torch.manual_seed(0)
+    model = create_model(tiny_config())
+    per_target = block_cross_entropy(model.hidden_states(inputs), model.output_weight(), inputs, targets,
+                                     reduction="none")
+    notes = target_blocks(inputs) == EVENT_NOTE
+    assert 0 < int(notes.sum()) < notes.numel()
+    plain = LanguageModelLoss(model, block_logits=True)(tokens)
+    weighted = LanguageModelLoss(model, block_logits=True, note_weight=3.0)(tokens)
+    assert torch.allclose(plain, per_target.mean(), rtol=1e-5)
+    expected = (per_target.sum() + 2 * per_target[notes].sum()) / per_target.numel()
+    assert torch.allclose(weighted, expected, rtol=1e-5)
+    assert weighted > plain
+
+
 def test_weight_decay_skips_norms_biases_and_embeddings():
     from amt.models import create_model, tiny_config
 
@@ -212,6 +232,8 @@ def test_optimizer_state_round_trips_without_pickle(tmp_path):
     ("data: {source_weights: {bach_chorales/: many}}", "data.source_weights"),
     ("data: {transpose: 30}", "transpose must be between 0 and 24 semitones"),
     ("data: {transpose: 2.5}", "data.transpose: expected int"),
+    ("train: {note_loss_weight: 0}", "note_loss_weight must be > 0"),
+    ("train: {note_loss_weight: 2, block_logits: false}", "note_loss_weight needs block_logits"),
     ("[1, 2]", "mapping"),
     ("train: {steps: [", "not valid YAML"),
 ])

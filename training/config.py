@@ -103,6 +103,10 @@ class TrainConfig:
     block_logits: bool = True
     """Compute the training loss over the one vocabulary block possible at each position (see blocks.py);
     validation then also reports the block loss and picks the best model by it."""
+    note_loss_weight: float = 1.0
+    """Weight of the targets that are an event's note (which voice, which pitch) in the block loss, the
+    others weighing 1: above 1 the step spends more of itself on pitch, which the diagnosis in MODEL_CARD.md
+    found underfitted while rhythm was memorised. Needs ``block_logits``."""
     structured_embedding: bool = False
     """Train the token embedding as free rows plus shared structure (time and duration features,
     instrument + pitch; see embedding.py). Saved models are ordinary checkpoints either way."""
@@ -126,6 +130,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError('precision must be "auto", "bf16" or "fp32"')
+        if not self.note_loss_weight > 0:
+            raise ValueError("note_loss_weight must be > 0")
+        if self.note_loss_weight != 1 and not self.block_logits:
+            raise ValueError("note_loss_weight needs block_logits: true (the note targets are a block)")
 
 
 @dataclass

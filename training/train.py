@@ -37,7 +37,7 @@ from amt.errors import ConfigError, CorpusError
 from amt.fileio import atomic_write_text
 from amt.training import checkpoint as ckpt
 from amt.training import embedding as structured
-from amt.training.blocks import block_cross_entropy
+from amt.training.blocks import EVENT_NOTE, block_cross_entropy, target_blocks
 from amt.training.config import Config
 from amt.training.data import Objective, ObjectiveParams, SequenceBuilder, source_weights
 from amt.training.evaluate import build_sequences, model_scorer, score_sequences
@@ -106,16 +106,18 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
 
 
 class LanguageModelLoss(nn.Module):
-    """Wraps a CausalLM so that ``forward(tokens)`` returns the mean next-token loss (nats per token).
+    """Wraps a CausalLM so that ``forward(tokens)`` returns the mean next-token loss (nats per token), an
+    event's note targets counted ``note_weight`` times (block loss only).
 
     This is the module DDP wraps and torch.compile compiles: the block loss calls ``hidden_states`` and
     ``output_weight`` rather than ``forward``, which DDP would otherwise not see.
     """
 
-    def __init__(self, model: nn.Module, *, block_logits: bool):
+    def __init__(self, model: nn.Module, *, block_logits: bool, note_weight: float = 1.0):
         super().__init__()
         self.model = model
         self.block_logits = block_logits
+        self.note_weight = note_weight
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         # A structured embedding (embedding.py) is computed once per step, not once per use.
@@ -125,8 +127,12 @@ class LanguageModelLoss(nn.Module):
     def _loss(self, tokens: torch.Tensor) -> torch.Tensor:
         inputs, targets = tokens[:, :-1], tokens[:, 1:]
         if self.block_logits:
-            hidden = self.model.hidden_states(inputs)
-            return block_cross_entropy(hidden, self.model.output_weight(), inputs, targets)
+            hidden, weight = self.model.hidden_states(inputs), self.model.output_weight()
+            if self.note_weight == 1:
+                return block_cross_entropy(hidden, weight, inputs, targets)
+            losses = block_cross_entropy(hidden, weight, inputs, targets, reduction="none")
+            notes = target_blocks(inputs) == EVENT_NOTE
+            return torch.where(notes, losses * self.note_weight, losses).mean()
         logits = self.model(inputs)
         return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
@@ -304,7 +310,7 @@ def train(config: Config, *, init: str | None = None, resume: bool = False,
     if checkpoints:
         optimizer.load_state_dict(ckpt.load_optimizer_state(checkpoints[-1]))
 
-    loss_fn: nn.Module = LanguageModelLoss(model, block_logits=t.block_logits)
+    loss_fn: nn.Module = LanguageModelLoss(model, block_logits=t.block_logits, note_weight=t.note_loss_weight)
     if dist.world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
