@@ -115,14 +115,16 @@ def _time_order_mask(event_floor: torch.Tensor, control_floor: torch.Tensor) -> 
 
 
 def block_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, input_ids: torch.Tensor,
-                        targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+                        targets: torch.Tensor, reduction: str = "mean",
+                        note_weight: float = 1.0) -> torch.Tensor:
     """Mean cross-entropy (nats per target token) over the vocabulary block possible at each position.
 
     ``hidden`` ``[B, T, D]`` are the final hidden states for ``input_ids`` ``[B, T]``; ``weight`` ``[V, D]``
     the output layer; ``targets`` ``[B, T]`` the next tokens. The mean runs over all ``B * T`` targets, the
     same normalisation as the full-vocabulary loss; ``reduction="none"`` returns the ``[B, T]`` per-target
     losses instead (evaluation of the grammar-restricted model). A target outside its block (a malformed
-    sequence) raises ValueError rather than being silently scored.
+    sequence) raises ValueError rather than being silently scored. ``note_weight`` multiplies the loss of
+    each target that is an event's note (training's ``note_loss_weight``).
     """
     blocks = target_blocks(input_ids).reshape(-1)
     event_floor, control_floor = (f.reshape(-1) for f in time_floors(input_ids))
@@ -147,5 +149,6 @@ def block_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, input_ids: t
                 raise ValueError("a target onset breaks time order (before the previous onset of its kind, "
                                  f"or an event more than {REST_INTERVAL} ticks after the previous one)")
             logits = logits.masked_fill_(~allowed, -torch.inf)
-        losses[rows] = F.cross_entropy(logits, columns, reduction="none")
+        block_losses = F.cross_entropy(logits, columns, reduction="none")
+        losses[rows] = block_losses * note_weight if block == EVENT_NOTE else block_losses
     return losses.reshape(input_ids.shape) if reduction == "none" else losses.sum() / targets.numel()

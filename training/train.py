@@ -37,7 +37,7 @@ from amt.errors import ConfigError, CorpusError
 from amt.fileio import atomic_write_text
 from amt.training import checkpoint as ckpt
 from amt.training import embedding as structured
-from amt.training.blocks import EVENT_NOTE, block_cross_entropy, target_blocks
+from amt.training.blocks import block_cross_entropy
 from amt.training.config import Config
 from amt.training.data import Objective, ObjectiveParams, SequenceBuilder, source_weights
 from amt.training.evaluate import build_sequences, model_scorer, score_sequences
@@ -127,12 +127,9 @@ class LanguageModelLoss(nn.Module):
     def _loss(self, tokens: torch.Tensor) -> torch.Tensor:
         inputs, targets = tokens[:, :-1], tokens[:, 1:]
         if self.block_logits:
-            hidden, weight = self.model.hidden_states(inputs), self.model.output_weight()
-            if self.note_weight == 1:
-                return block_cross_entropy(hidden, weight, inputs, targets)
-            losses = block_cross_entropy(hidden, weight, inputs, targets, reduction="none")
-            notes = target_blocks(inputs) == EVENT_NOTE
-            return torch.where(notes, losses * self.note_weight, losses).mean()
+            hidden = self.model.hidden_states(inputs)
+            return block_cross_entropy(hidden, self.model.output_weight(), inputs, targets,
+                                       note_weight=self.note_weight)
         logits = self.model(inputs)
         return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
