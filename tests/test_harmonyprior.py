@@ -1,4 +1,4 @@
-"""The harmony prior: transposition invariance, backoff, counting from chorales, the counts file."""
+"""The harmony prior: voicings, transposition invariance, backoff, counting from chorales, the counts file."""
 
 from __future__ import annotations
 
@@ -6,17 +6,22 @@ import numpy as np
 import pytest
 
 from amt.errors import AmtError
-from amt.sampling.harmonyprior import HarmonyPrior, canonical, prior_log_weights, rotate
+from amt.sampling.harmonyprior import DOUBLINGS, HarmonyPrior, canonical, rotate, voicing
 from amt.tokenization.midi import MidiMeta, midi_tokens_from_notes
 from amt.training.harmony import VOICE_PROGRAMS
 from amt.training.harmonyprior import count_chorales, evaluate_prior, rule_probabilities
 
 
-def test_canonical_rotation_and_symmetric_sets():
-    assert rotate(0b1, 3) == 0b1000 and rotate(1 << 11, 1) == 1
-    low, shifts = canonical(0b10010001)  # C E G
-    assert all(rotate(0b10010001, k) == low for k in shifts) and len(shifts) == 1
-    assert len(canonical(0b001001001001)[1]) == 4  # a diminished seventh maps onto itself 4 ways
+def test_voicings_count_doublings_and_rotate():
+    assert voicing([60, 48, 64]) == (2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0)  # C twice, E once
+    assert max(voicing([60] * 6)) == DOUBLINGS
+    assert rotate(voicing([0]), 3) == voicing([3]) and rotate(voicing([11]), 1) == voicing([0])
+    c_major = voicing([0, 4, 7])
+    low, shifts = canonical(c_major)
+    assert all(rotate(c_major, k) == low for k in shifts) and len(shifts) == 1
+    assert canonical(voicing([2, 6, 9]))[0] == low  # D major: the same shape
+    assert len(canonical(voicing([0, 3, 6, 9]))[1]) == 4  # a diminished seventh maps onto itself 4 ways
+    assert canonical(voicing([0, 0, 4]))[0] != canonical(voicing([0, 4]))[0]  # a doubling is another voicing
 
 
 def test_counts_are_transposition_invariant_and_back_off():
@@ -27,9 +32,19 @@ def test_counts_are_transposition_invariant_and_back_off():
     assert p.argmax() == 7 and abs(p.sum() - 1) < 1e-9
     assert prior.probabilities([2, 6], True).argmax() == 9  # D F# -> A: the same shape a tone higher
     assert np.allclose(prior.probabilities([5], True), 1 / 12)  # nothing counted for one note: uniform
-    unseen = prior.probabilities([0, 4, 10], True)  # backs off to its subsets, which include C-E
+    unseen = prior.probabilities([0, 4, 10], True)  # backs off to the voicings one note smaller, one is C-E
     assert unseen[7] > 1 / 12 and abs(unseen.sum() - 1) < 1e-9
     assert np.allclose(prior.probabilities([0, 4], False), 1 / 12)  # other beats counted apart
+
+
+def test_a_doubled_note_is_told_from_a_single_one():
+    prior = HarmonyPrior()
+    for _ in range(50):
+        prior.add([60, 64], 0, strong=True)  # C and E: the voice doubled the root...
+        prior.add([48, 60, 64], 7, strong=True)  # ...but with the root already doubled it took the fifth
+    assert prior.probabilities([60, 64], True).argmax() == 0
+    assert prior.probabilities([48, 60, 64], True).argmax() == 7
+    assert prior.probabilities([50, 62, 66], True).argmax() == 9  # the same a tone higher
 
 
 def test_text_round_trip_and_bad_line():
@@ -37,10 +52,11 @@ def test_text_round_trip_and_bad_line():
     prior.add([0, 3], 8, strong=False, weight=2)
     again = HarmonyPrior.from_text(prior.to_text("a header"))
     assert np.allclose(again.probabilities([1, 4], False), prior.probabilities([1, 4], False))
-    with pytest.raises(AmtError, match="line 1"):
-        HarmonyPrior.from_text("1 3 1 2 3\n")
-    weights = prior_log_weights([1, 4], False, prior)
-    assert weights.shape == (12,) and weights.argmax() == 9
+    counts = " 1" * 12
+    for bad in ("1 3 1 2 3", "1 100100000000 1 2 3", f"1 {'9' * 12}{counts}", f"2 {'0' * 12}{counts}"):
+        with pytest.raises(AmtError, match="line 1"):
+            HarmonyPrior.from_text(bad)
+    assert prior.probabilities([1, 4], False).argmax() == 9
 
 
 def triad_chorale(lines: dict[str, int]):

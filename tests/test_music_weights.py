@@ -17,6 +17,7 @@ from amt.sampling.meter import beats, file_grid, on_grid
 from amt.sampling.tonality import key_pitch_classes
 from amt.tokenization import ops
 from amt.tokenization.midi import MidiMeta, midi_tokens_from_notes
+from amt.tokenization.notes import end_ticks, onset_ticks
 from amt.tokenization.timemap import TimeMap
 from amt.tokenization.vocab import CONTROL_OFFSET, DRUMS, DUR_OFFSET, MAX_PITCH, NOTE_OFFSET, TIME_OFFSET
 
@@ -94,6 +95,29 @@ def test_chord_weight_makes_beats_fit_a_chord(model):
         return fit / total
 
     assert fitting(chord_weight=0.01) > fitting(chord_weight=1.0) + 0.08
+
+
+def test_chord_weight_hears_the_beats_a_note_is_held_over(model):
+    # Kept: C and E held through. A new note struck between beats and held over one is weighed on the beats
+    # it sounds through: with the weight on, it fits a chord with C and E there far more often.
+    controls = np.array([[TIME_OFFSET + t, DUR_OFFSET + 900, NOTE_OFFSET + MAX_PITCH + p]
+                         for t in (0, 900, 1800) for p in (60, 64)])
+    every_beat_strong = TimeMap(meters=((0, 1, 4),), metered=True)
+    beat_ticks = every_beat_strong.beats(6000)[0]
+
+    def fitting_when_held(**options):
+        fit = total = 0
+        for new in new_notes(model, controls, grid=4, time_map=every_beat_strong, **{**OFF, **options}):
+            onsets, ends = onset_ticks(new), end_ticks(new)
+            pitches = ops.pitch_of(new[:, 2])
+            for onset, end, pitch in zip(onsets, ends, pitches, strict=True):
+                if not np.isin(onset, beat_ticks) and ((beat_ticks > onset) & (beat_ticks < end)).any():
+                    total += 1
+                    fit += fits_chord([0, 4, int(pitch)])
+        assert total > 20
+        return fit / total
+
+    assert fitting_when_held(chord_weight=0.01) > fitting_when_held(chord_weight=1.0) + 0.1
 
 
 def test_harmony_prior_favours_bachs_choices_on_the_beat(model):

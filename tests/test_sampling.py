@@ -16,9 +16,10 @@ import torch
 from amt.errors import GenerationError
 from amt.models import create_model, tiny_config
 from amt.sampling import SamplingOptions, attributes, generate, voicing
-from amt.sampling.constraints.density import density_slack
+from amt.sampling.constraints.density import Density, density_slack
+from amt.sampling.constraints.grid import Grid
 from amt.sampling.constraints.polyphony import polyphony_cap
-from amt.sampling.masks import REST_INDEX, note_filter, note_mask, range_mask, sample
+from amt.sampling.masks import REST_INDEX, note_filter, note_mask, range_mask, relative_to_best_note, sample
 from amt.tokenization.midi import MidiMeta
 from amt.tokenization.timemap import TimeMap
 from amt.tokenization.vocab import (
@@ -133,6 +134,20 @@ def test_note_mask_budget_and_rest_rules():
     assert set((torch.nonzero(mask[0]).flatten() // MAX_PITCH).tolist()) == {5, MAX_INSTR}
     assert not mask[1, REST_INDEX] and mask[1].sum() == MAX_PITCH
     assert mask[2].tolist() == [False] * MAX_NOTE + [True]  # nothing allowed falls back to REST
+
+
+def test_note_weights_are_made_relative_to_the_best_allowed_note():
+    mask = torch.zeros(2, MAX_NOTE + 1, dtype=torch.bool)
+    mask[0, [10, 11, REST_INDEX]] = True
+    mask[1, REST_INDEX] = True  # only REST allowed
+    weights = torch.full((2, MAX_NOTE + 1), -5.0)
+    weights[0, 10], weights[0, 11], weights[0, 12] = -3.0, -4.0, 0.0  # note 12 is best but not allowed
+    weights[:, REST_INDEX] = 0.0
+    shifted = relative_to_best_note(weights, mask)
+    # Together the weights had pushed every allowed note 3 below REST; now the best allowed note is level
+    # with REST and the others keep their distance to it.
+    assert shifted[0, 10] == 0.0 and shifted[0, 11] == -1.0 and shifted[0, REST_INDEX] == 0.0
+    assert torch.equal(shifted[1], weights[1])  # no note allowed: nothing to shift
 
 
 def test_sample_respects_mask_and_nucleus():
@@ -425,6 +440,20 @@ def parts_of(new: np.ndarray) -> dict[int, np.ndarray]:
 def rests_inside(part: np.ndarray, end: int) -> int:
     """Gaps between a part's consecutive notes that start before ``end``."""
     return int((part[1:, 0] > part[:-1, 1]).sum()) if len(part) else 0
+
+
+def test_a_row_behind_its_density_budget_may_not_take_the_zero_duration_to_rest():
+    # Behind the budget REST is not allowed, and a zero duration leads only to REST: drawn at one tick again
+    # and again it stalled a whole harmonisation. The grid after it must not allow it again.
+    density = Density(density=8.0, start=0, rows=3)
+    density.notes[:] = [0, 100, 0]  # rows 0 and 2 behind at 5 s, row 1 far ahead
+    mask = torch.ones(3, MAX_DUR, dtype=torch.bool)
+    mask[2, 1:] = False  # row 2 has no other duration: it keeps the zero one
+    mask = density.duration_mask(None, mask, np.array([500, 500, 500]))
+    assert mask[:, 0].tolist() == [False, True, True] and mask[0, 1:].all()
+    grid = Grid(np.arange(0, 2000, 25), 1500)
+    snapped = grid.duration_mask(None, mask.clone(), np.array([500, 500, 500]))
+    assert snapped[:, 0].tolist() == [False, True, True]
 
 
 @pytest.mark.parametrize("density", [None, 0.5])

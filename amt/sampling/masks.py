@@ -82,6 +82,19 @@ def note_mask(allowed_notes: torch.Tensor, instrument_ok: torch.Tensor, rest_ok:
     return mask
 
 
+def relative_to_best_note(log_weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The note block's log-weights ``[B, MAX_NOTE + 1]`` shifted per row so that the best note ``mask``
+    allows weighs 0; REST's weight is left as it is.
+
+    Each constraint's weight moves mass among notes and never onto REST, but several together can leave
+    every allowed note below 0 (a bass held over the bar line and a chord tone both weighed down), and REST
+    then takes the mass they lost: a voice falls silent because the notes it could sing were all weighed."""
+    notes = log_weights[:, :REST_INDEX]
+    best = notes.masked_fill(~mask[:, :REST_INDEX], float("-inf")).amax(dim=1, keepdim=True)
+    best = torch.where(torch.isfinite(best), best, torch.zeros_like(best))  # no note allowed: no shift
+    return torch.cat([notes - best, log_weights[:, REST_INDEX:]], dim=1)
+
+
 def sample(logits: torch.Tensor, mask: torch.Tensor, *, temperature: float, top_p: float,
            generator: torch.Generator | None, log_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Draw one index per row from ``logits`` ``[B, N]`` restricted to ``mask``, with temperature and

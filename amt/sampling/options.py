@@ -23,7 +23,7 @@ from amt.tokenization.vocab import DRUMS, MAX_INSTR, MAX_PITCH
 
 BASS_WEIGHT = 0.05
 """Default ``SamplingOptions.bass_weight``: chosen on validation pieces (MODEL_CARD.md)."""
-HARMONY_PRIOR = 0.5
+HARMONY_PRIOR = 1.0
 """Default ``SamplingOptions.harmony_prior``: chosen on validation pieces and chorales (MODEL_CARD.md)."""
 BEAT_PARALLELS = 0.6
 """Default ``SamplingOptions.beat_parallels``: chosen on the validation chorales (MODEL_CARD.md)."""

@@ -37,6 +37,7 @@ from amt.sampling.masks import (
     note_filter,
     note_mask,
     range_mask,
+    relative_to_best_note,
     sample,
 )
 from amt.sampling.options import SamplingOptions
@@ -383,7 +384,7 @@ class Decoder:
         """The note block's mask per row and the log-weights of the constraints (None when unused)."""
         rows = len(onset)
         # A zero duration only makes sense for REST (that is how the tokenizer pads silences).
-        choice = NoteChoice(onset=onset, note_ok=(duration > 0) & ~wait,
+        choice = NoteChoice(onset=onset, duration=duration, note_ok=(duration > 0) & ~wait,
                             instrument_ok=np.ones((rows, MAX_INSTR), dtype=bool),
                             rest_ok=np.ones(rows, dtype=bool))
         for constraint in self.hooks["note_choice"]:
@@ -399,7 +400,7 @@ class Decoder:
         mask = note_mask(self.allowed_notes, torch.from_numpy(choice.instrument_ok).to(self.device),
                          torch.from_numpy(choice.rest_ok).to(self.device),
                          torch.from_numpy(choice.note_ok).to(self.device), choice.notes_ok)
-        return mask, log_weights
+        return mask, None if log_weights is None else relative_to_best_note(log_weights, mask)
 
     def _record(self, forcing, control, onset=None, dur_token=None, note_token=None) -> None:
         """Append each row's new triple to its window: the control it was fed, or the event it sampled."""

@@ -101,6 +101,7 @@ class NoteChoice:
     """What each row may draw in the note block, filled in by the constraints' ``note_choice`` hooks."""
 
     onset: np.ndarray  # [rows] absolute onset tick of the note being drawn
+    duration: np.ndarray  # [rows] its duration in ticks (drawn before the note)
     note_ok: np.ndarray  # [rows] whether a real note may be drawn at all (a duration above 0, no wait)
     instrument_ok: np.ndarray  # [rows, MAX_INSTR] the instruments each row may use here
     rest_ok: np.ndarray  # [rows] whether REST may be drawn
@@ -160,18 +161,21 @@ class Constraint:
 
 
 class BeatWeight(Constraint):
-    """A weight on new pitched notes drawn on the time map's beats, from the pitches sounding then (kept and
-    the row's new ones): the chord weight and the harmony prior. A subclass says when it is on (``on``), what
-    it is called in the notes (``name``) and does without bar starts (``unmetered``), and gives its pitch
-    log-weights (``log_weights``); off the beat nothing is weighed."""
+    """A weight on new pitched notes, from the pitches sounding (kept and the row's new ones) on the time
+    map's beats that each note sounds through: the chord weight and the harmony prior. A note struck on a
+    beat is weighed there; a note held over later beats is weighed on each of them too, against what is
+    known to sound there (the kept melody, and new notes already drawn that reach it), since a held note
+    that fits where it starts may clash where the melody moves on. A subclass says when it is on (``on``),
+    what it is called in the notes (``name``) and does without bar starts (``unmetered``), and gives its
+    pitch log-weights (``log_weights``); a note that sounds through no beat is not weighed."""
 
     name: str
     unmetered: str
 
-    def __init__(self, setup: Setup, beats: dict[int, bool]):
+    def __init__(self, setup: Setup, ticks: np.ndarray, strong: np.ndarray):
         self.options = setup.options
         self.kept = setup.kept_pitched
-        self.beats = beats  # beat tick -> strong (a bar start)
+        self.ticks, self.strong = ticks, strong  # the beats, and whether each starts a bar
 
     @classmethod
     def on(cls, options: SamplingOptions) -> bool:
@@ -188,7 +192,7 @@ class BeatWeight(Constraint):
             return None
         if not strong.any():
             setup.notes.append(f"{cls.name}: no strong beats (no meter), {cls.unmetered}")
-        return cls(setup, dict(zip(ticks.tolist(), strong.tolist(), strict=True)))
+        return cls(setup, np.asarray(ticks), np.asarray(strong, dtype=bool))
 
     def log_weights(self, sounding: list[int], strong: bool) -> np.ndarray | None:
         """Log-weights ``[MAX_PITCH]`` for a new note on a beat (a bar start if ``strong``) while the pitches
@@ -196,14 +200,20 @@ class BeatWeight(Constraint):
         raise NotImplementedError
 
     def note_choice(self, decoder: Decoder, choice: NoteChoice) -> None:
-        for r in np.flatnonzero(choice.note_ok):
-            tick = int(choice.onset[r])
-            strong = self.beats.get(tick)
-            if strong is None:
-                continue
-            weights = self.log_weights(sounding_pitches(decoder, r, tick, self.kept), strong)
-            if weights is not None:
-                choice.weigh_pitches()[r] += weights
+        first = np.searchsorted(self.ticks, choice.onset, side="left")
+        last = np.searchsorted(self.ticks, choice.onset + choice.duration, side="left")
+        for r in np.flatnonzero(choice.note_ok & (last > first)):
+            total = None
+            for b in range(first[r], last[r]):
+                tick = int(self.ticks[b])
+                sounding = sounding_pitches(decoder, r, tick, self.kept)
+                weights = self.log_weights(sounding, bool(self.strong[b]))
+                if weights is not None:
+                    total = weights if total is None else total + weights
+            if total is not None:
+                # Relative to the best pitch over all the beats: the weight moves mass among pitches, never
+                # onto REST (summed, each beat's best may differ, and every pitch would lose to silence).
+                choice.weigh_pitches()[r] += total - total.max()
 
 
 HOOKS = ("earliest_note", "onset_range", "onset_mask", "duration_mask", "note_choice", "hear", "holds",

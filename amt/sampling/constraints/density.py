@@ -2,8 +2,9 @@
 elapsed time.
 
 A note that would run ahead of the budget waits (its onset is pushed later); when the count falls behind,
-the next onset may not be later than where the budget catches up, and REST is not allowed. The range is
-soft: where it cannot be met together with the hard bounds (a voice to wait for), it yields.
+the next onset may not be later than where the budget catches up, and neither REST nor the zero duration
+that leads to it is allowed. The range is soft: where it cannot be met together with the hard bounds (a
+voice to wait for), it yields.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 from amt.sampling.constraints.base import Constraint, NoteChoice, Setup
 from amt.tokenization.vocab import TIME_RESOLUTION
@@ -54,6 +56,16 @@ class Density(Constraint):
             earliest, latest = density_bounds(self.density, int(self.notes[r]), self.start)
             low[r], high[r] = max(low[r], earliest), min(high[r], latest)
         return low, high
+
+    def duration_mask(self, decoder, mask: torch.Tensor, onset: np.ndarray) -> torch.Tensor:
+        # A zero duration is the way to REST (the engine's note mask): a row behind the budget may not take
+        # it, or it could rest at one tick again and again while the budget holds time back (a whole
+        # harmonisation fell silent that way). A row with no other duration keeps it.
+        for r in range(len(onset)):
+            behind = density_behind(self.density, int(self.notes[r]), self.start, int(onset[r]))
+            if behind and mask[r, 1:].any():
+                mask[r, 0] = False
+        return mask
 
     def note_choice(self, decoder, choice: NoteChoice) -> None:
         choice.rest_ok &= np.array([not density_behind(self.density, int(n), self.start, int(t))

@@ -2,8 +2,8 @@
 through the piece's tempo map), like a DAW's quantise.
 
 Where no grid step lies within reach of the next onset, the row waits (writes a REST). A note's duration
-is snapped so that it ends on a step where one is within reach; a zero duration stays allowed since it
-marks a REST.
+is snapped so that it ends on a step where one is within reach; a zero duration (a REST) stays as allowed
+as it was.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ class Grid(Constraint):
         return mask, wait | ~found
 
     def duration_mask(self, decoder, mask: torch.Tensor, onset: np.ndarray) -> torch.Tensor:
+        rest = mask[:, 0].clone()
         mask, _ = self._snap(mask, onset)
-        mask[:, 0] = True  # a zero duration marks a REST (see the engine's note mask)
+        mask[:, 0] = rest  # a zero duration marks a REST (the engine's note mask): allowed as it was before
         return mask

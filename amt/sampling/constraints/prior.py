@@ -1,9 +1,10 @@
 """Harmony-prior weight as a constraint: on beats, a new pitched note's probability is multiplied by the
-harmony prior's probability of its pitch class given what sounds then (kept notes and the row's new ones),
-raised to ``harmony_prior`` (``amt.sampling.harmonyprior``: counted from the training chorales, separately
-for bar starts and other beats). Unlike the chord weight's two levels (fits a chord or not), the prior ranks
-the candidates: the root and the third of an open fifth above the seventh, a doubled root above a doubled
-third, as Bach's voices choose them. Off the beat nothing (passing notes stay free); 0 is off."""
+harmony prior's probability of its pitch class given what sounds then (kept notes and the row's new ones, a
+doubled pitch class counted twice), raised to ``harmony_prior`` (``amt.sampling.harmonyprior``: counted from
+the training chorales, separately for bar starts and other beats). Unlike the chord weight's two levels (fits
+a chord or not), the prior ranks the candidates: the root and the third of an open fifth above the seventh, a
+doubled root above a doubled third, the missing fifth once the root is doubled, as Bach's voices choose them.
+Off the beat nothing (passing notes stay free); 0 is off."""
 
 from __future__ import annotations
 
@@ -28,6 +29,6 @@ class Prior(BeatWeight):
     def log_weights(self, sounding: list[int], strong: bool) -> np.ndarray | None:
         if not sounding:  # the prior of the empty set is uniform: nothing to weigh
             return None
+        # BeatWeight makes it relative to the likeliest pitch, so it moves mass among pitches, not onto REST.
         log_p = np.log(shipped_prior().probabilities(sounding, strong))
-        # Relative to the likeliest pitch class, so the weight moves mass among pitches, not onto REST.
-        return self.options.harmony_prior * (log_p - log_p.max())[_PITCH_CLASS]
+        return self.options.harmony_prior * log_p[_PITCH_CLASS]
