@@ -41,6 +41,13 @@ def tune(pitches=C_MAJOR_TUNE, step: int = 50, program: int = 0, bars: int = 3) 
     return np.array(rows, dtype=np.int64)
 
 
+C_AND_E_HELD = np.array([[TIME_OFFSET + t, DUR_OFFSET + 900, NOTE_OFFSET + MAX_PITCH + p]
+                         for t in (0, 900, 1800) for p in (60, 64)])
+"""Kept: C4 and E4 held through 27 s on instrument 1, no melody."""
+EVERY_BEAT_STRONG = TimeMap(meters=((0, 1, 4),), metered=True)  # a bar of one quarter note: 1/4
+BEAT_TICKS = EVERY_BEAT_STRONG.beats(6000)[0]
+
+
 def new_notes(model, controls: np.ndarray, seeds=range(3), time_map=None, **options) -> list[np.ndarray]:
     end = int(controls[:, 0].max()) - TIME_OFFSET
     out = []
@@ -78,11 +85,7 @@ def test_key_weight_makes_out_of_key_notes_rarer(model):
 def test_chord_weight_makes_beats_fit_a_chord(model):
     # Kept: C and E held through, no melody. A new note on a beat fits a chord with them unless it is C#, D
     # or Eb (and chords of several new notes must fit too).
-    held = np.array([[TIME_OFFSET + t, DUR_OFFSET + 900, NOTE_OFFSET + MAX_PITCH + p]
-                     for t in (0, 900, 1800) for p in (60, 64)])
-    controls = held
-    every_beat_strong = TimeMap(meters=((0, 1, 4),), metered=True)  # a bar of one quarter note: 1/4
-    beat_ticks = every_beat_strong.beats(6000)[0]
+    controls, every_beat_strong, beat_ticks = C_AND_E_HELD, EVERY_BEAT_STRONG, BEAT_TICKS
 
     def fitting(**options):
         fit = total = 0
@@ -100,10 +103,7 @@ def test_chord_weight_makes_beats_fit_a_chord(model):
 def test_chord_weight_hears_the_beats_a_note_is_held_over(model):
     # Kept: C and E held through. A new note struck between beats and held over one is weighed on the beats
     # it sounds through: with the weight on, it fits a chord with C and E there far more often.
-    controls = np.array([[TIME_OFFSET + t, DUR_OFFSET + 900, NOTE_OFFSET + MAX_PITCH + p]
-                         for t in (0, 900, 1800) for p in (60, 64)])
-    every_beat_strong = TimeMap(meters=((0, 1, 4),), metered=True)
-    beat_ticks = every_beat_strong.beats(6000)[0]
+    controls, every_beat_strong, beat_ticks = C_AND_E_HELD, EVERY_BEAT_STRONG, BEAT_TICKS
 
     def fitting_when_held(**options):
         fit = total = 0
@@ -123,10 +123,7 @@ def test_chord_weight_hears_the_beats_a_note_is_held_over(model):
 def test_harmony_prior_favours_bachs_choices_on_the_beat(model):
     # Kept: C and E held through; one new monophonic part. Given C and E, Bach's voices take G, C, A or E on
     # nine beats in ten (the shipped prior); the tiny untrained model about four in ten.
-    controls = np.array([[TIME_OFFSET + t, DUR_OFFSET + 900, NOTE_OFFSET + MAX_PITCH + p]
-                         for t in (0, 900, 1800) for p in (60, 64)])
-    every_beat_strong = TimeMap(meters=((0, 1, 4),), metered=True)
-    beat_ticks = every_beat_strong.beats(6000)[0]
+    controls, every_beat_strong, beat_ticks = C_AND_E_HELD, EVERY_BEAT_STRONG, BEAT_TICKS
 
     def bachs_choices(**options):
         pitches = []

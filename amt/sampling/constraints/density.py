@@ -57,19 +57,22 @@ class Density(Constraint):
             low[r], high[r] = max(low[r], earliest), min(high[r], latest)
         return low, high
 
+    def _behind(self, onsets: np.ndarray) -> np.ndarray:
+        """Per row, whether the new notes so far are at or behind the budget at its onset."""
+        return np.array([density_behind(self.density, int(n), self.start, int(t))
+                         for n, t in zip(self.notes, onsets, strict=True)], dtype=bool)
+
     def duration_mask(self, decoder, mask: torch.Tensor, onset: np.ndarray) -> torch.Tensor:
         # A zero duration is the way to REST (the engine's note mask): a row behind the budget may not take
         # it, or it could rest at one tick again and again while the budget holds time back (a whole
         # harmonisation fell silent that way). A row with no other duration keeps it.
-        for r in range(len(onset)):
-            behind = density_behind(self.density, int(self.notes[r]), self.start, int(onset[r]))
-            if behind and mask[r, 1:].any():
+        for r in np.flatnonzero(self._behind(onset)):
+            if mask[r, 1:].any():
                 mask[r, 0] = False
         return mask
 
     def note_choice(self, decoder, choice: NoteChoice) -> None:
-        choice.rest_ok &= np.array([not density_behind(self.density, int(n), self.start, int(t))
-                                    for n, t in zip(self.notes, choice.onset, strict=True)], dtype=bool)
+        choice.rest_ok &= ~self._behind(choice.onset)
 
     def hear(self, decoder, row: int, triple: np.ndarray) -> None:
         self.notes[row] += 1
