@@ -85,8 +85,7 @@ class HarmonyPrior:
 
     def probabilities(self, sounding: Iterable[int], strong: bool) -> np.ndarray:
         """``P(x | sounding)`` for the 12 pitch classes x (sums to 1)."""
-        low, shifts = canonical(voicing(sounding))
-        return self._relative(strong, low)[(_ROTATIONS + shifts[0]) % 12]
+        return self._absolute(strong, voicing(sounding))
 
     def _relative(self, strong: bool, low: Voicing) -> np.ndarray:
         """The estimate for a canonical voicing, indexed by pitch class relative to it."""
