@@ -222,14 +222,14 @@ def test_split_file_places_listed_files(sources: Path, tmp_path: Path, reference
     placed = {"test": ["generated/long.mid", "generated/a/strings.MID"], "valid": [bach]}
     split_file.write_text(json.dumps({k: [str(sources / n) for n in v] for k, v in placed.items()}))
     out = tmp_path / "corpus"
-    manifest = prepare_corpus([sources], out, workers=1, progress=False, split_file=split_file)
+    manifest = prepare_corpus([sources], out, workers=1, progress=False, split_files=[split_file])
     corpus = Corpus(out)
     names = [corpus.source(i) for i in range(len(corpus))]
     for i, name in enumerate(names):
         listed = [split for split, files in placed.items() if name in files]
         expected = listed[0] if listed else split_of(bytes.fromhex(corpus.sha256(i)))
         assert i in corpus.split(expected)
-    assert manifest["split_rule"].endswith("3 pieces placed by a split file instead")
+    assert manifest["split_rule"].endswith("3 pieces placed by split files instead")
     twice = json.dumps({"train": [bach], "test": [bach]})
     for bad, message in [
         ("[1, 2]", "expected an object"), ('{"validation": []}', "expected an object"),
@@ -237,7 +237,25 @@ def test_split_file_places_listed_files(sources: Path, tmp_path: Path, reference
     ]:
         split_file.write_text(bad)
         with pytest.raises(CorpusError, match=f"not a usable split file.*{message}"):
-            prepare_corpus([sources], tmp_path / "other", progress=False, split_file=split_file)
+            prepare_corpus([sources], tmp_path / "other", progress=False, split_files=[split_file])
+    assert not (tmp_path / "other").exists()
+
+
+def test_split_files_of_two_sources_are_read_together(sources: Path, tmp_path: Path) -> None:
+    """Each corpus builder writes its own split.json; `amt prepare A B --split-file A/.. --split-file B/..`
+    places the files of both, and refuses a file that the two place in different splits."""
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    first.write_text(json.dumps({"test": [str(sources / "generated/long.mid")]}))
+    second.write_text(json.dumps({"valid": [str(sources / "generated/a/strings.MID")]}))
+    out = tmp_path / "corpus"
+    prepare_corpus([sources], out, workers=1, progress=False, split_files=[first, second])
+    corpus = Corpus(out)
+    split_by_name = {corpus.source(i): split for split in SPLITS for i in corpus.split(split)}
+    assert split_by_name["generated/long.mid"] == "test"
+    assert split_by_name["generated/a/strings.MID"] == "valid"
+    second.write_text(json.dumps({"train": [str(sources / "generated/long.mid")]}))
+    with pytest.raises(CorpusError, match="long.mid: in test by one split file, train by .*second.json"):
+        prepare_corpus([sources], tmp_path / "other", progress=False, split_files=[first, second])
     assert not (tmp_path / "other").exists()
 
 

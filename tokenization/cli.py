@@ -59,9 +59,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prepare.add_argument(
         "--split-file",
         type=Path,
+        action="append",
         metavar="FILE",
         help='JSON {"train": [...], "valid": [...], "test": [...]} of paths relative to FILE\'s folder: '
-        "these files go to the split named, the others by content hash",
+        "these files go to the split named, the others by content hash; repeat it for several sources "
+        "(each corpus builder writes its own split.json)",
     )
     prepare.set_defaults(func=_prepare)
 
@@ -92,7 +94,7 @@ def _prepare(args: argparse.Namespace) -> int:
     from amt.tokenization.corpus import format_summary, prepare_corpus
 
     manifest = prepare_corpus(
-        args.sources, args.out, workers=args.workers, force=args.force, split_file=args.split_file
+        args.sources, args.out, workers=args.workers, force=args.force, split_files=args.split_file or ()
     )
     print(format_summary(manifest))
     return 0

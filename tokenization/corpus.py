@@ -271,15 +271,16 @@ def prepare_corpus(
     chunksize: int = 16,
     force: bool = False,
     progress: bool = True,
-    split_file: str | os.PathLike | None = None,
+    split_files: Sequence[str | os.PathLike] = (),
 ) -> dict:
     """Tokenize every MIDI file under ``sources`` into a corpus folder ``out_dir``; returns the manifest.
 
     ``workers`` processes tokenize files in parallel (default: ``os.cpu_count()``; 1 runs in this process).
     Bad files are skipped and counted by reason in ``report.json``. The folder is built next to ``out_dir``
     and renamed into place when complete; an existing corpus is replaced only with ``force``, anything else
-    at ``out_dir`` is never touched. Files listed in ``split_file`` (see ``read_split_file``) go to the split
-    it names, the others by content hash. Raises ``CorpusError``.
+    at ``out_dir`` is never touched. Files listed in ``split_files`` (see ``read_split_file``; one per source,
+    e.g. the music21 and Mutopia builders' ``split.json``) go to the split they name, the others by content
+    hash. Raises ``CorpusError``, also for a file that two split files place in different splits.
     """
     out = Path(out_dir)
     if out.exists() and not (force and _is_corpus(out)):
@@ -288,7 +289,11 @@ def prepare_corpus(
     files = find_midi_files(sources)
     if not files:
         raise CorpusError(f"no .mid/.midi files found in {', '.join(map(str, sources))}")
-    placed = read_split_file(split_file) if split_file is not None else {}
+    placed: dict[Path, str] = {}
+    for split_file in split_files:
+        for path, split in read_split_file(split_file).items():
+            if placed.setdefault(path, split) != split:
+                raise CorpusError(f"{path}: in {placed[path]} by one split file, {split} by {split_file}")
     forced = [placed.get(path.resolve()) for path, _ in files] if placed else [None] * len(files)
     workers = workers if workers is not None else os.cpu_count() or 1
     if workers < 1:
@@ -363,7 +368,7 @@ def _build(
         "pieces": pieces,
         "events": offset,
         "time_resolution": TIME_RESOLUTION,
-        "split_rule": SPLIT_RULE + (f"; {placed} pieces placed by a split file instead" if placed else ""),
+        "split_rule": SPLIT_RULE + (f"; {placed} pieces placed by split files instead" if placed else ""),
         "splits": {
             name: {
                 "pieces": total["pieces"],
