@@ -254,7 +254,7 @@ def test_split_files_of_two_sources_are_read_together(sources: Path, tmp_path: P
     assert split_by_name["generated/long.mid"] == "test"
     assert split_by_name["generated/a/strings.MID"] == "valid"
     second.write_text(json.dumps({"train": [str(sources / "generated/long.mid")]}))
-    with pytest.raises(CorpusError, match="long.mid: in test by one split file, train by .*second.json"):
+    with pytest.raises(CorpusError, match=r"long\.mid: in test by one split file, train by .*second\.json"):
         prepare_corpus([sources], tmp_path / "other", progress=False, split_files=[first, second])
     assert not (tmp_path / "other").exists()
 
