@@ -21,16 +21,18 @@ MANIFEST = {"source": "The Mutopia Project", "files": [
     _file("ftp/A/two", "valid", "cc-by", "CC BY 3.0", "Rondo"),
     _file("ftp/A/three", "test", "cc-by", "CC BY 2.5", "Reserved Waltz"),
     _file("ftp/A/four", "train", "public-domain", "Public Domain", "Old Air"),
+    _file("ftp/A/five", "train", "cc-by", "CC BY", "Undated Licence"),
 ]}
 
 
 def test_each_cc_by_piece_learned_from_is_credited_once_with_its_licence_link() -> None:
     text = attributions_markdown(MANIFEST)
     credits = [line for line in text.splitlines() if line.startswith("- ")]
-    assert len(credits) == 2  # one line for the two files of ftp/A/one, one for the valid piece
+    assert len(credits) == 3  # ftp/A/one once for its two files, ftp/A/five, the valid piece
     assert "Reserved Waltz" not in text and "Old Air" not in text
-    assert "1 in the public domain and 2 under Creative Commons" in text
+    assert "1 in the public domain and 3 under Creative Commons" in text
     assert any("CC BY 3.0](https://creativecommons.org/licenses/by/3.0/)" in line for line in credits)
+    assert any(line.endswith("; CC BY") for line in credits)  # no version: named, not linked
     assert all("T. Setter" in line and "piece-info.cgi?id=" in line for line in credits)
 
 

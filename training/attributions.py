@@ -24,12 +24,15 @@ from pathlib import Path
 from amt.errors import AmtError
 from amt.fileio import atomic_write_text
 
-LICENCE_URLS = {
-    "CC BY 2.5": "https://creativecommons.org/licenses/by/2.5/",
-    "CC BY 3.0": "https://creativecommons.org/licenses/by/3.0/",
-    "CC BY 4.0": "https://creativecommons.org/licenses/by/4.0/",
-}
+LICENCE_URL = "https://creativecommons.org/licenses/by/{}/"
 PIECE_URL = "https://www.mutopiaproject.org/cgibin/piece-info.cgi?id={}"
+
+
+def _licence_url(licence: str) -> str | None:
+    """The deed of a ``CC BY <version>`` label as ``mutopia_corpus.licence_of`` writes it; None without a
+    version (the deed to link cannot be told)."""
+    version = licence.removeprefix("CC BY").strip()
+    return LICENCE_URL.format(version) if licence.startswith("CC BY ") and version else None
 
 
 def _piece_url(mutopia_id: str) -> str | None:
@@ -64,7 +67,7 @@ def attributions_markdown(manifest: Mapping, splits: Sequence[str] = ("train", "
     ]
     for f in sorted(pieces.values(), key=lambda f: (f.get("composer", ""), f.get("title", ""), f["piece"])):
         licence = f.get("licence", "CC BY")
-        link = LICENCE_URLS.get(licence)
+        link = _licence_url(licence)
         licence_text = f"[{licence}]({link})" if link else licence
         url = _piece_url(f.get("mutopia_id", ""))
         title = f"[{f.get('title') or f['piece']}]({url})" if url else (f.get("title") or f["piece"])
