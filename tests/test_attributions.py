@@ -42,6 +42,8 @@ def test_splits_choose_the_pieces_and_an_empty_choice_is_an_error() -> None:
         attributions_markdown({"files": []})
     with pytest.raises(AmtError, match="not a Mutopia corpus manifest"):
         attributions_markdown({"pieces": 3})
+    with pytest.raises(AmtError, match="names no piece"):
+        attributions_markdown({"files": [{"split": "train", "licence_family": "cc-by"}]})
 
 
 def test_command_line_writes_the_file_and_names_a_bad_manifest(tmp_path: Path, capsys) -> None:

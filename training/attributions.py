@@ -46,6 +46,8 @@ def attributions_markdown(manifest: Mapping, splits: Sequence[str] = ("train", "
     however many MIDI files it made), sorted by composer and title."""
     if not isinstance(manifest, Mapping) or not isinstance(manifest.get("files"), list):
         raise AmtError("not a Mutopia corpus manifest: it has no list of files")
+    if not all(isinstance(f, Mapping) and "piece" in f for f in manifest["files"]):
+        raise AmtError("not a Mutopia corpus manifest: a file record names no piece")
     files = [f for f in manifest["files"] if f.get("split") in splits]
     if not files:
         raise AmtError(f"the manifest has no files in the splits {', '.join(splits)}")
